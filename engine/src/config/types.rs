@@ -1,0 +1,557 @@
+//! The configuration file's shape. Every struct rejects unknown keys so that a typo is an
+//! error with a position, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+use crate::model::{Labels, Severity};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engine-wide settings.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Collector plugins: what to gather and how often.
+    #[serde(default)]
+    pub collectors: Vec<CollectorConfig>,
+    /// Analyzer plugins: derived samples and events from windows of stored samples.
+    #[serde(default)]
+    pub analyzers: Vec<AnalyzerConfig>,
+    /// Where the Rhai rules come from and how they are sandboxed.
+    #[serde(default)]
+    pub rules: RulesConfig,
+    /// Where notifications go.
+    #[serde(default)]
+    pub notifiers: Vec<NotifierConfig>,
+    /// Which notifiers get which alerts. An alert goes to the notifiers of the first
+    /// matching route (and of later ones while `continue` is true); an alert no route
+    /// matches goes to every notifier.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Directory for the compiled-plugin cache and the notification spool. Default:
+    /// `$XDG_DATA_HOME/telltale`, else `~/.local/share/telltale`, else `./telltale-data`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// How often rules are evaluated.
+    #[serde(default = "defaults::evaluation_interval")]
+    pub evaluation_interval: HumanDuration,
+    /// How long samples are kept in memory.
+    #[serde(default = "defaults::retention")]
+    pub retention: HumanDuration,
+    /// The most points kept per series (older points are dropped first).
+    #[serde(default = "defaults::max_points_per_series")]
+    pub max_points_per_series: usize,
+    /// The most series kept; samples of new series beyond it are dropped and counted.
+    #[serde(default = "defaults::max_series")]
+    pub max_series: usize,
+    /// On SIGINT/SIGTERM, how long in-flight notifications may take before the rest is
+    /// written to the spool for the next start.
+    #[serde(default = "defaults::shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or an `env_logger`-style
+    /// directive list). `RUST_LOG` overrides it.
+    #[serde(default = "defaults::log_level")]
+    pub log_level: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: None,
+            evaluation_interval: defaults::evaluation_interval(),
+            retention: defaults::retention(),
+            max_points_per_series: defaults::max_points_per_series(),
+            max_series: defaults::max_series(),
+            shutdown_grace: defaults::shutdown_grace(),
+            log_level: defaults::log_level(),
+        }
+    }
+}
+
+/// Settings every plugin instance has.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// The longest one call (`init`, `collect`, `analyze`) may run before it is stopped.
+    #[serde(default = "defaults::plugin_timeout")]
+    pub timeout: HumanDuration,
+    /// The most linear memory the plugin may hold, all memories together (e.g. `64MiB`).
+    #[serde(default = "defaults::plugin_memory")]
+    pub memory: ByteSize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            timeout: defaults::plugin_timeout(),
+            memory: defaults::plugin_memory(),
+        }
+    }
+}
+
+/// What a plugin may touch. Everything not granted is refused.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// The typed system snapshot (CPU, memory, load, disks, networks).
+    #[serde(default)]
+    pub system: bool,
+    /// Path prefixes the plugin may read files under (e.g. `/proc`).
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
+/// One collector plugin instance.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// A unique name for this instance (used in logs and self-metrics).
+    pub name: String,
+    /// A standard plugin's name (`system`) or the path of a `.wasm` component.
+    pub plugin: String,
+    /// How often `collect()` is called.
+    #[serde(default = "defaults::collect_interval")]
+    pub interval: HumanDuration,
+    /// Limits of this instance.
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Capabilities granted to this instance.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Passed to the plugin's `init` as JSON; its shape is the plugin's own.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub config: serde_json::Value,
+}
+
+/// One analyzer plugin instance.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzerConfig {
+    /// A unique name for this instance.
+    pub name: String,
+    /// A standard plugin's name (`window-stats`) or the path of a `.wasm` component.
+    pub plugin: String,
+    /// How often `analyze()` is called.
+    #[serde(default = "defaults::analyze_interval")]
+    pub interval: HumanDuration,
+    /// How much history each series window holds.
+    #[serde(default = "defaults::analyze_window")]
+    pub window: HumanDuration,
+    /// Which series to pass in: `metric_name` or `metric_name{label="value",...}`.
+    pub inputs: Vec<Selector>,
+    /// Limits of this instance.
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Passed to the plugin's `init` as JSON; its shape is the plugin's own.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub config: serde_json::Value,
+}
+
+/// Where rules come from and how they are sandboxed.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Directory of `.rhai` rule files, watched for changes. Without it the default rules
+    /// built into the binary are used.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The longest one rule's `evaluate()` may run.
+    #[serde(default = "defaults::rule_timeout")]
+    pub timeout: HumanDuration,
+    /// The most Rhai operations one evaluation may perform.
+    #[serde(default = "defaults::rule_max_operations")]
+    pub max_operations: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            dir: None,
+            timeout: defaults::rule_timeout(),
+            max_operations: defaults::rule_max_operations(),
+        }
+    }
+}
+
+/// One notifier: a name and exactly one delivery method.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// A unique name, used by routes.
+    pub name: String,
+    /// Print notifications to standard output.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+    /// POST signed JSON to a URL.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Console notifier settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Print the JSON payload instead of one readable line.
+    #[serde(default)]
+    pub json: bool,
+}
+
+/// Webhook notifier settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (http or https).
+    pub url: String,
+    /// Signing secret (Standard Webhooks: `whsec_` followed by base64). Use
+    /// `${ENV_VAR}` to take it from the environment. Without one, requests are unsigned.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one attempt.
+    #[serde(default = "defaults::webhook_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts before giving up (the first one included).
+    #[serde(default = "defaults::webhook_max_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubles each time up to `max_backoff`.
+    #[serde(default = "defaults::webhook_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// The longest delay between attempts.
+    #[serde(default = "defaults::webhook_max_backoff")]
+    pub max_backoff: HumanDuration,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Label equalities an alert must have (`severity` and `alertname` are labels too).
+    /// Empty matches everything.
+    #[serde(default, rename = "match")]
+    pub matchers: Labels,
+    /// Only alerts at least this severe.
+    #[serde(default)]
+    pub min_severity: Option<Severity>,
+    /// Notifier names.
+    pub notifiers: Vec<String>,
+    /// Keep looking at later routes after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// A duration written the way people write them: `250ms`, `10s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format_args!(
+                    "invalid duration `{s}` ({e}); write it like `500ms`, `10s`, `5m` or `1h`"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as `500ms`, `10s`, `5m`, `1h 30m`.",
+            "pattern": "^\\s*[0-9]+\\s*[a-zµ]+(\\s*[0-9]+\\s*[a-zµ]+)*\\s*$"
+        })
+    }
+}
+
+/// A size in bytes: a number, or a number with a unit (`64MiB`, `512KiB`, `1GB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `123`, `64MiB`, `1.5GiB`, `100MB`, `4k`.
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid size `{s}`: expected a number such as `64MiB`"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{s}`: use B, KiB, MiB, GiB, KB, MB or GB"
+                ));
+            }
+        };
+        Ok(ByteSize((num * mult as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size in bytes, or with a unit: `64MiB`, `512KiB`, `1GB`.",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9.]+\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$" }
+            ]
+        })
+    }
+}
+
+/// Selects series by metric name and label equalities: `name` or `name{a="1",b="2"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// Metric name.
+    pub name: String,
+    /// Labels the series must have (others may be present).
+    pub labels: Labels,
+}
+
+impl Selector {
+    /// Parses `name` or `name{label="value",...}`.
+    pub fn parse(s: &str) -> Result<Selector, String> {
+        let s = s.trim();
+        let (name, rest) = match s.find('{') {
+            Some(i) => (&s[..i], Some(&s[i..])),
+            None => (s, None),
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(format!(
+                "invalid selector `{s}`: expected a metric name (letters, digits, `_`, `:`), \
+                 optionally followed by {{label=\"value\",...}}"
+            ));
+        }
+        let mut labels = Labels::new();
+        if let Some(rest) = rest {
+            let inner = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .ok_or_else(|| format!("invalid selector `{s}`: missing closing `}}`"))?;
+            let mut chars = inner.chars().peekable();
+            loop {
+                while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+                    chars.next();
+                }
+                if chars.peek().is_none() {
+                    break;
+                }
+                let key: String = std::iter::from_fn(|| {
+                    chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_')
+                })
+                .collect();
+                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                if key.is_empty() || chars.next() != Some('=') {
+                    return Err(format!(
+                        "invalid selector `{s}`: expected label=\"value\" inside the braces"
+                    ));
+                }
+                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                if chars.next() != Some('"') {
+                    return Err(format!(
+                        "invalid selector `{s}`: the value of `{key}` must be in double quotes"
+                    ));
+                }
+                let mut value = String::new();
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some('n') => value.push('\n'),
+                            Some(c) => value.push(c),
+                            None => break,
+                        },
+                        Some(c) => value.push(c),
+                        None => {
+                            return Err(format!(
+                                "invalid selector `{s}`: unterminated value of `{key}`"
+                            ));
+                        }
+                    }
+                }
+                labels.insert(key, value);
+            }
+        }
+        Ok(Selector {
+            name: name.to_string(),
+            labels,
+        })
+    }
+
+    /// Whether a series with these labels is selected (name checked separately).
+    pub fn matches_labels(&self, labels: &Labels) -> bool {
+        self.labels
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Selector::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Selector {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Selector".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A metric name, optionally with label equalities: `name{label=\"value\"}`."
+        })
+    }
+}
+
+/// Default values, named so the schema and the docs can point at them.
+pub mod defaults {
+    use super::{ByteSize, HumanDuration};
+    use std::time::Duration;
+
+    pub(crate) fn evaluation_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub(crate) fn retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
+    pub(crate) fn max_points_per_series() -> usize {
+        4096
+    }
+    pub(crate) fn max_series() -> usize {
+        100_000
+    }
+    pub(crate) fn shutdown_grace() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub(crate) fn log_level() -> String {
+        "info".into()
+    }
+    pub(crate) fn plugin_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(2))
+    }
+    pub(crate) fn plugin_memory() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub(crate) fn collect_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub(crate) fn analyze_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub(crate) fn analyze_window() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub(crate) fn rule_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_millis(250))
+    }
+    pub(crate) fn rule_max_operations() -> u64 {
+        1_000_000
+    }
+    pub(crate) fn webhook_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub(crate) fn webhook_max_attempts() -> u32 {
+        6
+    }
+    pub(crate) fn webhook_initial_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub(crate) fn webhook_max_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_parses_name_and_labels() {
+        let s = Selector::parse(r#"cpu_percent{cpu="total", host = "a\"b"}"#).unwrap();
+        assert_eq!(s.name, "cpu_percent");
+        assert_eq!(s.labels.get("cpu").unwrap(), "total");
+        assert_eq!(s.labels.get("host").unwrap(), "a\"b");
+        assert!(Selector::parse("up").unwrap().labels.is_empty());
+        assert!(Selector::parse("9up").is_err());
+        assert!(Selector::parse("up{a=b}").is_err());
+        assert!(Selector::parse("up{a=\"b\"").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_parse() {
+        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
+        assert_eq!(ByteSize::parse("1GB").unwrap().0, 1_000_000_000);
+        assert_eq!(ByteSize::parse("512").unwrap().0, 512);
+        assert!(ByteSize::parse("12 parsecs").is_err());
+    }
+}

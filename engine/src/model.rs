@@ -1,0 +1,265 @@
+//! The data that passes between pipeline stages. Every type that crosses a stage boundary
+//! lives here, so a stage never depends on another stage's internals.
+//!
+//! ```text
+//! collectors ──Sample──▶ store ──SeriesWindow──▶ analyzers ──Sample/Event──▶ store
+//!                          │
+//!                          └──(rule functions)──▶ rules ──AlertCandidate──▶ alerts ──Notification──▶ notify
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A label set. Sorted so that equal sets compare, hash and print the same way.
+pub type Labels = BTreeMap<String, String>;
+
+/// Milliseconds since the Unix epoch, the time unit of every sample.
+pub type TimestampMs = i64;
+
+/// The current wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as TimestampMs)
+        .unwrap_or(0)
+}
+
+/// Converts a duration to whole milliseconds, saturating.
+pub fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One observation of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Metric name, Prometheus conventions (`snake_case`, base units, `_total` for counters).
+    pub name: String,
+    /// The series' labels.
+    pub labels: Labels,
+    /// The observed value.
+    pub value: f64,
+    /// When it was observed.
+    pub timestamp_ms: TimestampMs,
+}
+
+/// The identity of a series: its metric name and label set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    /// Metric name.
+    pub name: String,
+    /// Label set.
+    pub labels: Labels,
+}
+
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        write_labels(f, &self.labels)
+    }
+}
+
+/// Writes `{a="1",b="2"}` (nothing for an empty set), escaping as Prometheus does.
+pub fn write_labels(f: &mut impl fmt::Write, labels: &Labels) -> fmt::Result {
+    if labels.is_empty() {
+        return Ok(());
+    }
+    f.write_char('{')?;
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            f.write_char(',')?;
+        }
+        write!(f, "{k}=\"")?;
+        for c in v.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        f.write_char('"')?;
+    }
+    f.write_char('}')
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// When it was observed.
+    pub timestamp_ms: TimestampMs,
+    /// The observed value.
+    pub value: f64,
+}
+
+/// The recent history of one series, oldest point first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesWindow {
+    /// Which series.
+    pub key: SeriesKey,
+    /// Its points inside the window, oldest first.
+    pub points: Vec<Point>,
+}
+
+/// How much an alert or event matters.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For the record; nobody needs to act.
+    Info,
+    /// Someone should look soon.
+    Warning,
+    /// Someone must act now.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in config, rules and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something an analyzer noticed that is not a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The plugin instance (config `name`) that reported it.
+    pub source: String,
+    /// Short machine-readable kind, e.g. `change-point`.
+    pub kind: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// One human-readable sentence.
+    pub message: String,
+    /// Which series or thing it is about.
+    pub labels: Labels,
+    /// When it happened.
+    pub timestamp_ms: TimestampMs,
+}
+
+/// One alert a rule's `evaluate()` returned on one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertCandidate {
+    /// The value that made the rule fire (shown to people, sent in payloads).
+    pub value: f64,
+    /// Labels that tell this alert apart from the rule's other alerts (merged over the
+    /// rule's own labels).
+    pub labels: Labels,
+    /// A summary for this instance; the rule's summary is used when absent.
+    pub summary: Option<String>,
+}
+
+/// Whether a notification announces a firing or a resolved alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    /// The alert's condition has held for its hold duration.
+    Firing,
+    /// A firing alert's condition stopped holding.
+    Resolved,
+}
+
+impl AlertStatus {
+    /// The lowercase name used in payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// The state of one alert instance at the moment a notification was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable identity of the instance: a hash of the rule name and the full label set.
+    pub fingerprint: String,
+    /// The rule's name (also the `alertname` label).
+    pub rule: String,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// Rule labels merged with the instance's labels, plus `alertname` and `severity`.
+    pub labels: Labels,
+    /// Human-readable summary.
+    pub summary: String,
+    /// The last value the rule reported.
+    pub value: f64,
+    /// When the condition was first seen (start of the pending period).
+    pub active_since_ms: TimestampMs,
+    /// When it started firing.
+    pub firing_since_ms: TimestampMs,
+    /// When it resolved (resolved notifications only).
+    pub resolved_at_ms: Option<TimestampMs>,
+    /// The file the rule came from (`<embedded>/NAME.rhai` for default rules).
+    pub rule_file: String,
+}
+
+/// One message for the notifiers: an alert started firing or resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique per notification and stable across delivery retries (the webhook id and
+    /// idempotency key).
+    pub id: String,
+    /// Firing or resolved.
+    pub status: AlertStatus,
+    /// The alert as it stood.
+    pub alert: Alert,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_key_prints_like_prometheus() {
+        let key = SeriesKey {
+            name: "disk_used_percent".into(),
+            labels: Labels::from([
+                ("mount".into(), "/".into()),
+                ("note".into(), "a \"b\"\n".into()),
+            ]),
+        };
+        assert_eq!(
+            key.to_string(),
+            r#"disk_used_percent{mount="/",note="a \"b\"\n"}"#
+        );
+        let bare = SeriesKey {
+            name: "up".into(),
+            labels: Labels::new(),
+        };
+        assert_eq!(bare.to_string(), "up");
+    }
+
+    #[test]
+    fn severity_round_trips() {
+        for s in [Severity::Info, Severity::Warning, Severity::Critical] {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Severity::parse("page"), None);
+    }
+}
