@@ -1,1 +1,476 @@
-//! (being written)
+//! Wires the stages together and runs them until shutdown:
+//!
+//! ```text
+//! collector tasks ──▶ SeriesStore ◀── analyzer tasks (read windows, write derived samples)
+//!                          │
+//!                     rule task (every evaluation tick; reloads changed rule files)
+//!                          │ AlertCandidate → AlertManager → Notification
+//!                          ▼
+//!                     Dispatcher (one bounded queue + worker per notifier)
+//! ```
+//!
+//! Data flows one way. Each plugin instance has its own task, so a slow or hung plugin
+//! delays only itself; the plugin host stops a call at its deadline. On SIGINT/SIGTERM the
+//! tasks stop taking new work, then the dispatcher gets the grace period to deliver what is
+//! queued and spools the rest for the next start.
+
+mod supervise;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tracing::{error, info, warn};
+
+use crate::alerts::AlertManager;
+use crate::config::{AnalyzerConfig, CollectorConfig, LoadedConfig};
+use crate::model::{Labels, Sample, Severity, duration_ms, now_ms};
+use crate::notify::{Dispatcher, DispatcherHandle};
+use crate::plugin_host::{PluginHost, PluginSpec};
+use crate::rules::{ReloadOutcome, RuleSet, RuleWatcher};
+use crate::store::{SeriesStore, StoreLimits};
+
+use supervise::{Backoff, FailureLog};
+
+/// Runs the engine until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    loaded: LoadedConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let data_dir = loaded.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let store = Arc::new(SeriesStore::new(StoreLimits {
+        retention: cfg.engine.retention.get(),
+        max_points_per_series: cfg.engine.max_points_per_series,
+        max_series: cfg.engine.max_series,
+        ..StoreLimits::default()
+    }));
+    let host =
+        PluginHost::new(Some(data_dir.join("cache"))).context("cannot start the plugin host")?;
+    let dispatcher = Dispatcher::new(
+        &cfg.notifiers,
+        &cfg.routes,
+        Some(data_dir.join("notification-spool.jsonl")),
+    )
+    .context("invalid notifier configuration")?
+    .start();
+    let dispatcher = Arc::new(dispatcher);
+
+    let mut rules = RuleSet::new(store.clone(), &cfg.rules);
+    let rules_dir = loaded.rules_dir();
+    let problems = match &rules_dir {
+        Some(dir) => rules.load_dir(dir),
+        None => rules.load_embedded_defaults(),
+    };
+    for d in &problems {
+        error!("{d}");
+    }
+    let changes = match &rules_dir {
+        Some(dir) => match RuleWatcher::start(dir) {
+            Ok((watcher, rx)) => Some((watcher, rx)),
+            Err(e) => {
+                warn!(dir = %dir.display(), "rule files will not be reloaded on change: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    info!(
+        "telltale {} running {}: {} collector(s), {} analyzer(s), {} rule(s) from {}, notifiers: {}; data in {}",
+        env!("CARGO_PKG_VERSION"),
+        loaded.display_name(),
+        cfg.collectors.len(),
+        cfg.analyzers.len(),
+        rules.rules().len(),
+        rules_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "the built-in defaults".into()),
+        if cfg.notifiers.is_empty() {
+            "none".to_string()
+        } else {
+            cfg.notifiers
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        data_dir.display(),
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for c in &cfg.collectors {
+        tasks.spawn(collector_task(
+            host.clone(),
+            c.clone(),
+            PluginSpec::collector(c, &loaded.base_dir),
+            store.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    for a in &cfg.analyzers {
+        tasks.spawn(analyzer_task(
+            host.clone(),
+            a.clone(),
+            PluginSpec::analyzer(a, &loaded.base_dir),
+            store.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let (_watcher, change_rx) = match changes {
+        Some((w, rx)) => (Some(w), Some(rx)),
+        None => (None, None),
+    };
+    tasks.spawn(rule_task(
+        rules,
+        change_rx,
+        dispatcher.clone(),
+        store.clone(),
+        cfg.engine.evaluation_interval.get(),
+        stop_rx.clone(),
+    ));
+
+    shutdown.await;
+    info!("shutting down: stopping collection and evaluation");
+    let _ = stop_tx.send(true);
+    // A task in the middle of a plugin call finishes it (bounded by the plugin deadline).
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 30s; abandoning them");
+        tasks.abort_all();
+    }
+    let dispatcher = Arc::try_unwrap(dispatcher)
+        .map_err(|_| anyhow::anyhow!("the notification dispatcher is still in use"))?;
+    let grace = cfg.engine.shutdown_grace.get();
+    info!(
+        "delivering queued notifications (up to {})",
+        humantime::format_duration(grace)
+    );
+    let report = dispatcher.shutdown(grace).await;
+    info!("stopped: {report}");
+    Ok(())
+}
+
+/// Builds a self-metric sample.
+fn self_metric(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
+    Sample {
+        name: name.to_string(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Labels>(),
+        value,
+        timestamp_ms: ts,
+    }
+}
+
+/// Counters one plugin task keeps about itself, published as `telltale_plugin_*` series.
+#[derive(Default)]
+struct PluginCounters {
+    ok: u64,
+    errors: u64,
+}
+
+impl PluginCounters {
+    fn samples(
+        &self,
+        name: &str,
+        kind: &str,
+        duration: Duration,
+        emitted: usize,
+        up: bool,
+    ) -> Vec<Sample> {
+        let ts = now_ms();
+        vec![
+            self_metric(
+                "telltale_plugin_calls_total",
+                &[("plugin", name), ("kind", kind), ("outcome", "ok")],
+                self.ok as f64,
+                ts,
+            ),
+            self_metric(
+                "telltale_plugin_calls_total",
+                &[("plugin", name), ("kind", kind), ("outcome", "error")],
+                self.errors as f64,
+                ts,
+            ),
+            self_metric(
+                "telltale_plugin_call_duration_seconds",
+                &[("plugin", name), ("kind", kind)],
+                duration.as_secs_f64(),
+                ts,
+            ),
+            self_metric(
+                "telltale_plugin_samples",
+                &[("plugin", name), ("kind", kind)],
+                emitted as f64,
+                ts,
+            ),
+            self_metric(
+                "telltale_plugin_up",
+                &[("plugin", name), ("kind", kind)],
+                if up { 1.0 } else { 0.0 },
+                ts,
+            ),
+        ]
+    }
+}
+
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+/// Runs one collector: (re)loads it with backoff, calls `collect()` every interval and
+/// stores what it returns.
+async fn collector_task(
+    host: PluginHost,
+    cfg: CollectorConfig,
+    spec: PluginSpec,
+    store: Arc<SeriesStore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = cfg.name.clone();
+    let mut instance = None;
+    let mut load_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut failures = FailureLog::new(&name);
+    let mut counters = PluginCounters::default();
+    let mut first = true;
+    let mut tick = ticker(cfg.interval.get());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if instance.is_none() {
+            if !load_backoff.ready() {
+                continue;
+            }
+            match host.collector(spec.clone()).await {
+                Ok(i) => {
+                    load_backoff.reset();
+                    instance = Some(i);
+                }
+                Err(e) => {
+                    let wait = load_backoff.fail();
+                    error!(collector = %name, "cannot load: {e}; retrying in {}", humantime::format_duration(wait));
+                    counters.errors += 1;
+                    store.ingest(counters.samples(&name, "collector", Duration::ZERO, 0, false));
+                    continue;
+                }
+            }
+        }
+        let Some(inst) = instance.as_mut() else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = inst.collect().await;
+        let took = started.elapsed();
+        let (emitted, up) = match result {
+            Ok(samples) => {
+                counters.ok += 1;
+                failures.success();
+                let n = samples.len();
+                let report = store.ingest(samples);
+                if report.dropped_series_limit > 0 {
+                    warn!(collector = %name, "{} samples dropped: the store holds its maximum of {} series", report.dropped_series_limit, store.limits().max_series);
+                }
+                if first {
+                    info!(collector = %name, "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
+                    first = false;
+                }
+                (n, true)
+            }
+            Err(e) => {
+                counters.errors += 1;
+                failures.failure(&e.to_string());
+                (0, false)
+            }
+        };
+        store.ingest(counters.samples(&name, "collector", took, emitted, up));
+    }
+}
+
+/// Runs one analyzer: every interval, hands it the windows of its input series and stores
+/// the derived samples; events go to the log.
+async fn analyzer_task(
+    host: PluginHost,
+    cfg: AnalyzerConfig,
+    spec: PluginSpec,
+    store: Arc<SeriesStore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = cfg.name.clone();
+    let mut instance = None;
+    let mut load_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+    let mut failures = FailureLog::new(&name);
+    let mut counters = PluginCounters::default();
+    let mut tick = ticker(cfg.interval.get());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if instance.is_none() {
+            if !load_backoff.ready() {
+                continue;
+            }
+            match host.analyzer(spec.clone()).await {
+                Ok(i) => {
+                    load_backoff.reset();
+                    instance = Some(i);
+                }
+                Err(e) => {
+                    let wait = load_backoff.fail();
+                    error!(analyzer = %name, "cannot load: {e}; retrying in {}", humantime::format_duration(wait));
+                    continue;
+                }
+            }
+        }
+        let Some(inst) = instance.as_mut() else {
+            continue;
+        };
+        let since = now_ms() - duration_ms(cfg.window.get());
+        let windows: Vec<_> = cfg
+            .inputs
+            .iter()
+            .flat_map(|sel| store.window(&sel.name, &sel.labels, since))
+            .collect();
+        if windows.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let result = inst.analyze(windows).await;
+        let took = started.elapsed();
+        let (emitted, up) = match result {
+            Ok((samples, events)) => {
+                counters.ok += 1;
+                failures.success();
+                for e in &events {
+                    let labels = crate::model::SeriesKey {
+                        name: e.kind.clone(),
+                        labels: e.labels.clone(),
+                    };
+                    match e.severity {
+                        Severity::Info => info!(analyzer = %name, event = %labels, "{}", e.message),
+                        Severity::Warning | Severity::Critical => {
+                            warn!(analyzer = %name, event = %labels, severity = %e.severity, "{}", e.message)
+                        }
+                    }
+                }
+                let n = samples.len();
+                store.ingest(samples);
+                (n, true)
+            }
+            Err(e) => {
+                counters.errors += 1;
+                failures.failure(&e.to_string());
+                (0, false)
+            }
+        };
+        store.ingest(counters.samples(&name, "analyzer", took, emitted, up));
+    }
+}
+
+/// Evaluates every rule each tick, feeds the alert state machine and the dispatcher, and
+/// applies rule-file changes as they arrive.
+async fn rule_task(
+    mut rules: RuleSet,
+    mut changes: Option<mpsc::Receiver<PathBuf>>,
+    dispatcher: Arc<DispatcherHandle>,
+    store: Arc<SeriesStore>,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut alerts = AlertManager::new();
+    let mut rule_failures: std::collections::HashMap<String, FailureLog> = Default::default();
+    let mut tick = ticker(period);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = now_ms();
+                let started = Instant::now();
+                // Rhai is synchronous; keep the runtime's other tasks moving meanwhile.
+                let results = tokio::task::block_in_place(|| rules.evaluate(now));
+                let took = started.elapsed();
+                let mut errors = 0usize;
+                for r in results {
+                    let log = rule_failures
+                        .entry(r.meta.name.clone())
+                        .or_insert_with(|| FailureLog::new(&format!("rule {}", r.meta.name)));
+                    match r.outcome {
+                        Ok(candidates) => {
+                            log.success();
+                            for n in alerts.process(&r.meta, &candidates, now) {
+                                dispatcher.send(n);
+                            }
+                        }
+                        Err(e) => {
+                            errors += 1;
+                            log.failure(&e.to_string());
+                        }
+                    }
+                }
+                let active = alerts.active();
+                let firing = active.iter().filter(|a| a.firing_since_ms > 0).count();
+                let count = rules.rules().len();
+                if first {
+                    info!("first evaluation: {count} rule(s) in {:.2} ms, {} alert(s) active", took.as_secs_f64() * 1e3, active.len());
+                    first = false;
+                }
+                store.ingest([
+                    self_metric("telltale_rules_loaded", &[], count as f64, now),
+                    self_metric("telltale_rule_evaluation_duration_seconds", &[], took.as_secs_f64(), now),
+                    self_metric("telltale_rule_errors", &[], errors as f64, now),
+                    self_metric("telltale_alerts", &[("state", "firing")], firing as f64, now),
+                    self_metric("telltale_alerts", &[("state", "pending")], (active.len() - firing) as f64, now),
+                    self_metric("telltale_store_series", &[], store.series_count() as f64, now),
+                ]);
+                store.prune(now);
+            }
+            Some(path) = recv(&mut changes) => {
+                match rules.apply_change(&path) {
+                    ReloadOutcome::Added(meta) => info!(file = %path.display(), "rule `{}` loaded", meta.name),
+                    ReloadOutcome::Updated(meta) => info!(file = %path.display(), "rule `{}` reloaded", meta.name),
+                    ReloadOutcome::Removed(name) => {
+                        info!(file = %path.display(), "rule `{name}` removed");
+                        for n in alerts.rule_removed(&name, now_ms()) {
+                            dispatcher.send(n);
+                        }
+                    }
+                    ReloadOutcome::Unchanged => {}
+                    ReloadOutcome::Failed { diagnostic, kept_previous } => {
+                        if kept_previous {
+                            error!("{diagnostic}\n  = note: the previous version of this rule stays active");
+                        } else {
+                            error!("{diagnostic}");
+                        }
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Receives from an optional channel; pends forever when there is none.
+async fn recv(rx: &mut Option<mpsc::Receiver<PathBuf>>) -> Option<PathBuf> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

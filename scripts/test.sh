@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints (host and wasm plugins), and all tests
+# (unit, plugin, end-to-end with the real binary, doc tests). Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/prerequisites.sh
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "formatting"
+cargo fmt --all -- --check
+
+# The engine's build script builds the wasm plugins first (engine/build.rs).
+step "lints: engine (all targets, benchmarks included)"
+cargo clippy --all-targets --locked -- -D warnings
+for p in telltale-plugin-system telltale-plugin-window-stats telltale-test-plugin-hang; do
+  step "lints: $p (wasm32-wasip2)"
+  cargo clippy -p "$p" --target wasm32-wasip2 --locked -- -D warnings
+done
+
+step "tests: plugins (native, their pure logic)"
+cargo test -p telltale-plugin-window-stats --locked
+cargo test -p telltale-plugin-system --locked
+
+step "tests: engine (unit, end-to-end, doc)"
+cargo test -p telltale --locked
