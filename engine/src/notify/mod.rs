@@ -375,7 +375,7 @@ impl DispatcherHandle {
     pub fn send(&self, n: Notification) -> usize {
         let targets = self.inner.router.targets(&n.alert);
         if targets.is_empty() {
-            tracing::debug!(id = %n.id, alert = %n.alert.rule, "no notifier routed; muted by a route");
+            tracing::debug!(id = %n.id, alert = %n.alert.rule, "no notifier to deliver to (none configured, or muted by a route)");
             return 0;
         }
         let n = Arc::new(n);

@@ -399,7 +399,7 @@ mod tests {
 
     /// The committed schema must be what the type generates. To regenerate after changing
     /// the payload type:
-    /// `TELLTALE_UPDATE_SCHEMA=1 cargo test -p telltale --lib notify::payload`.
+    /// `TELLTALE_UPDATE_SCHEMA=1 cargo test -p telltale --lib notify::payload::tests::published_schema_is_in_sync`.
     #[test]
     fn published_schema_is_in_sync() {
         let path = published_schema_path();
@@ -411,7 +411,7 @@ mod tests {
         assert!(
             have == want,
             "{} is out of date with notify::payload::WebhookPayload; regenerate it with \
-             `TELLTALE_UPDATE_SCHEMA=1 cargo test -p telltale --lib notify::payload` and commit it",
+             `TELLTALE_UPDATE_SCHEMA=1 cargo test -p telltale --lib notify::payload::tests::published_schema_is_in_sync` and commit it",
             path.display()
         );
     }
