@@ -191,11 +191,11 @@ pub(crate) fn scan_layout(src: &str) -> RuleLayout {
         match &toks[i].0 {
             Tok::Punct("#{" | "{" | "[" | "(") => depth += 1,
             Tok::Punct("}" | "]" | ")") => depth -= 1,
-            Tok::Word(k) | Tok::Str(k) if depth == 1 => {
-                if toks.get(i + 1).map(|t| &t.0) == Some(&Tok::Punct(":")) {
-                    let value_pos = toks.get(i + 2).map_or(toks[i].1, |t| t.1);
-                    layout.keys.push((k.clone(), toks[i].1, value_pos));
-                }
+            Tok::Word(k) | Tok::Str(k)
+                if depth == 1 && toks.get(i + 1).map(|t| &t.0) == Some(&Tok::Punct(":")) =>
+            {
+                let value_pos = toks.get(i + 2).map_or(toks[i].1, |t| t.1);
+                layout.keys.push((k.clone(), toks[i].1, value_pos));
             }
             _ => {}
         }

@@ -687,12 +687,10 @@ fn run_printing_rule() -> String {
         );
         assert!(out.is_ok());
     });
-    let text = buf
-        .0
+    buf.0
         .lock()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    text
+        .unwrap_or_default()
 }
 
 #[test]
@@ -932,4 +930,53 @@ fn quantile_and_rate_helpers() {
         functions::counter_rate(&[p(0, 10.0), p(1000, 3.0)]),
         Some(3.0)
     );
+}
+
+#[test]
+fn readme_examples_run() {
+    let s = cpu_store();
+    let cores = eval_value(
+        &s,
+        "label_values(\"cpu\", \"cpu\").filter(|c| c != \"total\").len()",
+    )
+    .expect("cores");
+    assert_eq!(cores, 2.0);
+    let out = eval_src(
+        &s,
+        &rule_src(
+            "t",
+            "let v = metric(\"absent\"); if v == () { return []; } alert(v)",
+        ),
+        T0,
+    )
+    .expect("early return");
+    assert!(out.is_empty());
+    let out = eval_src(
+        &s,
+        &rule_src(
+            "t",
+            "let m = #{ a: 1 }; if \"b\" in m { alert(1) } else { alert(metric(\"mem\") != (), #{ core: 0 }, `x ${m.a}`) }",
+        ),
+        T0,
+    );
+    // `!=` on () is true, but alert(true) is not a number: an error naming alert().
+    let err = out.expect_err("bool value");
+    assert!(
+        err.message.contains("alert(): value must be a number"),
+        "{err}"
+    );
+    let err = eval_src(&s, &rule_src("t", "let m = #{ a: 1 }; alert(m.b)"), T0)
+        .expect_err("missing property");
+    assert_eq!(err.kind, RuleErrorKind::Runtime, "{err}");
+}
+
+#[test]
+fn rule_set_and_watcher_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<RuleSet>();
+    send_sync::<RuleResult>();
+    send_sync::<ReloadOutcome>();
+    send::<RuleWatcher>();
+    send_sync::<crate::alerts::AlertManager>();
 }
