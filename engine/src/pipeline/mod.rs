@@ -61,7 +61,6 @@ pub async fn run(
     )
     .context("invalid notifier configuration")?
     .start();
-    let dispatcher = Arc::new(dispatcher);
 
     let mut rules = RuleSet::new(store.clone(), &cfg.rules);
     let rules_dir = loaded.rules_dir();
@@ -151,15 +150,18 @@ pub async fn run(
         warn!("some tasks did not stop within 30s; abandoning them");
         tasks.abort_all();
     }
-    let dispatcher = Arc::try_unwrap(dispatcher)
-        .map_err(|_| anyhow::anyhow!("the notification dispatcher is still in use"))?;
     let grace = cfg.engine.shutdown_grace.get();
     info!(
         "delivering queued notifications (up to {})",
         humantime::format_duration(grace)
     );
     let report = dispatcher.shutdown(grace).await;
-    info!("stopped: {report}");
+    let delivered: u64 = report.stats.iter().map(|s| s.delivered).sum();
+    let failed: u64 = report.stats.iter().map(|s| s.failed).sum();
+    info!(
+        "stopped: {delivered} notification(s) delivered, {failed} failed, {} spooled for the next start, {} lost",
+        report.spooled, report.lost
+    );
     Ok(())
 }
 
@@ -390,7 +392,7 @@ async fn analyzer_task(
 async fn rule_task(
     mut rules: RuleSet,
     mut changes: Option<mpsc::Receiver<PathBuf>>,
-    dispatcher: Arc<DispatcherHandle>,
+    dispatcher: DispatcherHandle,
     store: Arc<SeriesStore>,
     period: Duration,
     mut stop: watch::Receiver<bool>,
@@ -445,7 +447,15 @@ async fn rule_task(
             Some(path) = recv(&mut changes) => {
                 match rules.apply_change(&path) {
                     ReloadOutcome::Added(meta) => info!(file = %path.display(), "rule `{}` loaded", meta.name),
-                    ReloadOutcome::Updated(meta) => info!(file = %path.display(), "rule `{}` reloaded", meta.name),
+                    ReloadOutcome::Updated { rule, renamed_from } => {
+                        info!(file = %path.display(), "rule `{}` reloaded", rule.name);
+                        // The old name's alerts would otherwise stay firing forever.
+                        if let Some(old) = renamed_from {
+                            for n in alerts.rule_removed(&old, now_ms()) {
+                                dispatcher.send(n);
+                            }
+                        }
+                    }
                     ReloadOutcome::Removed(name) => {
                         info!(file = %path.display(), "rule `{name}` removed");
                         for n in alerts.rule_removed(&name, now_ms()) {
@@ -453,11 +463,12 @@ async fn rule_task(
                         }
                     }
                     ReloadOutcome::Unchanged => {}
-                    ReloadOutcome::Failed { diagnostic, kept_previous } => {
+                    ReloadOutcome::Failed { diagnostics, kept_previous } => {
+                        let text = crate::diagnostic::Diagnostics(diagnostics);
                         if kept_previous {
-                            error!("{diagnostic}\n  = note: the previous version of this rule stays active");
+                            error!("{text}\n  = note: the previous version of this rule stays active");
                         } else {
-                            error!("{diagnostic}");
+                            error!("{text}");
                         }
                     }
                 }
