@@ -70,7 +70,7 @@ macro_rules! export_collector {
                 }
             }
 
-            $crate::bindings::__export_world!(__TelltaleExports with_types_in $crate::bindings);
+    $crate::bindings::__export_world!(__TelltaleExports with_types_in $crate::bindings);
         };
     };
 }
