@@ -9,8 +9,9 @@
 //! Each plugin is built by its **own** nested `cargo build -p PKG` because the SDK's
 //! `collector` and `analyzer` features are exclusive: building several plugins in one
 //! invocation would unify the features and fail. The nested cargo uses a separate target
-//! directory (`<target>/wasm-plugins`) so it never waits on the lock the outer build holds,
-//! and runs with a cleaned environment so the outer build's flags and target do not leak in.
+//! directory (`<target>/wasm-plugins/<hash of the checkout's path>`) so it never waits on
+//! the lock the outer build holds, and runs with a cleaned environment so the outer build's
+//! flags and target do not leak in.
 
 use std::env;
 use std::ffi::OsString;
@@ -107,7 +108,12 @@ fn run() -> Result<(), String> {
         }
         _ => workspace.join("target"),
     };
-    let wasm_target_dir = target_root.join("wasm-plugins");
+    // One directory per checkout: several checkouts (git worktrees) sharing one target
+    // directory would otherwise build their own plugin sources into the same place, and
+    // cargo's mtime-based freshness could hand one checkout another's artifacts.
+    let wasm_target_dir = target_root
+        .join("wasm-plugins")
+        .join(format!("{:016x}", path_hash(&workspace)));
     let test_plugins_dir = out_dir.join("test-plugins");
     fs::create_dir_all(&test_plugins_dir)
         .map_err(|e| format!("cannot create {}: {e}", test_plugins_dir.display()))?;
@@ -128,6 +134,16 @@ fn run() -> Result<(), String> {
         test_plugins_dir.display()
     );
     Ok(())
+}
+
+/// A short stable hash of a path (FNV-1a), naming a checkout's plugin target directory.
+fn path_hash(path: &Path) -> u64 {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 fn env_var(name: &str) -> Result<String, String> {
