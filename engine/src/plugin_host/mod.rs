@@ -12,7 +12,7 @@
 //!   `host` (log, clock) always, `system` and `files` only when its config entry grants
 //!   them. A component importing an ungranted interface is refused at load time.
 //! * **Limits** (`limits:` of its entry): all linear memories together are capped
-//!   ([`limits`]); every call (and instantiate + `init`) has a wall-clock deadline enforced
+//!   (`limits.rs`); every call (and instantiate + `init`) has a wall-clock deadline enforced
 //!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
 //!   the deadline passes, so a spinning plugin never blocks a worker thread. Returned
 //!   samples and events are capped in number and size and must have valid names.
@@ -20,7 +20,7 @@
 //!   store is dropped and the next call instantiates again from the `InstancePre` (about
 //!   20 µs) and re-runs `init`.
 //! * **Compile once.** Components are compiled once per process and, with a cache
-//!   directory, once per machine ([`cache`]).
+//!   directory, once per machine (`cache.rs`).
 //! * **Output.** The guest's stdout/stderr are captured (bounded) and forwarded to the log
 //!   with the instance's name after each call, as are its `host.log` lines.
 //!
