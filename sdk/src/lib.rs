@@ -1,1 +1,110 @@
+//! Write Telltale plugins in Rust.
+//!
+//! A Telltale plugin is a WebAssembly component built for `wasm32-wasip2` against the WIT
+//! contract in `wit/plugin.wit` (package `telltale:plugin@0.1.0`). This crate generates the
+//! guest bindings for you and adds a thin ergonomic layer:
+//!
+//! * a [`Collector`] or [`Analyzer`] trait: `init` builds your plugin's state from its JSON
+//!   config once, then `collect`/`analyze` is called on every interval with `&mut self`;
+//! * [`export_collector!`] / [`export_analyzer!`] to register your type as the component's
+//!   exports;
+//! * [`sample`] with [`Sample::label`] to build samples, [`now_ms`] and [`log`] (host imports),
+//!   and [`parse_config`] to turn the JSON config into your own `serde` type with an
+//!   `invalid-config` error when it does not fit.
+//!
+//! # Choosing the world
+//!
+//! Enable **exactly one** of the features `collector` or `analyzer`. They are features and
+//! not two modules because the component-type sections of two worlds in one core module
+//! would be merged by `wasm-component-ld` into a single world, and the resulting component
+//! would lack the exports the host looks for.
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! telltale-sdk = { version = "0.1", features = ["collector"] }
+//! ```
+//!
+//! ```ignore
+//! use telltale_sdk::{Collector, PluginError, Sample, sample};
+//!
+//! struct Hello;
+//!
+//! impl Collector for Hello {
+//!     fn init(_config: &str) -> Result<Self, PluginError> {
+//!         Ok(Hello)
+//!     }
+//!     fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+//!         Ok(vec![sample("hello_value", 1.0).label("greeting", "world")])
+//!     }
+//! }
+//!
+//! telltale_sdk::export_collector!(Hello);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
+//! `target/wasm32-wasip2/release/` is the component to point the engine at.
 
+#![warn(missing_docs)]
+
+#[cfg(all(feature = "collector", feature = "analyzer"))]
+compile_error!(
+    "telltale-sdk: enable exactly one of the features `collector` and `analyzer` \
+     (a component implements one world; build each plugin crate on its own)"
+);
+
+#[cfg(not(any(feature = "collector", feature = "analyzer")))]
+compile_error!(
+    "telltale-sdk: enable one of the features `collector` or `analyzer`, e.g. \
+     `telltale-sdk = { ..., features = [\"collector\"] }`"
+);
+
+// Lets the generated code and the export macros name this crate as `::telltale_sdk` both
+// from inside it and from plugin crates.
+extern crate self as telltale_sdk;
+
+/// The bindings generated from the `collector` world. Plugin code rarely needs them
+/// directly: the types are re-exported at the crate root.
+#[cfg(all(feature = "collector", not(feature = "analyzer")))]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "collector",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "::telltale_sdk::bindings",
+        runtime_path: "::telltale_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+/// The bindings generated from the `analyzer` world. Plugin code rarely needs them
+/// directly: the types are re-exported at the crate root.
+#[cfg(all(feature = "analyzer", not(feature = "collector")))]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "analyzer",
+        path: "wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "::telltale_sdk::bindings",
+        runtime_path: "::telltale_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+#[cfg(any(feature = "collector", feature = "analyzer"))]
+mod api;
+#[cfg(any(feature = "collector", feature = "analyzer"))]
+pub use api::*;
+
+/// Implementation details used by the export macros; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    #[cfg(any(feature = "collector", feature = "analyzer"))]
+    pub use crate::api::state::*;
+}

@@ -1,1 +1,385 @@
-//! (being written)
+//! The WebAssembly plugin host: loads collector and analyzer components, sandboxes them, and
+//! calls them under limits.
+//!
+//! ```text
+//! PluginSpec ──PluginHost::collector/analyzer──▶ compile (cache.rs) ──▶ check grants
+//!   (capabilities.rs) ──▶ InstancePre ──▶ instantiate + init ──▶ CollectorInstance /
+//!   AnalyzerInstance ──collect()/analyze()──▶ model::Sample / model::Event
+//! ```
+//!
+//! * **Sandbox.** A plugin gets no WASI preopens, environment, arguments or sockets; its
+//!   only capabilities are the host imports of the WIT contract (`sdk/wit/plugin.wit`):
+//!   `host` (log, clock) always, `system` and `files` only when its config entry grants
+//!   them. A component importing an ungranted interface is refused at load time.
+//! * **Limits** (`limits:` of its entry): all linear memories together are capped
+//!   (`limits.rs`); every call (and instantiate + `init`) has a wall-clock deadline enforced
+//!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
+//!   the deadline passes, so a spinning plugin never blocks a worker thread. Returned
+//!   samples and events are capped in number and size and must have valid names.
+//! * **Recovery.** A trap, a missed deadline or the memory cap poisons the instance; its
+//!   store is dropped and the next call instantiates again from the `InstancePre` (about
+//!   20 µs) and re-runs `init`.
+//! * **Compile once.** Components are compiled once per process and, with a cache
+//!   directory, once per machine (`cache.rs`).
+//! * **Output.** The guest's stdout/stderr are captured (bounded) and forwarded to the log
+//!   with the instance's name after each call, as are its `host.log` lines.
+//!
+//! Standard plugins are embedded in the binary ([`standard_plugins`]); others are `.wasm`
+//! files named in the config.
+
+mod bindings;
+mod cache;
+mod capabilities;
+mod convert;
+mod error;
+mod instance;
+mod limits;
+mod output;
+mod standard;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::config::{AnalyzerConfig, CollectorConfig, Grants, PluginLimits};
+use crate::model::{Event, Sample, SeriesWindow};
+
+pub use cache::CacheStats;
+pub use error::{PluginError, PluginKind};
+pub use standard::{StandardPlugin, find_standard, standard_plugins};
+
+use bindings::{analyzer, collector};
+use cache::ComponentCache;
+use capabilities::{Capabilities, SystemSampler};
+use instance::{EpochTicker, Runner, RunnerParts, StoreState, World};
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A standard plugin embedded in the binary, by name (`system`, `window-stats`).
+    Standard(String),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+impl PluginSource {
+    /// Interprets a config entry's `plugin:` value: a name without `/` that does not end in
+    /// `.wasm` is a standard plugin; anything else is a file, relative paths resolving
+    /// against `base_dir` (the directory of the config file).
+    pub fn parse(plugin: &str, base_dir: &Path) -> PluginSource {
+        if !plugin.contains('/') && !plugin.ends_with(".wasm") {
+            PluginSource::Standard(plugin.to_string())
+        } else {
+            PluginSource::File(base_dir.join(plugin))
+        }
+    }
+}
+
+/// Everything needed to load one plugin instance.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// The instance's configured name (in every log line and error).
+    pub instance: String,
+    /// Where the component comes from.
+    pub source: PluginSource,
+    /// The entry's `config` section as JSON, passed to `init` (`null` when absent).
+    pub config_json: String,
+    /// Capabilities granted to the instance (file prefixes already absolute).
+    pub grants: Grants,
+    /// Memory cap and per-call deadline.
+    pub limits: PluginLimits,
+}
+
+impl PluginSpec {
+    /// The spec of a collector entry; relative paths (plugin file, granted file prefixes)
+    /// resolve against `base_dir`, the config file's directory.
+    pub fn collector(cfg: &CollectorConfig, base_dir: &Path) -> PluginSpec {
+        let mut grants = cfg.grants.clone();
+        for prefix in &mut grants.files {
+            if prefix.is_relative() {
+                *prefix = base_dir.join(&*prefix);
+            }
+        }
+        PluginSpec {
+            instance: cfg.name.clone(),
+            source: PluginSource::parse(&cfg.plugin, base_dir),
+            config_json: cfg.config.to_string(),
+            grants,
+            limits: cfg.limits.clone(),
+        }
+    }
+
+    /// The spec of an analyzer entry (analyzers get no grants: their world imports only
+    /// `host`); a relative plugin path resolves against `base_dir`.
+    pub fn analyzer(cfg: &AnalyzerConfig, base_dir: &Path) -> PluginSpec {
+        PluginSpec {
+            instance: cfg.name.clone(),
+            source: PluginSource::parse(&cfg.plugin, base_dir),
+            config_json: cfg.config.to_string(),
+            grants: Grants::default(),
+            limits: cfg.limits.clone(),
+        }
+    }
+}
+
+/// Loads plugins. Cheap to clone (shared inside): one wasmtime engine with epoch
+/// interruption, its ticker thread, a linker per world, the component cache and the
+/// system sampler that `system.snapshot` reads.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    collector_linker: Linker<StoreState>,
+    analyzer_linker: Linker<StoreState>,
+    cache: ComponentCache,
+    sampler: Arc<SystemSampler>,
+    ticker: Arc<EpochTicker>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("cache", &self.inner.cache.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host caching compiled components under `cache_dir` (created if missing), or only
+    /// in memory without one.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<PluginHost, PluginError> {
+        let engine_err = |e: wasmtime::Error| PluginError::Engine {
+            message: format!("{e:#}"),
+        };
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(engine_err)?;
+
+        let mut collector_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
+        collector::Collector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
+            .map_err(engine_err)?;
+        let mut analyzer_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
+        analyzer::Analyzer::add_to_linker::<_, HasSelf<StoreState>>(&mut analyzer_linker, |s| s)
+            .map_err(engine_err)?;
+
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| PluginError::CacheDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let ticker = EpochTicker::start(&engine).map_err(|e| PluginError::Engine {
+            message: format!("cannot start the epoch thread: {e}"),
+        })?;
+        Ok(PluginHost {
+            inner: Arc::new(HostInner {
+                cache: ComponentCache::new(engine.clone(), cache_dir),
+                engine,
+                collector_linker,
+                analyzer_linker,
+                sampler: Arc::new(SystemSampler::new()),
+                ticker: Arc::new(ticker),
+            }),
+        })
+    }
+
+    /// Where component loads were served from so far (compiled, disk cache, memory).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.cache.stats()
+    }
+
+    /// Loads a collector: compiles it (through the cache), checks its imports against its
+    /// grants and its exports against the `collector` world, instantiates it and runs
+    /// `init` under its deadline.
+    pub async fn collector(&self, spec: PluginSpec) -> Result<CollectorInstance, PluginError> {
+        let runner = self
+            .load::<collector::Collector>(spec, &self.inner.collector_linker)
+            .await?;
+        Ok(CollectorInstance { runner })
+    }
+
+    /// Loads an analyzer (see [`PluginHost::collector`]).
+    pub async fn analyzer(&self, spec: PluginSpec) -> Result<AnalyzerInstance, PluginError> {
+        let runner = self
+            .load::<analyzer::Analyzer>(spec, &self.inner.analyzer_linker)
+            .await?;
+        Ok(AnalyzerInstance { runner })
+    }
+
+    async fn load<W: World>(
+        &self,
+        spec: PluginSpec,
+        linker: &Linker<StoreState>,
+    ) -> Result<Runner<W>, PluginError> {
+        let instance = spec.instance.clone();
+        let (wasm, origin): (Cow<'static, [u8]>, String) = match &spec.source {
+            PluginSource::Standard(name) => {
+                let plugin = find_standard(name).ok_or_else(|| PluginError::UnknownStandard {
+                    instance: instance.clone(),
+                    name: name.clone(),
+                    known: standard_plugins()
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+                let origin = format!("<standard>/{name}");
+                if plugin.kind != W::KIND {
+                    return Err(PluginError::Incompatible {
+                        instance,
+                        origin,
+                        kind: W::KIND,
+                        message: format!(
+                            "the standard plugin `{name}` is a {}, configure it under `{}s:`",
+                            plugin.kind, plugin.kind
+                        ),
+                    });
+                }
+                (Cow::Borrowed(plugin.wasm), origin)
+            }
+            PluginSource::File(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| PluginError::Read {
+                        instance: instance.clone(),
+                        path: path.clone(),
+                        source,
+                    })?;
+                (Cow::Owned(bytes), path.display().to_string())
+            }
+        };
+
+        let host = Arc::clone(&self.inner);
+        let component = tokio::task::spawn_blocking(move || host.cache.load(&wasm))
+            .await
+            .map_err(|e| PluginError::Engine {
+                message: format!("the compile task failed: {e}"),
+            })?
+            .map_err(|message| PluginError::Compile {
+                instance: instance.clone(),
+                origin: origin.clone(),
+                message,
+            })?;
+
+        capabilities::check_grants(&self.inner.engine, &component, &instance, &spec.grants)?;
+
+        let incompatible = |e: wasmtime::Error| PluginError::Incompatible {
+            instance: instance.clone(),
+            origin: origin.clone(),
+            kind: W::KIND,
+            message: format!("{e:#}"),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(incompatible)?;
+        let pre = W::pre(instance_pre).map_err(incompatible)?;
+
+        let caps = Capabilities::new(&instance, &spec.grants, &self.inner.sampler);
+        let mut runner = Runner::new(RunnerParts {
+            instance,
+            origin,
+            engine: self.inner.engine.clone(),
+            pre,
+            caps: Arc::new(caps),
+            timeout: spec.limits.timeout.get(),
+            memory: spec.limits.memory.0,
+            config_json: spec.config_json,
+            _ticker: Arc::clone(&self.inner.ticker),
+        });
+        runner.start().await?;
+        Ok(runner)
+    }
+}
+
+/// A loaded collector instance.
+pub struct CollectorInstance {
+    runner: Runner<collector::Collector>,
+}
+
+impl CollectorInstance {
+    /// Calls `collect()` (re-instantiating first if the last call stopped the instance)
+    /// and returns the checked samples.
+    pub async fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+        let samples = self
+            .runner
+            .call("collect", |w, store| Box::pin(w.call_collect(store)))
+            .await?;
+        convert::samples_from_wit(samples).map_err(|message| PluginError::InvalidOutput {
+            instance: self.runner.instance().to_string(),
+            call: "collect",
+            message,
+        })
+    }
+
+    /// The instance's configured name.
+    pub fn name(&self) -> &str {
+        self.runner.instance()
+    }
+
+    /// The component's file, or `<standard>/NAME`.
+    pub fn origin(&self) -> &str {
+        self.runner.origin()
+    }
+
+    /// Whether a healthy instance is live; false after a failure stopped it, until the
+    /// next call instantiates it again.
+    pub fn is_live(&self) -> bool {
+        self.runner.is_live()
+    }
+}
+
+/// A loaded analyzer instance.
+pub struct AnalyzerInstance {
+    runner: Runner<analyzer::Analyzer>,
+}
+
+impl AnalyzerInstance {
+    /// Calls `analyze(windows)` (re-instantiating first if the last call stopped the
+    /// instance) and returns the checked derived samples and events (events attributed
+    /// to this instance).
+    pub async fn analyze(
+        &mut self,
+        windows: Vec<SeriesWindow>,
+    ) -> Result<(Vec<Sample>, Vec<Event>), PluginError> {
+        let windows = convert::windows_to_wit(windows);
+        let analysis = self
+            .runner
+            .call("analyze", move |w, store| {
+                Box::pin(async move { w.call_analyze(store, &windows).await })
+            })
+            .await?;
+        let invalid = |message| PluginError::InvalidOutput {
+            instance: self.runner.instance().to_string(),
+            call: "analyze",
+            message,
+        };
+        let samples = convert::samples_from_wit(analysis.samples).map_err(invalid)?;
+        let events =
+            convert::events_from_wit(analysis.events, self.runner.instance()).map_err(invalid)?;
+        Ok((samples, events))
+    }
+
+    /// The instance's configured name.
+    pub fn name(&self) -> &str {
+        self.runner.instance()
+    }
+
+    /// The component's file, or `<standard>/NAME`.
+    pub fn origin(&self) -> &str {
+        self.runner.origin()
+    }
+
+    /// Whether a healthy instance is live (see [`CollectorInstance::is_live`]).
+    pub fn is_live(&self) -> bool {
+        self.runner.is_live()
+    }
+}

@@ -1,0 +1,432 @@
+//! What a plugin may do beyond computing: the host imports (`host`, `system`, `files`),
+//! their implementations, and the load-time check of a component's imports against the
+//! grants of its configuration entry.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::bindings::{files, host, system, types};
+use super::error::PluginError;
+use super::instance::StoreState;
+use crate::config::Grants;
+
+/// The longest message `host.log` forwards; longer ones are cut (at a character boundary).
+pub(crate) const MAX_LOG_MESSAGE: usize = 4096;
+
+/// The largest file `files.read` returns.
+pub(crate) const MAX_FILE_SIZE: u64 = 16 << 20;
+
+/// Interface names (without version) of the imports that need a grant.
+const SYSTEM_INTERFACE: &str = "telltale:plugin/system";
+const FILES_INTERFACE: &str = "telltale:plugin/files";
+
+/// What one plugin instance is allowed to do, and the host state its imports use.
+#[derive(Debug)]
+pub(crate) struct Capabilities {
+    /// The instance's configured name, attached to everything it logs.
+    pub(crate) instance: String,
+    /// The system sampler, present only with `grants.system`.
+    system: Option<Arc<SystemSampler>>,
+    /// Granted file prefixes, canonicalised when they exist.
+    file_prefixes: Vec<PathBuf>,
+}
+
+impl Capabilities {
+    /// Capabilities for `instance` from its grants. Relative file prefixes must already be
+    /// resolved (see `PluginSpec`).
+    pub(crate) fn new(instance: &str, grants: &Grants, sampler: &Arc<SystemSampler>) -> Self {
+        Capabilities {
+            instance: instance.to_string(),
+            system: grants.system.then(|| Arc::clone(sampler)),
+            file_prefixes: grants
+                .files
+                .iter()
+                // A prefix that does not exist (yet) is kept as written: nothing under it
+                // can be read until it exists, and then its canonical form may differ, so
+                // granting it is at worst useless, never wider than intended.
+                .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+                .collect(),
+        }
+    }
+
+    /// `files.read`: the whole file at `path` if it lies under a granted prefix after
+    /// resolving `..` and symlinks, and is at most [`MAX_FILE_SIZE`] bytes.
+    pub(crate) fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        if self.file_prefixes.is_empty() {
+            return Err(format!(
+                "plugin `{}` has no `files` grant; add `grants: {{ files: [\"/some/dir\"] }}` \
+                 to its entry",
+                self.instance
+            ));
+        }
+        let requested = Path::new(path);
+        if !requested.is_absolute() {
+            return Err(format!("`{path}` is not an absolute path"));
+        }
+        // Canonicalise first: `..` and symlinks must not lead out of a granted prefix.
+        let resolved = requested
+            .canonicalize()
+            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        if !self.file_prefixes.iter().any(|p| resolved.starts_with(p)) {
+            let granted: Vec<String> = self
+                .file_prefixes
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(format!(
+                "`{path}` (resolved to `{}`) is not under a granted prefix ({}); add its \
+                 directory to the plugin's `grants.files`",
+                resolved.display(),
+                granted.join(", ")
+            ));
+        }
+        let file = File::open(&resolved).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("`{path}` is not a regular file"));
+        }
+        // Files under /proc report size 0, so the cap is enforced while reading.
+        let mut data = Vec::new();
+        file.take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
+        if data.len() as u64 > MAX_FILE_SIZE {
+            return Err(format!(
+                "`{path}` is larger than the {} bytes a plugin may read at once",
+                MAX_FILE_SIZE
+            ));
+        }
+        Ok(data)
+    }
+}
+
+/// Refuses a component that imports an interface its entry does not grant. Checked at load
+/// time so that a misconfiguration is reported once, clearly, before anything runs.
+pub(crate) fn check_grants(
+    engine: &Engine,
+    component: &Component,
+    instance: &str,
+    grants: &Grants,
+) -> Result<(), PluginError> {
+    for (name, _) in component.component_type().imports(engine) {
+        let interface = name.split('@').next().unwrap_or(name);
+        let missing = match interface {
+            SYSTEM_INTERFACE if !grants.system => Some("system: true"),
+            FILES_INTERFACE if grants.files.is_empty() => Some("files: [\"/some/dir\"]"),
+            _ => None,
+        };
+        if let Some(grant) = missing {
+            return Err(PluginError::NotGranted {
+                instance: instance.to_string(),
+                interface: interface.to_string(),
+                grant: grant.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The host's view of the machine, shared by every instance granted `system`. One sysinfo
+/// state for all of them: CPU usage is measured between consecutive refreshes.
+#[derive(Debug)]
+pub(crate) struct SystemSampler {
+    state: Mutex<Option<SamplerState>>,
+}
+
+#[derive(Debug)]
+struct SamplerState {
+    system: System,
+    disks: Disks,
+    networks: Networks,
+    /// When CPU times were last read; `None` until the first refresh.
+    last_cpu_refresh: Option<Instant>,
+    /// Whether the CPU usage currently held covers a real interval.
+    cpu_valid: bool,
+}
+
+impl SystemSampler {
+    /// A sampler that reads nothing until the first snapshot.
+    pub(crate) fn new() -> SystemSampler {
+        SystemSampler {
+            state: Mutex::new(None),
+        }
+    }
+
+    /// Refreshes and returns a snapshot. Blocking (reads /proc, calls statvfs): run it on a
+    /// blocking thread.
+    pub(crate) fn snapshot(&self) -> system::SystemSnapshot {
+        let mut guard = self.state.lock();
+        let state = guard.get_or_insert_with(|| SamplerState {
+            system: System::new_with_specifics(
+                RefreshKind::nothing()
+                    .with_cpu(CpuRefreshKind::nothing())
+                    .with_memory(MemoryRefreshKind::everything()),
+            ),
+            disks: Disks::new_with_refreshed_list(),
+            networks: Networks::new_with_refreshed_list(),
+            last_cpu_refresh: None,
+            cpu_valid: false,
+        });
+
+        // CPU usage is the busy share of the time between two refreshes; refreshes closer
+        // than sysinfo's minimum interval give noise, so keep the previous figures then.
+        let now = Instant::now();
+        match state.last_cpu_refresh {
+            Some(last) if now.duration_since(last) < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL => {}
+            previous => {
+                state.system.refresh_cpu_specifics(
+                    CpuRefreshKind::nothing().with_cpu_usage().with_frequency(),
+                );
+                state.cpu_valid = previous.is_some();
+                state.last_cpu_refresh = Some(now);
+            }
+        }
+        state.system.refresh_memory();
+        state.disks.refresh(true);
+        state.networks.refresh(true);
+
+        let sys = &state.system;
+        let cores = sys.cpus();
+        let mean_freq = if cores.is_empty() {
+            0
+        } else {
+            cores.iter().map(|c| c.frequency()).sum::<u64>() / cores.len() as u64
+        };
+        let mut cpus = Vec::with_capacity(cores.len() + 1);
+        cpus.push(system::Cpu {
+            name: "total".to_string(),
+            usage_percent: sys.global_cpu_usage(),
+            frequency_mhz: mean_freq,
+        });
+        cpus.extend(cores.iter().enumerate().map(|(i, c)| system::Cpu {
+            name: i.to_string(),
+            usage_percent: c.cpu_usage(),
+            frequency_mhz: c.frequency(),
+        }));
+
+        let load = System::load_average();
+        let mut disks: Vec<system::Disk> = state
+            .disks
+            .list()
+            .iter()
+            .map(|d| system::Disk {
+                mount_point: d.mount_point().to_string_lossy().into_owned(),
+                device: d.name().to_string_lossy().into_owned(),
+                file_system: d.file_system().to_string_lossy().into_owned(),
+                total_bytes: d.total_space(),
+                available_bytes: d.available_space(),
+                removable: d.is_removable(),
+            })
+            .collect();
+        disks.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+        let mut networks: Vec<system::Network> = state
+            .networks
+            .list()
+            .iter()
+            .map(|(name, n)| system::Network {
+                interface: name.clone(),
+                received_bytes: n.total_received(),
+                transmitted_bytes: n.total_transmitted(),
+                received_packets: n.total_packets_received(),
+                transmitted_packets: n.total_packets_transmitted(),
+                receive_errors: n.total_errors_on_received(),
+                transmit_errors: n.total_errors_on_transmitted(),
+            })
+            .collect();
+        networks.sort_by(|a, b| a.interface.cmp(&b.interface));
+
+        system::SystemSnapshot {
+            timestamp_ms: crate::model::now_ms(),
+            cpus,
+            memory: system::Memory {
+                total_bytes: sys.total_memory(),
+                available_bytes: sys.available_memory(),
+                used_bytes: sys.used_memory(),
+                free_bytes: sys.free_memory(),
+                swap_total_bytes: sys.total_swap(),
+                swap_used_bytes: sys.used_swap(),
+            },
+            load: system::LoadAverage {
+                one: load.one,
+                five: load.five,
+                fifteen: load.fifteen,
+            },
+            disks,
+            networks,
+            uptime_seconds: System::uptime(),
+            cpu_usage_valid: state.cpu_valid,
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
+fn truncate_message(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str(" …(truncated)");
+    }
+    s
+}
+
+impl types::Host for StoreState {}
+
+impl host::Host for StoreState {
+    async fn log(&mut self, level: host::Level, message: String) {
+        let message = truncate_message(message, MAX_LOG_MESSAGE);
+        let plugin = self.caps.instance.as_str();
+        match level {
+            host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            host::Level::Info => tracing::info!(plugin, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    async fn now_ms(&mut self) -> i64 {
+        crate::model::now_ms()
+    }
+}
+
+impl system::Host for StoreState {
+    async fn snapshot(&mut self) -> system::SystemSnapshot {
+        // Components without the grant are refused at load time (`check_grants`), so a
+        // missing sampler here means an engine bug; answer with an empty snapshot rather
+        // than crash the host.
+        let Some(sampler) = self.caps.system.clone() else {
+            tracing::error!(plugin = %self.caps.instance, "system.snapshot called without the grant");
+            return empty_snapshot();
+        };
+        match tokio::task::spawn_blocking(move || sampler.snapshot()).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::error!(plugin = %self.caps.instance, "system snapshot failed: {e}");
+                empty_snapshot()
+            }
+        }
+    }
+}
+
+impl files::Host for StoreState {
+    async fn read(&mut self, path: String) -> Result<Vec<u8>, String> {
+        let caps = Arc::clone(&self.caps);
+        tokio::task::spawn_blocking(move || caps.read_file(&path))
+            .await
+            .unwrap_or_else(|e| Err(format!("reading failed: {e}")))
+    }
+}
+
+fn empty_snapshot() -> system::SystemSnapshot {
+    system::SystemSnapshot {
+        timestamp_ms: crate::model::now_ms(),
+        cpus: Vec::new(),
+        memory: system::Memory {
+            total_bytes: 0,
+            available_bytes: 0,
+            used_bytes: 0,
+            free_bytes: 0,
+            swap_total_bytes: 0,
+            swap_used_bytes: 0,
+        },
+        load: system::LoadAverage {
+            one: 0.0,
+            five: 0.0,
+            fifteen: 0.0,
+        },
+        disks: Vec::new(),
+        networks: Vec::new(),
+        uptime_seconds: 0,
+        cpu_usage_valid: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(prefixes: Vec<PathBuf>) -> Capabilities {
+        let grants = Grants {
+            system: false,
+            files: prefixes,
+        };
+        Capabilities::new("reader", &grants, &Arc::new(SystemSampler::new()))
+    }
+
+    #[test]
+    fn files_are_read_only_under_granted_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = dir.path().join("allowed");
+        let secret = dir.path().join("secret");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::create_dir_all(&secret).unwrap();
+        std::fs::write(allowed.join("ok.txt"), b"hello").unwrap();
+        std::fs::write(secret.join("key.txt"), b"s3cret").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(secret.join("key.txt"), allowed.join("link.txt")).unwrap();
+
+        let c = caps(vec![allowed.clone()]);
+        assert_eq!(
+            c.read_file(allowed.join("ok.txt").to_str().unwrap())
+                .unwrap(),
+            b"hello"
+        );
+        // `..` escape.
+        let dotdot = format!("{}/../secret/key.txt", allowed.display());
+        let err = c.read_file(&dotdot).unwrap_err();
+        assert!(err.contains("not under a granted prefix"), "{err}");
+        // Symlink escape.
+        #[cfg(unix)]
+        {
+            let err = c
+                .read_file(allowed.join("link.txt").to_str().unwrap())
+                .unwrap_err();
+            assert!(err.contains("not under a granted prefix"), "{err}");
+        }
+        assert!(c.read_file("relative/path").is_err());
+        assert!(
+            c.read_file(allowed.to_str().unwrap()).is_err(),
+            "a directory"
+        );
+
+        let none = caps(Vec::new());
+        let err = none
+            .read_file(allowed.join("ok.txt").to_str().unwrap())
+            .unwrap_err();
+        assert!(err.contains("no `files` grant"), "{err}");
+    }
+
+    #[test]
+    fn log_messages_are_capped() {
+        let long = "é".repeat(MAX_LOG_MESSAGE);
+        let cut = truncate_message(long, MAX_LOG_MESSAGE);
+        assert!(cut.len() <= MAX_LOG_MESSAGE + 20);
+        assert!(cut.ends_with("(truncated)"));
+    }
+
+    #[test]
+    fn snapshot_reports_memory_and_cpu_validity() {
+        let sampler = SystemSampler::new();
+        let first = sampler.snapshot();
+        assert!(!first.cpu_usage_valid);
+        assert!(first.memory.total_bytes > 0);
+        assert_eq!(first.cpus[0].name, "total");
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+        let second = sampler.snapshot();
+        assert!(second.cpu_usage_valid);
+        assert!((0.0..=100.0).contains(&second.cpus[0].usage_percent));
+    }
+}

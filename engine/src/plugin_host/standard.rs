@@ -1,0 +1,43 @@
+//! The standard plugins, built from `plugins/` for `wasm32-wasip2` by `build.rs` and
+//! embedded in the binary.
+
+use super::error::PluginKind;
+
+/// A plugin shipped inside the binary.
+#[derive(Debug)]
+pub struct StandardPlugin {
+    /// The name used in the config's `plugin:` field.
+    pub name: &'static str,
+    /// The world it implements.
+    pub kind: PluginKind,
+    /// One line saying what it does.
+    pub description: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+}
+
+static STANDARD_PLUGINS: [StandardPlugin; 2] = [
+    StandardPlugin {
+        name: "system",
+        kind: PluginKind::Collector,
+        description: "CPU, load, memory, swap, disks, network and uptime of this machine \
+                      (needs `grants: { system: true }`)",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/system.wasm")),
+    },
+    StandardPlugin {
+        name: "window-stats",
+        kind: PluginKind::Analyzer,
+        description: "mean, min, max, p50 and p95 of each input series over its window",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/window-stats.wasm")),
+    },
+];
+
+/// Every standard plugin.
+pub fn standard_plugins() -> &'static [StandardPlugin] {
+    &STANDARD_PLUGINS
+}
+
+/// The standard plugin called `name`.
+pub fn find_standard(name: &str) -> Option<&'static StandardPlugin> {
+    STANDARD_PLUGINS.iter().find(|p| p.name == name)
+}
