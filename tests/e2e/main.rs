@@ -117,6 +117,7 @@ fn firing_rule_delivers_signed_payload_then_resolved_after_edit() {
     assert_eq!(body["alert"]["labels"]["alertname"], "memory_reported");
     assert!(body["alert"]["value"].as_f64().unwrap() > 0.0);
     assert_eq!(firing.header("content-type"), "application/json");
+    assert_eq!(firing.path, "/hook");
 
     // (b) editing the rule so it no longer fires delivers the paired resolved payload.
     save_atomically(&dir.path().join("rules/memory.rhai"), QUIET_RULE);

@@ -138,6 +138,8 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    tasks.spawn(status_task(store.clone(), stop_rx.clone()));
+
     shutdown.await;
     info!("shutting down: stopping collection and evaluation");
     let _ = stop_tx.send(true);
@@ -476,6 +478,74 @@ async fn rule_task(
             _ = stop.changed() => break,
         }
     }
+}
+
+/// When the first status line is printed, and how often after that.
+const STATUS_FIRST: Duration = Duration::from_secs(15);
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+/// Prints a one-line summary now and then, so an operator watching the console sees that
+/// collection and evaluation are alive. It reads only the self-metrics in the store.
+async fn status_task(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_FIRST, STATUS_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => info!("status: {}", status_line(&store, now_ms())),
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// `312 series; collector system: 37 samples in 3.1 ms; rules: 5 in 0.2 ms; alerts: 0 firing, 0 pending`
+fn status_line(store: &SeriesStore, now: i64) -> String {
+    let latest = |name: &str, labels: &[(&str, &str)]| -> Vec<(Labels, f64)> {
+        let m: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        store
+            .latest(name, &m, now)
+            .into_iter()
+            .map(|(l, p)| (l, p.value))
+            .collect()
+    };
+    let one = |name: &str, labels: &[(&str, &str)]| {
+        latest(name, labels).first().map(|x| x.1).unwrap_or(0.0)
+    };
+    let mut parts = vec![format!("{} series", store.series_count())];
+    for (labels, samples) in latest("telltale_plugin_samples", &[]) {
+        let (Some(plugin), Some(kind)) = (labels.get("plugin"), labels.get("kind")) else {
+            continue;
+        };
+        let selector = [("plugin", plugin.as_str()), ("kind", kind.as_str())];
+        let up = one("telltale_plugin_up", &selector) > 0.0;
+        let ms = one("telltale_plugin_call_duration_seconds", &selector) * 1e3;
+        parts.push(if up {
+            format!("{kind} {plugin}: {samples} samples in {ms:.1} ms")
+        } else {
+            format!(
+                "{kind} {plugin}: FAILING ({} errors)",
+                one(
+                    "telltale_plugin_calls_total",
+                    &[("plugin", plugin), ("outcome", "error")]
+                )
+            )
+        });
+    }
+    parts.push(format!(
+        "rules: {} in {:.2} ms ({} failing)",
+        one("telltale_rules_loaded", &[]),
+        one("telltale_rule_evaluation_duration_seconds", &[]) * 1e3,
+        one("telltale_rule_errors", &[]),
+    ));
+    parts.push(format!(
+        "alerts: {} firing, {} pending",
+        one("telltale_alerts", &[("state", "firing")]),
+        one("telltale_alerts", &[("state", "pending")]),
+    ));
+    parts.join("; ")
 }
 
 /// Receives from an optional channel; pends forever when there is none.
