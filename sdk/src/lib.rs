@@ -71,7 +71,7 @@ extern crate self as telltale_sdk;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "collector",
+        world: "full-collector",
         path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_world",

@@ -8,10 +8,11 @@
 //! blocking thread) and guest calls can yield to tokio at every epoch tick, which is what
 //! lets a deadline stop a spinning plugin without blocking a worker thread.
 
-/// The `collector` world: imports `host`, `system`, `files`; exports `init` and `collect`.
+/// The `full-collector` world (the `collector` world with every capability imported): any
+/// collector component links against it, whatever subset of capabilities it imports.
 pub mod collector {
     wasmtime::component::bindgen!({
-        world: "collector",
+        world: "full-collector",
         path: "../sdk/wit",
         imports: { default: async },
         exports: { default: async },

@@ -59,12 +59,12 @@ pub(crate) trait World: Sized + Send + Sync + 'static {
     fn init<'a>(&'a self, store: &'a mut Store<StoreState>, config: &'a str) -> CallFuture<'a, ()>;
 }
 
-impl World for collector::Collector {
-    type Pre = collector::CollectorPre<StoreState>;
+impl World for collector::FullCollector {
+    type Pre = collector::FullCollectorPre<StoreState>;
     const KIND: PluginKind = PluginKind::Collector;
 
     fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
-        collector::CollectorPre::new(instance_pre)
+        collector::FullCollectorPre::new(instance_pre)
     }
 
     fn instantiate<'a>(

@@ -166,7 +166,7 @@ impl PluginHost {
 
         let mut collector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
-        collector::Collector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
+        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
             .map_err(engine_err)?;
         let mut analyzer_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
@@ -204,7 +204,7 @@ impl PluginHost {
     /// `init` under its deadline.
     pub async fn collector(&self, spec: PluginSpec) -> Result<CollectorInstance, PluginError> {
         let runner = self
-            .load::<collector::Collector>(spec, &self.inner.collector_linker)
+            .load::<collector::FullCollector>(spec, &self.inner.collector_linker)
             .await?;
         Ok(CollectorInstance { runner })
     }
@@ -302,7 +302,7 @@ impl PluginHost {
 
 /// A loaded collector instance.
 pub struct CollectorInstance {
-    runner: Runner<collector::Collector>,
+    runner: Runner<collector::FullCollector>,
 }
 
 impl CollectorInstance {
