@@ -332,7 +332,10 @@ fn parse_line(
                 return Err(p.err_at(v_start, format!("expected a value for field \"{key}\"")));
             }
             let value = parse_field_value(raw).map_err(|why| {
-                p.err_at(v_start, format!("invalid value \"{raw}\" for field \"{key}\": {why}"))
+                p.err_at(
+                    v_start,
+                    format!("invalid value \"{raw}\" for field \"{key}\": {why}"),
+                )
             })?;
             fields.push((key, value, k_start));
         }
@@ -346,7 +349,10 @@ fn parse_line(
     let mut ts_ms = default_ts_ms;
     if !p.at_eol() && !matches!(p.peek(), Some(b' ' | b'\t')) {
         // Only reachable after a quoted string: `s="x"y`.
-        return Err(p.err_at(p.pos, "expected ',', a space or end of line after the field value"));
+        return Err(p.err_at(
+            p.pos,
+            "expected ',', a space or end of line after the field value",
+        ));
     }
     if !p.at_eol() {
         // After the field set only a space may follow (anything else ended a value above).
@@ -360,11 +366,17 @@ fn parse_line(
             let t: i64 = raw.parse().map_err(|_| {
                 p.err_at(
                     t_start,
-                    format!("invalid timestamp \"{raw}\"; expected an integer in {}", precision.name()),
+                    format!(
+                        "invalid timestamp \"{raw}\"; expected an integer in {}",
+                        precision.name()
+                    ),
                 )
             })?;
             ts_ms = precision.to_ms(t).ok_or_else(|| {
-                p.err_at(t_start, format!("timestamp {raw} {} is out of range", precision.name()))
+                p.err_at(
+                    t_start,
+                    format!("timestamp {raw} {} is out of range", precision.name()),
+                )
             })?;
             p.skip_spaces();
             if !p.at_eol() {
@@ -392,7 +404,9 @@ fn parse_line(
         if out[base..].iter().any(|s| s.name == name) {
             return Err(p.err_at(
                 key_pos,
-                format!("field \"{key}\" gives the sample name \"{name}\" a second time in this line"),
+                format!(
+                    "field \"{key}\" gives the sample name \"{name}\" a second time in this line"
+                ),
             ));
         }
         out.push(ParsedSample {
@@ -429,7 +443,10 @@ fn skip_string(p: &mut Cursor<'_>, key: &str) -> Result<(), ParseError> {
     // Report at the opening quote: that is where the reader has to look.
     p.line_no = open_line;
     p.line_start = open_start;
-    Err(p.err_at(open, format!("unterminated string value for field \"{key}\"; expected a closing '\"'")))
+    Err(p.err_at(
+        open,
+        format!("unterminated string value for field \"{key}\"; expected a closing '\"'"),
+    ))
 }
 
 /// Classifies and converts an unquoted field value.

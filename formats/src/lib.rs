@@ -36,7 +36,9 @@ mod names;
 pub mod prometheus;
 pub mod statsd;
 
-pub use names::{is_valid_label_name, is_valid_metric_name, sanitize_label_name, sanitize_metric_name};
+pub use names::{
+    is_valid_label_name, is_valid_metric_name, sanitize_label_name, sanitize_metric_name,
+};
 
 /// One sample as a Prometheus-compatible store would keep it: a series identity (name plus
 /// labels) and a value, with an optional timestamp.
@@ -183,7 +185,11 @@ pub(crate) fn parse_plain_float(s: &str) -> Option<f64> {
         return None;
     }
     // After an optional sign, Rust would still take "inf"/"nan": require a digit or '.'.
-    let rest = if first == b'-' || first == b'+' { &s[1..] } else { s };
+    let rest = if first == b'-' || first == b'+' {
+        &s[1..]
+    } else {
+        s
+    };
     let next = *rest.as_bytes().first()?;
     if !(next.is_ascii_digit() || next == b'.') {
         return None;

@@ -11,7 +11,9 @@ pub fn is_valid_metric_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && is_metric_start(b[0])
-        && b[1..].iter().all(|&c| is_metric_start(c) || c.is_ascii_digit())
+        && b[1..]
+            .iter()
+            .all(|&c| is_metric_start(c) || c.is_ascii_digit())
 }
 
 /// True if `name` is a valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
@@ -24,7 +26,9 @@ pub fn is_valid_label_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && is_label_start(b[0])
-        && b[1..].iter().all(|&c| is_label_start(c) || c.is_ascii_digit())
+        && b[1..]
+            .iter()
+            .all(|&c| is_label_start(c) || c.is_ascii_digit())
 }
 
 #[inline]
@@ -141,7 +145,10 @@ mod tests {
     fn sanitising_and_validation() {
         assert_eq!(sanitize_metric_name("a.b:c").as_deref(), Some("a_b:c"));
         assert_eq!(sanitize_label_name("a.b:c").as_deref(), Some("a_b_c"));
-        assert_eq!(sanitize_metric_name("température").as_deref(), Some("temp_rature"));
+        assert_eq!(
+            sanitize_metric_name("température").as_deref(),
+            Some("temp_rature")
+        );
         assert_eq!(sanitize_metric_name(""), None);
         assert!(is_valid_metric_name(":a1"));
         assert!(!is_valid_metric_name(""));

@@ -324,7 +324,10 @@ impl<'a> Parser<'a> {
         match l.at(start) {
             None => {
                 if l.om {
-                    return Err(l.err(0, "expected a metric line; blank lines are not allowed in OpenMetrics"));
+                    return Err(l.err(
+                        0,
+                        "expected a metric line; blank lines are not allowed in OpenMetrics",
+                    ));
                 }
                 Ok(false)
             }
@@ -375,7 +378,10 @@ impl<'a> Parser<'a> {
         if name_end == name_start {
             return Err(l.err(
                 name_start,
-                format!("expected a metric name after '# {kw}', found {}", l.describe(name_start)),
+                format!(
+                    "expected a metric name after '# {kw}', found {}",
+                    l.describe(name_start)
+                ),
             ));
         }
         let name = l.str(name_start, name_end);
@@ -387,7 +393,10 @@ impl<'a> Parser<'a> {
         } else {
             return Err(l.err(
                 name_end,
-                format!("expected a space after metric name \"{name}\", found {}", l.describe(name_end)),
+                format!(
+                    "expected a space after metric name \"{name}\", found {}",
+                    l.describe(name_end)
+                ),
             ));
         };
         match kw {
@@ -398,17 +407,26 @@ impl<'a> Parser<'a> {
                 };
                 let fam = self.family_for_metadata(l, name, name_start)?;
                 if self.seen[fam].help {
-                    return Err(l.err(hash, format!("second HELP line for metric family \"{name}\"")));
+                    return Err(l.err(
+                        hash,
+                        format!("second HELP line for metric family \"{name}\""),
+                    ));
                 }
                 if l.om && !self.families[fam].samples.is_empty() {
-                    return Err(l.err(hash, format!("HELP line for \"{name}\" must come before its samples")));
+                    return Err(l.err(
+                        hash,
+                        format!("HELP line for \"{name}\" must come before its samples"),
+                    ));
                 }
                 self.seen[fam].help = true;
                 self.families[fam].help = Some(text);
             }
             "TYPE" => {
                 let Some(ty_start) = rest_start else {
-                    return Err(l.err(name_end, format!("expected a type after metric name \"{name}\"")));
+                    return Err(l.err(
+                        name_end,
+                        format!("expected a type after metric name \"{name}\""),
+                    ));
                 };
                 let ty_end = l.token_end(ty_start);
                 let ty_word = l.str(ty_start, ty_end);
@@ -422,14 +440,23 @@ impl<'a> Parser<'a> {
                 })?;
                 let after = l.skip_ws(ty_end);
                 if after != l.len {
-                    return Err(l.err(after, format!("expected end of line after type \"{ty_word}\"")));
+                    return Err(l.err(
+                        after,
+                        format!("expected end of line after type \"{ty_word}\""),
+                    ));
                 }
                 let fam = self.family_for_metadata(l, name, name_start)?;
                 if self.seen[fam].type_ {
-                    return Err(l.err(hash, format!("second TYPE line for metric family \"{name}\"")));
+                    return Err(l.err(
+                        hash,
+                        format!("second TYPE line for metric family \"{name}\""),
+                    ));
                 }
                 if !self.families[fam].samples.is_empty() {
-                    return Err(l.err(hash, format!("TYPE line for \"{name}\" must come before its samples")));
+                    return Err(l.err(
+                        hash,
+                        format!("TYPE line for \"{name}\" must come before its samples"),
+                    ));
                 }
                 self.seen[fam].type_ = true;
                 self.families[fam].metric_type = ty;
@@ -440,15 +467,17 @@ impl<'a> Parser<'a> {
                     Some(p) => l.str(p, l.len),
                     None => "",
                 };
-                if let Some(bad) = unit.bytes().position(|c| !(is_metric_start(c) || c.is_ascii_digit())) {
+                if let Some(bad) = unit
+                    .bytes()
+                    .position(|c| !(is_metric_start(c) || c.is_ascii_digit()))
+                {
                     let p = rest_start.unwrap_or(l.len) + bad;
                     return Err(l.err(p, format!("invalid character {} in unit", l.describe(p))));
                 }
-                if !unit.is_empty()
-                    && !(name.len() > unit.len()
-                        && name.ends_with(unit)
-                        && name.as_bytes()[name.len() - unit.len() - 1] == b'_')
-                {
+                let unit_is_suffix = name
+                    .strip_suffix(unit)
+                    .is_some_and(|base| base.len() > 1 && base.ends_with('_'));
+                if !unit.is_empty() && !unit_is_suffix {
                     return Err(l.err(
                         rest_start.unwrap_or(l.len),
                         format!("unit \"{unit}\" must be a suffix of the metric family name \"{name}\" (as \"_{unit}\")"),
@@ -456,10 +485,16 @@ impl<'a> Parser<'a> {
                 }
                 let fam = self.family_for_metadata(l, name, name_start)?;
                 if self.seen[fam].unit {
-                    return Err(l.err(hash, format!("second UNIT line for metric family \"{name}\"")));
+                    return Err(l.err(
+                        hash,
+                        format!("second UNIT line for metric family \"{name}\""),
+                    ));
                 }
                 if !self.families[fam].samples.is_empty() {
-                    return Err(l.err(hash, format!("UNIT line for \"{name}\" must come before its samples")));
+                    return Err(l.err(
+                        hash,
+                        format!("UNIT line for \"{name}\" must come before its samples"),
+                    ));
                 }
                 self.seen[fam].unit = true;
                 self.families[fam].unit = (!unit.is_empty()).then(|| unit.to_string());
@@ -470,7 +505,12 @@ impl<'a> Parser<'a> {
 
     /// The family a metadata line refers to, created if new. In OpenMetrics a family may not
     /// come back after another one started.
-    fn family_for_metadata(&mut self, l: &Line<'a>, name: &'a str, pos: usize) -> Result<usize, ParseError> {
+    fn family_for_metadata(
+        &mut self,
+        l: &Line<'a>,
+        name: &'a str,
+        pos: usize,
+    ) -> Result<usize, ParseError> {
         if let Some(cur) = self.current
             && self.families[cur].name == name
         {
@@ -513,7 +553,10 @@ impl<'a> Parser<'a> {
             } else {
                 ""
             };
-            return Err(l.err(start, format!("expected a metric name, found {}{hint}", l.describe(start))));
+            return Err(l.err(
+                start,
+                format!("expected a metric name, found {}{hint}", l.describe(start)),
+            ));
         }
         let name = l.str(start, name_end);
         let mut pos = name_end;
@@ -524,9 +567,15 @@ impl<'a> Parser<'a> {
         }
         let Some(value_start) = l.separator(pos) else {
             let what = if pos == name_end {
-                format!("expected '{{' or a space after metric name \"{name}\", found {}", l.describe(pos))
+                format!(
+                    "expected '{{' or a space after metric name \"{name}\", found {}",
+                    l.describe(pos)
+                )
             } else {
-                format!("expected a space after the labels, found {}", l.describe(pos))
+                format!(
+                    "expected a space after the labels, found {}",
+                    l.describe(pos)
+                )
             };
             return Err(l.err(pos, what));
         };
@@ -534,8 +583,15 @@ impl<'a> Parser<'a> {
         if value_end == value_start {
             return Err(l.err(value_start, "expected a sample value"));
         }
-        let value = parse_value(l.str(value_start, value_end))
-            .ok_or_else(|| l.err(value_start, format!("invalid sample value \"{}\"; expected a float, NaN, +Inf or -Inf", l.str(value_start, value_end))))?;
+        let value = parse_value(l.str(value_start, value_end)).ok_or_else(|| {
+            l.err(
+                value_start,
+                format!(
+                    "invalid sample value \"{}\"; expected a float, NaN, +Inf or -Inf",
+                    l.str(value_start, value_end)
+                ),
+            )
+        })?;
         pos = value_end;
         let mut timestamp_ms = None;
         let mut exemplar_at = None;
@@ -559,7 +615,10 @@ impl<'a> Parser<'a> {
             }
         }
         if exemplar_at.is_none() && pos != l.len {
-            return Err(l.err(pos, format!("expected end of line, found {}", l.describe(pos))));
+            return Err(l.err(
+                pos,
+                format!("expected end of line, found {}", l.describe(pos)),
+            ));
         }
 
         let fam = self.resolve_family(l, name, start)?;
@@ -591,7 +650,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Finds (or creates) the family a sample named `name` belongs to.
-    fn resolve_family(&mut self, l: &Line<'a>, name: &'a str, pos: usize) -> Result<usize, ParseError> {
+    fn resolve_family(
+        &mut self,
+        l: &Line<'a>,
+        name: &'a str,
+        pos: usize,
+    ) -> Result<usize, ParseError> {
         let om = l.om;
         if let Some(cur) = self.current
             && fits(&self.families[cur], name, om)
@@ -726,14 +790,21 @@ fn scan_label_name(l: &Line<'_>, start: usize) -> usize {
 }
 
 /// Parses `{name="value",...}` starting at the `{`; returns the position after the `}`.
-fn parse_labels<'a>(l: &Line<'a>, open: usize, out: &mut Vec<RawLabel<'a>>) -> Result<usize, ParseError> {
+fn parse_labels<'a>(
+    l: &Line<'a>,
+    open: usize,
+    out: &mut Vec<RawLabel<'a>>,
+) -> Result<usize, ParseError> {
     let mut pos = open + 1;
     let mut after_comma = false;
     loop {
         pos = l.skip_ws(pos);
         if l.at(pos) == Some(b'}') {
             if after_comma && l.om {
-                return Err(l.err(pos, "expected a label name after ','; OpenMetrics allows no trailing comma"));
+                return Err(l.err(
+                    pos,
+                    "expected a label name after ','; OpenMetrics allows no trailing comma",
+                ));
             }
             return Ok(pos + 1);
         }
@@ -745,16 +816,34 @@ fn parse_labels<'a>(l: &Line<'a>, open: usize, out: &mut Vec<RawLabel<'a>>) -> R
             } else {
                 ""
             };
-            return Err(l.err(pos, format!("expected a label name or '}}', found {}{hint}", l.describe(pos))));
+            return Err(l.err(
+                pos,
+                format!(
+                    "expected a label name or '}}', found {}{hint}",
+                    l.describe(pos)
+                ),
+            ));
         }
         let name = l.str(name_start, name_end);
         pos = l.skip_ws(name_end);
         if l.at(pos) != Some(b'=') {
-            return Err(l.err(pos, format!("expected '=' after label name \"{name}\", found {}", l.describe(pos))));
+            return Err(l.err(
+                pos,
+                format!(
+                    "expected '=' after label name \"{name}\", found {}",
+                    l.describe(pos)
+                ),
+            ));
         }
         pos = l.skip_ws(pos + 1);
         if l.at(pos) != Some(b'"') {
-            return Err(l.err(pos, format!("expected '\"' to start the value of label \"{name}\", found {}", l.describe(pos))));
+            return Err(l.err(
+                pos,
+                format!(
+                    "expected '\"' to start the value of label \"{name}\", found {}",
+                    l.describe(pos)
+                ),
+            ));
         }
         let (value, end) = parse_quoted(l, pos + 1, name)?;
         out.push((name, value, name_start));
@@ -766,7 +855,10 @@ fn parse_labels<'a>(l: &Line<'a>, open: usize, out: &mut Vec<RawLabel<'a>>) -> R
             }
             Some(b'}') => return Ok(pos + 1),
             _ => {
-                return Err(l.err(pos, format!("expected ',' or '}}' after the value of label \"{name}\"")));
+                return Err(l.err(
+                    pos,
+                    format!("expected ',' or '}}' after the value of label \"{name}\""),
+                ));
             }
         }
     }
@@ -774,7 +866,11 @@ fn parse_labels<'a>(l: &Line<'a>, open: usize, out: &mut Vec<RawLabel<'a>>) -> R
 
 /// Reads a label value after its opening quote; returns it and the position after the
 /// closing quote. Borrows unless the value contains escapes.
-fn parse_quoted<'a>(l: &Line<'a>, start: usize, label: &str) -> Result<(Cow<'a, str>, usize), ParseError> {
+fn parse_quoted<'a>(
+    l: &Line<'a>,
+    start: usize,
+    label: &str,
+) -> Result<(Cow<'a, str>, usize), ParseError> {
     let b = l.b;
     let mut pos = start;
     // Fast path: no escapes.
@@ -788,7 +884,10 @@ fn parse_quoted<'a>(l: &Line<'a>, start: usize, label: &str) -> Result<(Cow<'a, 
     owned.push_str(l.str(start, pos));
     loop {
         if pos >= l.len {
-            return Err(l.err(l.len, format!("expected '\"' to close the value of label \"{label}\"")));
+            return Err(l.err(
+                l.len,
+                format!("expected '\"' to close the value of label \"{label}\""),
+            ));
         }
         match b[pos] {
             b'"' => return Ok((Cow::Owned(owned), pos + 1)),
@@ -852,8 +951,18 @@ fn unescape_help(l: &Line<'_>, start: usize) -> Result<String, ParseError> {
                 Some(b'n') => out.push('\n'),
                 Some(b'"') if l.om => out.push('"'),
                 _ => {
-                    let allowed = if l.om { "\\\\, \\\" or \\n" } else { "\\\\ or \\n" };
-                    return Err(l.err(pos, format!("invalid escape {} in HELP text; expected {allowed}", escape_desc(l, pos))));
+                    let allowed = if l.om {
+                        "\\\\, \\\" or \\n"
+                    } else {
+                        "\\\\ or \\n"
+                    };
+                    return Err(l.err(
+                        pos,
+                        format!(
+                            "invalid escape {} in HELP text; expected {allowed}",
+                            escape_desc(l, pos)
+                        ),
+                    ));
                 }
             }
             pos += 2;
@@ -879,7 +988,11 @@ fn parse_value(s: &str) -> Option<f64> {
         _ => (false, s),
     };
     if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
-        Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY })
+        Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        })
     } else if s.eq_ignore_ascii_case("nan") {
         Some(f64::NAN)
     } else {
@@ -891,14 +1004,21 @@ fn parse_value(s: &str) -> Option<f64> {
 /// converted to milliseconds (rounded to the nearest millisecond).
 fn parse_timestamp(l: &Line<'_>, start: usize, end: usize) -> Result<i64, ParseError> {
     let s = l.str(start, end);
-    let parsed = if l.om { om_seconds_to_ms(s) } else { s.parse::<i64>().ok() };
+    let parsed = if l.om {
+        om_seconds_to_ms(s)
+    } else {
+        s.parse::<i64>().ok()
+    };
     parsed.ok_or_else(|| {
         let expected = if l.om {
             "seconds since the epoch (e.g. 1700000000.123)"
         } else {
             "integer milliseconds since the epoch"
         };
-        l.err(start, format!("invalid timestamp \"{s}\"; expected {expected}"))
+        l.err(
+            start,
+            format!("invalid timestamp \"{s}\"; expected {expected}"),
+        )
     })
 }
 
@@ -915,7 +1035,11 @@ fn om_seconds_to_ms(s: &str) -> Option<i64> {
         && int_part.bytes().all(|c| c.is_ascii_digit())
         && frac.bytes().all(|c| c.is_ascii_digit());
     if plain {
-        let secs: i64 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
+        let secs: i64 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().ok()?
+        };
         let fb = frac.as_bytes();
         let digit = |i: usize| fb.get(i).map_or(0, |d| i64::from(d - b'0'));
         let mut ms = digit(0) * 100 + digit(1) * 10 + digit(2);
@@ -946,7 +1070,10 @@ fn finish_labels(
     }
     for w in raw.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(l.err(w[0].2.max(w[1].2), format!("duplicate label \"{}\"", w[0].0)));
+            return Err(l.err(
+                w[0].2.max(w[1].2),
+                format!("duplicate label \"{}\"", w[0].0),
+            ));
         }
     }
     let mut special_seen = special.is_none();
@@ -955,7 +1082,10 @@ fn finish_labels(
         if Some(*k) == special {
             special_seen = true;
             let f = parse_value(v).ok_or_else(|| {
-                l.err(*pos, format!("label \"{k}\" of \"{name}\" must be a float, found \"{v}\""))
+                l.err(
+                    *pos,
+                    format!("label \"{k}\" of \"{name}\" must be a float, found \"{v}\""),
+                )
             })?;
             out.push((k.to_string(), format_openmetrics_float(f)));
         } else if !v.is_empty() {
@@ -964,7 +1094,10 @@ fn finish_labels(
     }
     if !special_seen {
         let special = special.unwrap_or_default();
-        return Err(l.err(line_start, format!("sample \"{name}\" needs a \"{special}\" label")));
+        return Err(l.err(
+            line_start,
+            format!("sample \"{name}\" needs a \"{special}\" label"),
+        ));
     }
     Ok(out)
 }
@@ -979,11 +1112,17 @@ fn parse_exemplar(l: &Line<'_>, hash: usize, sample_index: usize) -> Result<Exem
     raw.sort_by(|a, b| a.0.cmp(b.0));
     for w in raw.windows(2) {
         if w[0].0 == w[1].0 {
-            return Err(l.err(w[0].2.max(w[1].2), format!("duplicate exemplar label \"{}\"", w[0].0)));
+            return Err(l.err(
+                w[0].2.max(w[1].2),
+                format!("duplicate exemplar label \"{}\"", w[0].0),
+            ));
         }
     }
     let Some(value_start) = l.separator(pos) else {
-        return Err(l.err(pos, "expected a space and the exemplar value after its labels"));
+        return Err(l.err(
+            pos,
+            "expected a space and the exemplar value after its labels",
+        ));
     };
     let value_end = l.token_end(value_start);
     let value = parse_value(l.str(value_start, value_end))
@@ -996,7 +1135,13 @@ fn parse_exemplar(l: &Line<'_>, hash: usize, sample_index: usize) -> Result<Exem
         pos = ts_end;
     }
     if pos != l.len {
-        return Err(l.err(pos, format!("expected end of line after the exemplar, found {}", l.describe(pos))));
+        return Err(l.err(
+            pos,
+            format!(
+                "expected end of line after the exemplar, found {}",
+                l.describe(pos)
+            ),
+        ));
     }
     Ok(Exemplar {
         sample_index,

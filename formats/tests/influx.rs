@@ -84,8 +84,16 @@ fn precision_conversion() {
 
 #[test]
 fn empty_and_comment_only_bodies() {
-    assert!(parse_lines("", Precision::Seconds, 0).expect("ok").is_empty());
-    assert!(parse_lines("\n  \n# x\n", Precision::Seconds, 0).expect("ok").is_empty());
+    assert!(
+        parse_lines("", Precision::Seconds, 0)
+            .expect("ok")
+            .is_empty()
+    );
+    assert!(
+        parse_lines("\n  \n# x\n", Precision::Seconds, 0)
+            .expect("ok")
+            .is_empty()
+    );
 }
 
 #[test]
@@ -109,22 +117,102 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
     ("m v\n", 1, 4, "expected '=' after field key \"v\""),
     ("m v=\n", 1, 5, "expected a value for field \"v\""),
     ("m v=1,\n", 1, 7, "expected a field key"),
-    ("m v=abc\n", 1, 5, "invalid value \"abc\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"),
-    ("m v=NaN\n", 1, 5, "invalid value \"NaN\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"),
-    ("m v=-inf\n", 1, 5, "invalid value \"-inf\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"),
-    ("m v=1e999\n", 1, 5, "invalid value \"1e999\" for field \"v\": float out of range"),
-    ("m v=1.5i\n", 1, 5, "invalid value \"1.5i\" for field \"v\": expected a 64-bit signed integer before 'i'"),
-    ("m v=-1u\n", 1, 5, "invalid value \"-1u\" for field \"v\": expected a 64-bit unsigned integer before 'u'"),
-    ("m v=yes\n", 1, 5, "invalid value \"yes\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string"),
-    ("m v=\"open\n", 1, 5, "unterminated string value for field \"v\"; expected a closing '\"'"),
-    ("m v=\"a\"b\n", 1, 8, "expected ',', a space or end of line after the field value"),
-    ("m s=\"only\",t=\"strings\" 1\n", 1, 3, "line has only string fields; Telltale stores numbers only"),
-    ("m v=1 12.5\n", 1, 7, "invalid timestamp \"12.5\"; expected an integer in seconds"),
-    ("m v=1 99999999999999999\n", 1, 7, "timestamp 99999999999999999 seconds is out of range"),
-    ("m v=1 1 2\n", 1, 9, "expected end of line after the timestamp"),
-    ("m a.b=1,a_b=2\n", 1, 9, "field \"a_b\" gives the sample name \"m_a_b\" a second time in this line"),
-    ("m value=1,value=2\n", 1, 11, "field \"value\" gives the sample name \"m\" a second time in this line"),
-    ("ok v=1\n  # indented comment\nm,city=Zürich x=1 y\n", 3, 19, "invalid timestamp \"y\"; expected an integer in seconds"),
+    (
+        "m v=abc\n",
+        1,
+        5,
+        "invalid value \"abc\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string",
+    ),
+    (
+        "m v=NaN\n",
+        1,
+        5,
+        "invalid value \"NaN\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string",
+    ),
+    (
+        "m v=-inf\n",
+        1,
+        5,
+        "invalid value \"-inf\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string",
+    ),
+    (
+        "m v=1e999\n",
+        1,
+        5,
+        "invalid value \"1e999\" for field \"v\": float out of range",
+    ),
+    (
+        "m v=1.5i\n",
+        1,
+        5,
+        "invalid value \"1.5i\" for field \"v\": expected a 64-bit signed integer before 'i'",
+    ),
+    (
+        "m v=-1u\n",
+        1,
+        5,
+        "invalid value \"-1u\" for field \"v\": expected a 64-bit unsigned integer before 'u'",
+    ),
+    (
+        "m v=yes\n",
+        1,
+        5,
+        "invalid value \"yes\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string",
+    ),
+    (
+        "m v=\"open\n",
+        1,
+        5,
+        "unterminated string value for field \"v\"; expected a closing '\"'",
+    ),
+    (
+        "m v=\"a\"b\n",
+        1,
+        8,
+        "expected ',', a space or end of line after the field value",
+    ),
+    (
+        "m s=\"only\",t=\"strings\" 1\n",
+        1,
+        3,
+        "line has only string fields; Telltale stores numbers only",
+    ),
+    (
+        "m v=1 12.5\n",
+        1,
+        7,
+        "invalid timestamp \"12.5\"; expected an integer in seconds",
+    ),
+    (
+        "m v=1 99999999999999999\n",
+        1,
+        7,
+        "timestamp 99999999999999999 seconds is out of range",
+    ),
+    (
+        "m v=1 1 2\n",
+        1,
+        9,
+        "expected end of line after the timestamp",
+    ),
+    (
+        "m a.b=1,a_b=2\n",
+        1,
+        9,
+        "field \"a_b\" gives the sample name \"m_a_b\" a second time in this line",
+    ),
+    (
+        "m value=1,value=2\n",
+        1,
+        11,
+        "field \"value\" gives the sample name \"m\" a second time in this line",
+    ),
+    (
+        "ok v=1\n  # indented comment\nm,city=Zürich x=1 y\n",
+        3,
+        19,
+        "invalid timestamp \"y\"; expected an integer in seconds",
+    ),
 ];
 
 #[test]

@@ -75,7 +75,10 @@ fn ray_fixture_exact_samples() {
     );
     assert_eq!(fam.samples.len(), 22);
     let bucket = &fam.samples[4];
-    assert_eq!(bucket.name, "ray_serve_deployment_processing_latency_ms_bucket");
+    assert_eq!(
+        bucket.name,
+        "ray_serve_deployment_processing_latency_ms_bucket"
+    );
     assert_eq!(
         bucket.labels,
         labels(&[
@@ -83,11 +86,17 @@ fn ray_fixture_exact_samples() {
             ("NodeAddress", "192.0.2.2"),
             ("SessionName", "session_2026-11-23_04-20-12_700605_23540"),
             ("Version", "2.60.0"),
-            ("WorkerId", "4a10ca2f32d24cdc656080536b8ba6c7306090ddd4de14290bfd2544"),
+            (
+                "WorkerId",
+                "4a10ca2f32d24cdc656080536b8ba6c7306090ddd4de14290bfd2544"
+            ),
             ("application", "default"),
             ("deployment", "FeatureExtractor"),
             ("le", "20.0"),
-            ("otel_scope_name", "ray._private.telemetry.open_telemetry_metric_recorder"),
+            (
+                "otel_scope_name",
+                "ray._private.telemetry.open_telemetry_metric_recorder"
+            ),
             ("replica", "fsdp3jmr"),
             ("route", "/extract"),
         ])
@@ -96,9 +105,15 @@ fn ray_fixture_exact_samples() {
     assert_eq!(bucket.timestamp_ms, None);
     assert_eq!(fam.samples[19].label("le"), Some("+Inf"));
     // Ray writes `_count` before `_sum`.
-    assert_eq!(fam.samples[20].name, "ray_serve_deployment_processing_latency_ms_count");
+    assert_eq!(
+        fam.samples[20].name,
+        "ray_serve_deployment_processing_latency_ms_count"
+    );
     assert_eq!(fam.samples[20].value, 200.0);
-    assert_eq!(fam.samples[21].name, "ray_serve_deployment_processing_latency_ms_sum");
+    assert_eq!(
+        fam.samples[21].name,
+        "ray_serve_deployment_processing_latency_ms_sum"
+    );
     assert_eq!(fam.samples[21].value, 3000.0);
 
     // A counter (line 1880).
@@ -135,9 +150,15 @@ fn ray_fixture_exact_samples() {
     assert_eq!(s.value, 4.0);
 
     // Labels come out sorted everywhere.
-    assert!(exp.samples().all(|s| s.labels.is_sorted_by(|a, b| a.0 < b.0)));
+    assert!(
+        exp.samples()
+            .all(|s| s.labels.is_sorted_by(|a, b| a.0 < b.0))
+    );
     // No empty label values survive.
-    assert!(exp.samples().all(|s| s.labels.iter().all(|(_, v)| !v.is_empty())));
+    assert!(
+        exp.samples()
+            .all(|s| s.labels.iter().all(|(_, v)| !v.is_empty()))
+    );
 }
 
 #[test]
@@ -161,8 +182,13 @@ fn escapes_timestamps_specials_and_normalisation() {
                 h_bucket{le=\"1e6\"} 2\n\
                 h_bucket{le=\"+inf\"} 3\n";
     let exp = parse_text(text, Format::Text004).expect("parses");
-    let f = exp.family("msdos_file_access_time_seconds").expect("family");
-    assert_eq!(f.help.as_deref(), Some("Access time \\ of files\nsecond line"));
+    let f = exp
+        .family("msdos_file_access_time_seconds")
+        .expect("family");
+    assert_eq!(
+        f.help.as_deref(),
+        Some("Access time \\ of files\nsecond line")
+    );
     assert_eq!(
         f.samples[0].labels,
         labels(&[
@@ -176,9 +202,16 @@ fn escapes_timestamps_specials_and_normalisation() {
     assert_eq!(weird.metric_type, MetricType::Untyped);
     assert_eq!(weird.samples[0].value, f64::INFINITY);
     assert_eq!(weird.samples[0].timestamp_ms, Some(-3982045));
-    assert!(exp.family("nan_metric").expect("nan").samples[0].value.is_nan());
+    assert!(
+        exp.family("nan_metric").expect("nan").samples[0]
+            .value
+            .is_nan()
+    );
     let neg = &exp.family("neg_inf").expect("neg").samples[0];
-    assert_eq!((neg.value, neg.timestamp_ms), (f64::NEG_INFINITY, Some(1395066363000)));
+    assert_eq!(
+        (neg.value, neg.timestamp_ms),
+        (f64::NEG_INFINITY, Some(1395066363000))
+    );
 
     let summary = exp.family("rpc_duration_seconds").expect("summary");
     assert_eq!(summary.metric_type, MetricType::Summary);
@@ -197,15 +230,27 @@ fn non_contiguous_families_are_merged_in_004() {
     assert_eq!(exp.families.len(), 2);
     assert_eq!(exp.family("a").expect("a").samples.len(), 2);
     assert_eq!(
-        exp.into_samples().iter().map(|s| s.value).collect::<Vec<_>>(),
+        exp.into_samples()
+            .iter()
+            .map(|s| s.value)
+            .collect::<Vec<_>>(),
         [1.0, 3.0, 2.0]
     );
 }
 
 #[test]
 fn empty_input_is_an_empty_exposition() {
-    assert_eq!(parse_text("", Format::Text004).expect("ok").families.len(), 0);
-    assert_eq!(parse_text("\n\n# hi\n", Format::Text004).expect("ok").families.len(), 0);
+    assert_eq!(
+        parse_text("", Format::Text004).expect("ok").families.len(),
+        0
+    );
+    assert_eq!(
+        parse_text("\n\n# hi\n", Format::Text004)
+            .expect("ok")
+            .families
+            .len(),
+        0
+    );
 }
 
 const OM: &str = "# TYPE acme_http_router_request_seconds summary\n\
@@ -247,14 +292,19 @@ fn openmetrics_families_units_exemplars_created() {
     assert_eq!(exp.families.len(), 8);
     assert_eq!(exp.sample_count(), 20);
 
-    let s = exp.family("acme_http_router_request_seconds").expect("summary");
+    let s = exp
+        .family("acme_http_router_request_seconds")
+        .expect("summary");
     assert_eq!(s.metric_type, MetricType::Summary);
     assert_eq!(s.unit.as_deref(), Some("seconds"));
     assert_eq!(
         s.help.as_deref(),
         Some("Latency \"quoted\" through all of ACME's HTTP request router.")
     );
-    assert_eq!(s.samples[2].name, "acme_http_router_request_seconds_created");
+    assert_eq!(
+        s.samples[2].name,
+        "acme_http_router_request_seconds_created"
+    );
     assert_eq!(s.samples[2].value, 1605281325.0);
 
     let g = &exp.family("go_goroutines").expect("gauge").samples[0];
@@ -280,11 +330,26 @@ fn openmetrics_families_units_exemplars_created() {
     assert_eq!(h.samples[5].timestamp_ms, None);
     assert_eq!(h.samples[5].value, 1520430000.123);
 
-    assert_eq!(exp.family("q").expect("gh").metric_type, MetricType::GaugeHistogram);
-    assert_eq!(exp.family("q").expect("gh").samples[0].label("le"), Some("1.0"));
-    assert_eq!(exp.family("build").expect("info").samples[0].name, "build_info");
-    assert_eq!(exp.family("door").expect("stateset").metric_type, MetricType::StateSet);
-    assert_eq!(exp.family("mystery").expect("unknown").metric_type, MetricType::Untyped);
+    assert_eq!(
+        exp.family("q").expect("gh").metric_type,
+        MetricType::GaugeHistogram
+    );
+    assert_eq!(
+        exp.family("q").expect("gh").samples[0].label("le"),
+        Some("1.0")
+    );
+    assert_eq!(
+        exp.family("build").expect("info").samples[0].name,
+        "build_info"
+    );
+    assert_eq!(
+        exp.family("door").expect("stateset").metric_type,
+        MetricType::StateSet
+    );
+    assert_eq!(
+        exp.family("mystery").expect("unknown").metric_type,
+        MetricType::Untyped
+    );
 }
 
 #[test]
@@ -295,62 +360,386 @@ fn openmetrics_eof_without_final_newline() {
 
 /// (input, format, line, column, message)
 const ERRORS: &[(&str, Format, usize, usize, &str)] = &[
-    ("up{job=\"a\" 1\n", Format::Text004, 1, 12, "expected ',' or '}' after the value of label \"job\""),
-    ("up{job=\"a\n", Format::Text004, 1, 10, "expected '\"' to close the value of label \"job\""),
-    ("up{job=\"a\\t\"} 1\n", Format::Text004, 1, 10, "invalid escape '\\t' in the value of label \"job\"; expected \\\\, \\\" or \\n"),
-    ("up{job=a} 1\n", Format::Text004, 1, 8, "expected '\"' to start the value of label \"job\", found 'a'"),
-    ("up{job} 1\n", Format::Text004, 1, 7, "expected '=' after label name \"job\", found '}'"),
-    ("up{1job=\"a\"} 1\n", Format::Text004, 1, 4, "expected a label name or '}', found '1'"),
-    ("up{\"job\"=\"a\"} 1\n", Format::Text004, 1, 4, "expected a label name or '}', found '\"' (quoted UTF-8 label names are not supported)"),
-    ("up{a=\"1\",b=\"2\",a=\"3\"} 1\n", Format::Text004, 1, 16, "duplicate label \"a\""),
-    ("ok 1\nup\n", Format::Text004, 2, 3, "expected '{' or a space after metric name \"up\", found end of line"),
-    ("up-time 1\n", Format::Text004, 1, 3, "expected '{' or a space after metric name \"up\", found '-'"),
-    ("up{}x 1\n", Format::Text004, 1, 5, "expected a space after the labels, found 'x'"),
-    ("1up 1\n", Format::Text004, 1, 1, "expected a metric name, found '1'"),
-    ("{\"up\"} 1\n", Format::Text004, 1, 1, "expected a metric name, found '{' (quoted UTF-8 metric names are not supported)"),
-    ("up one\n", Format::Text004, 1, 4, "invalid sample value \"one\"; expected a float, NaN, +Inf or -Inf"),
-    ("up 0x1F\n", Format::Text004, 1, 4, "invalid sample value \"0x1F\"; expected a float, NaN, +Inf or -Inf"),
-    ("up 1 12.5\n", Format::Text004, 1, 6, "invalid timestamp \"12.5\"; expected integer milliseconds since the epoch"),
-    ("up 1 2 3\n", Format::Text004, 1, 8, "expected end of line, found '3'"),
-    ("# TYPE up counter\n# TYPE up gauge\n", Format::Text004, 2, 1, "second TYPE line for metric family \"up\""),
-    ("# HELP up a\n# HELP up b\n", Format::Text004, 2, 1, "second HELP line for metric family \"up\""),
-    ("up 1\n# TYPE up gauge\n", Format::Text004, 2, 1, "TYPE line for \"up\" must come before its samples"),
-    ("# TYPE up gauges\n", Format::Text004, 1, 11, "unknown metric type \"gauges\"; expected counter, gauge, histogram, summary or untyped"),
-    ("# TYPE up unknown\n", Format::Text004, 1, 11, "unknown metric type \"unknown\"; expected counter, gauge, histogram, summary or untyped"),
-    ("# TYPE up\n", Format::Text004, 1, 10, "expected a type after metric name \"up\""),
-    ("# TYPE up gauge extra\n", Format::Text004, 1, 17, "expected end of line after type \"gauge\""),
-    ("# TYPE 9up gauge\n", Format::Text004, 1, 8, "expected a metric name after '# TYPE', found '9'"),
-    ("# HELP up bad \\q escape\n", Format::Text004, 1, 15, "invalid escape '\\q' in HELP text; expected \\\\ or \\n"),
-    ("# TYPE h histogram\nh_bucket 1\n", Format::Text004, 2, 1, "sample \"h_bucket\" needs a \"le\" label"),
-    ("# TYPE h histogram\nh_bucket{le=\"big\"} 1\n", Format::Text004, 2, 10, "label \"le\" of \"h_bucket\" must be a float, found \"big\""),
-    ("# TYPE h histogram\nh 1\n", Format::Text004, 2, 1, "sample \"h\" does not fit histogram family \"h\"; expected h_bucket, h_sum, h_count"),
-    ("# TYPE s summary\ns{x=\"1\"} 1\n", Format::Text004, 2, 1, "sample \"s\" needs a \"quantile\" label"),
+    (
+        "up{job=\"a\" 1\n",
+        Format::Text004,
+        1,
+        12,
+        "expected ',' or '}' after the value of label \"job\"",
+    ),
+    (
+        "up{job=\"a\n",
+        Format::Text004,
+        1,
+        10,
+        "expected '\"' to close the value of label \"job\"",
+    ),
+    (
+        "up{job=\"a\\t\"} 1\n",
+        Format::Text004,
+        1,
+        10,
+        "invalid escape '\\t' in the value of label \"job\"; expected \\\\, \\\" or \\n",
+    ),
+    (
+        "up{job=a} 1\n",
+        Format::Text004,
+        1,
+        8,
+        "expected '\"' to start the value of label \"job\", found 'a'",
+    ),
+    (
+        "up{job} 1\n",
+        Format::Text004,
+        1,
+        7,
+        "expected '=' after label name \"job\", found '}'",
+    ),
+    (
+        "up{1job=\"a\"} 1\n",
+        Format::Text004,
+        1,
+        4,
+        "expected a label name or '}', found '1'",
+    ),
+    (
+        "up{\"job\"=\"a\"} 1\n",
+        Format::Text004,
+        1,
+        4,
+        "expected a label name or '}', found '\"' (quoted UTF-8 label names are not supported)",
+    ),
+    (
+        "up{a=\"1\",b=\"2\",a=\"3\"} 1\n",
+        Format::Text004,
+        1,
+        16,
+        "duplicate label \"a\"",
+    ),
+    (
+        "ok 1\nup\n",
+        Format::Text004,
+        2,
+        3,
+        "expected '{' or a space after metric name \"up\", found end of line",
+    ),
+    (
+        "up-time 1\n",
+        Format::Text004,
+        1,
+        3,
+        "expected '{' or a space after metric name \"up\", found '-'",
+    ),
+    (
+        "up{}x 1\n",
+        Format::Text004,
+        1,
+        5,
+        "expected a space after the labels, found 'x'",
+    ),
+    (
+        "1up 1\n",
+        Format::Text004,
+        1,
+        1,
+        "expected a metric name, found '1'",
+    ),
+    (
+        "{\"up\"} 1\n",
+        Format::Text004,
+        1,
+        1,
+        "expected a metric name, found '{' (quoted UTF-8 metric names are not supported)",
+    ),
+    (
+        "up one\n",
+        Format::Text004,
+        1,
+        4,
+        "invalid sample value \"one\"; expected a float, NaN, +Inf or -Inf",
+    ),
+    (
+        "up 0x1F\n",
+        Format::Text004,
+        1,
+        4,
+        "invalid sample value \"0x1F\"; expected a float, NaN, +Inf or -Inf",
+    ),
+    (
+        "up 1 12.5\n",
+        Format::Text004,
+        1,
+        6,
+        "invalid timestamp \"12.5\"; expected integer milliseconds since the epoch",
+    ),
+    (
+        "up 1 2 3\n",
+        Format::Text004,
+        1,
+        8,
+        "expected end of line, found '3'",
+    ),
+    (
+        "# TYPE up counter\n# TYPE up gauge\n",
+        Format::Text004,
+        2,
+        1,
+        "second TYPE line for metric family \"up\"",
+    ),
+    (
+        "# HELP up a\n# HELP up b\n",
+        Format::Text004,
+        2,
+        1,
+        "second HELP line for metric family \"up\"",
+    ),
+    (
+        "up 1\n# TYPE up gauge\n",
+        Format::Text004,
+        2,
+        1,
+        "TYPE line for \"up\" must come before its samples",
+    ),
+    (
+        "# TYPE up gauges\n",
+        Format::Text004,
+        1,
+        11,
+        "unknown metric type \"gauges\"; expected counter, gauge, histogram, summary or untyped",
+    ),
+    (
+        "# TYPE up unknown\n",
+        Format::Text004,
+        1,
+        11,
+        "unknown metric type \"unknown\"; expected counter, gauge, histogram, summary or untyped",
+    ),
+    (
+        "# TYPE up\n",
+        Format::Text004,
+        1,
+        10,
+        "expected a type after metric name \"up\"",
+    ),
+    (
+        "# TYPE up gauge extra\n",
+        Format::Text004,
+        1,
+        17,
+        "expected end of line after type \"gauge\"",
+    ),
+    (
+        "# TYPE 9up gauge\n",
+        Format::Text004,
+        1,
+        8,
+        "expected a metric name after '# TYPE', found '9'",
+    ),
+    (
+        "# HELP up bad \\q escape\n",
+        Format::Text004,
+        1,
+        15,
+        "invalid escape '\\q' in HELP text; expected \\\\ or \\n",
+    ),
+    (
+        "# TYPE h histogram\nh_bucket 1\n",
+        Format::Text004,
+        2,
+        1,
+        "sample \"h_bucket\" needs a \"le\" label",
+    ),
+    (
+        "# TYPE h histogram\nh_bucket{le=\"big\"} 1\n",
+        Format::Text004,
+        2,
+        10,
+        "label \"le\" of \"h_bucket\" must be a float, found \"big\"",
+    ),
+    (
+        "# TYPE h histogram\nh 1\n",
+        Format::Text004,
+        2,
+        1,
+        "sample \"h\" does not fit histogram family \"h\"; expected h_bucket, h_sum, h_count",
+    ),
+    (
+        "# TYPE s summary\ns{x=\"1\"} 1\n",
+        Format::Text004,
+        2,
+        1,
+        "sample \"s\" needs a \"quantile\" label",
+    ),
     // OpenMetrics specifics.
-    ("a 1\n", Format::OpenMetrics, 2, 1, "expected '# EOF' as the last line of OpenMetrics input"),
-    ("a 1", Format::OpenMetrics, 1, 4, "expected '# EOF' as the last line of OpenMetrics input"),
-    ("", Format::OpenMetrics, 1, 1, "expected '# EOF' as the last line of OpenMetrics input"),
-    ("# EOF\na 1\n", Format::OpenMetrics, 2, 1, "unexpected content after '# EOF'; it must be the last line"),
-    ("# EOF\n\n", Format::OpenMetrics, 2, 1, "unexpected content after '# EOF'; it must be the last line"),
-    ("a 1\n\n# EOF\n", Format::OpenMetrics, 2, 1, "expected a metric line; blank lines are not allowed in OpenMetrics"),
-    ("# hello\n# EOF\n", Format::OpenMetrics, 1, 3, "expected HELP, TYPE, UNIT or EOF after '# '; other comments are not allowed in OpenMetrics"),
-    ("#TYPE a gauge\n# EOF\n", Format::OpenMetrics, 1, 2, "expected '# HELP', '# TYPE', '# UNIT' or '# EOF'; other comments are not allowed in OpenMetrics"),
-    ("a  1\n# EOF\n", Format::OpenMetrics, 1, 3, "expected a sample value"),
-    ("a 1 \n# EOF\n", Format::OpenMetrics, 1, 4, "expected end of line, found ' '"),
-    ("a{x=\"1\",} 1\n# EOF\n", Format::OpenMetrics, 1, 9, "expected a label name after ','; OpenMetrics allows no trailing comma"),
-    ("a 1 1e999\n# EOF\n", Format::OpenMetrics, 1, 5, "invalid timestamp \"1e999\"; expected seconds since the epoch (e.g. 1700000000.123)"),
-    ("# TYPE a untyped\n# EOF\n", Format::OpenMetrics, 1, 10, "unknown metric type \"untyped\"; expected counter, gauge, histogram, gaugehistogram, summary, info, stateset or unknown"),
-    ("# TYPE a_seconds gauge\n# UNIT a_seconds bytes\n# EOF\n", Format::OpenMetrics, 2, 18, "unit \"bytes\" must be a suffix of the metric family name \"a_seconds\" (as \"_bytes\")"),
-    ("# TYPE c counter\nc 1\n# EOF\n", Format::OpenMetrics, 2, 1, "sample \"c\" does not fit counter family \"c\"; expected c_total, c_created"),
-    ("# TYPE a gauge\na 1\nb 1\na 2\n# EOF\n", Format::OpenMetrics, 4, 1, "sample of metric family \"a\" after another family started; families must not be interleaved in OpenMetrics"),
-    ("a 1\nb 1\n# TYPE a gauge\n# EOF\n", Format::OpenMetrics, 3, 8, "metric family \"a\" appeared earlier; families must not be interleaved in OpenMetrics"),
-    ("a 1\n# HELP a late\n# EOF\n", Format::OpenMetrics, 2, 1, "HELP line for \"a\" must come before its samples"),
-    ("# HELP a x \\t\n# EOF\n", Format::OpenMetrics, 1, 12, "invalid escape '\\t' in HELP text; expected \\\\, \\\" or \\n"),
-    ("a_total 1 # {x=\"1\"}\n# EOF\n", Format::OpenMetrics, 1, 20, "expected a space and the exemplar value after its labels"),
-    ("a_total 1 #{x=\"1\"} 1\n# EOF\n", Format::OpenMetrics, 1, 11, "expected an exemplar '# {labels} value [timestamp]'"),
-    ("a 1 # {x=\"1\"} 1\n", Format::Text004, 1, 5, "invalid timestamp \"#\"; expected integer milliseconds since the epoch"),
-    ("# EOF junk\n", Format::OpenMetrics, 1, 6, "expected end of line after '# EOF'"),
+    (
+        "a 1\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "expected '# EOF' as the last line of OpenMetrics input",
+    ),
+    (
+        "a 1",
+        Format::OpenMetrics,
+        1,
+        4,
+        "expected '# EOF' as the last line of OpenMetrics input",
+    ),
+    (
+        "",
+        Format::OpenMetrics,
+        1,
+        1,
+        "expected '# EOF' as the last line of OpenMetrics input",
+    ),
+    (
+        "# EOF\na 1\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "unexpected content after '# EOF'; it must be the last line",
+    ),
+    (
+        "# EOF\n\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "unexpected content after '# EOF'; it must be the last line",
+    ),
+    (
+        "a 1\n\n# EOF\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "expected a metric line; blank lines are not allowed in OpenMetrics",
+    ),
+    (
+        "# hello\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        3,
+        "expected HELP, TYPE, UNIT or EOF after '# '; other comments are not allowed in OpenMetrics",
+    ),
+    (
+        "#TYPE a gauge\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        2,
+        "expected '# HELP', '# TYPE', '# UNIT' or '# EOF'; other comments are not allowed in OpenMetrics",
+    ),
+    (
+        "a  1\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        3,
+        "expected a sample value",
+    ),
+    (
+        "a 1 \n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        4,
+        "expected end of line, found ' '",
+    ),
+    (
+        "a{x=\"1\",} 1\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        9,
+        "expected a label name after ','; OpenMetrics allows no trailing comma",
+    ),
+    (
+        "a 1 1e999\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        5,
+        "invalid timestamp \"1e999\"; expected seconds since the epoch (e.g. 1700000000.123)",
+    ),
+    (
+        "# TYPE a untyped\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        10,
+        "unknown metric type \"untyped\"; expected counter, gauge, histogram, gaugehistogram, summary, info, stateset or unknown",
+    ),
+    (
+        "# TYPE a_seconds gauge\n# UNIT a_seconds bytes\n# EOF\n",
+        Format::OpenMetrics,
+        2,
+        18,
+        "unit \"bytes\" must be a suffix of the metric family name \"a_seconds\" (as \"_bytes\")",
+    ),
+    (
+        "# TYPE c counter\nc 1\n# EOF\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "sample \"c\" does not fit counter family \"c\"; expected c_total, c_created",
+    ),
+    (
+        "# TYPE a gauge\na 1\nb 1\na 2\n# EOF\n",
+        Format::OpenMetrics,
+        4,
+        1,
+        "sample of metric family \"a\" after another family started; families must not be interleaved in OpenMetrics",
+    ),
+    (
+        "a 1\nb 1\n# TYPE a gauge\n# EOF\n",
+        Format::OpenMetrics,
+        3,
+        8,
+        "metric family \"a\" appeared earlier; families must not be interleaved in OpenMetrics",
+    ),
+    (
+        "a 1\n# HELP a late\n# EOF\n",
+        Format::OpenMetrics,
+        2,
+        1,
+        "HELP line for \"a\" must come before its samples",
+    ),
+    (
+        "# HELP a x \\t\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        12,
+        "invalid escape '\\t' in HELP text; expected \\\\, \\\" or \\n",
+    ),
+    (
+        "a_total 1 # {x=\"1\"}\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        20,
+        "expected a space and the exemplar value after its labels",
+    ),
+    (
+        "a_total 1 #{x=\"1\"} 1\n# EOF\n",
+        Format::OpenMetrics,
+        1,
+        11,
+        "expected an exemplar '# {labels} value [timestamp]'",
+    ),
+    (
+        "a 1 # {x=\"1\"} 1\n",
+        Format::Text004,
+        1,
+        5,
+        "invalid timestamp \"#\"; expected integer milliseconds since the epoch",
+    ),
+    (
+        "# EOF junk\n",
+        Format::OpenMetrics,
+        1,
+        6,
+        "expected end of line after '# EOF'",
+    ),
     // Columns count characters, not bytes.
-    ("up{city=\"Zürich\" x} 1\n", Format::Text004, 1, 18, "expected ',' or '}' after the value of label \"city\""),
+    (
+        "up{city=\"Zürich\" x} 1\n",
+        Format::Text004,
+        1,
+        18,
+        "expected ',' or '}' after the value of label \"city\"",
+    ),
 ];
 
 #[test]
