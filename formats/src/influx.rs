@@ -28,7 +28,9 @@
 //! Strictness beyond the spec: `NaN`/`Inf` floats, empty tag values, duplicate tag keys and
 //! two fields giving the same sample name are errors (Influx would reject or overwrite).
 
-use crate::names::{sanitize_label_name, sanitize_metric_name};
+use std::borrow::Cow;
+
+use crate::names::{metric_char, push_sanitized, sanitize_label_name, sanitize_metric_name};
 use crate::{ParseError, ParsedSample, parse_plain_float};
 
 /// Timestamp unit of a write request (`precision` query parameter).
@@ -130,9 +132,9 @@ pub fn parse_lines(
         line_start: 0,
     };
     let mut out = Vec::new();
-    let mut fields: Vec<(String, f64, usize)> = Vec::new();
+    let mut scratch = Scratch::default();
     while p.pos < p.b.len() {
-        parse_line(&mut p, precision, default_ts_ms, &mut out, &mut fields)?;
+        parse_line(&mut p, precision, default_ts_ms, &mut out, &mut scratch)?;
     }
     Ok(out)
 }
@@ -221,10 +223,20 @@ impl Cursor<'_> {
     }
 }
 
+/// Buffers reused from line to line, so a line allocates only what it returns.
+#[derive(Default)]
+struct Scratch {
+    /// Tags of the line: sanitised key, value, byte offset of the key (for errors).
+    tags: Vec<(String, String, usize)>,
+    /// Numeric fields of the line: sample name, value, byte range of the key (for errors).
+    fields: Vec<(String, f64, usize, usize)>,
+}
+
 /// Removes the escapes `\<c>` for `c` in `escapable` (plus `\\`); other backslashes stay.
-fn unescape(raw: &str, escaped: bool, escapable: &[u8]) -> String {
+/// Borrows when there is no backslash.
+fn unescape<'a>(raw: &'a str, escaped: bool, escapable: &[u8]) -> Cow<'a, str> {
     if !escaped {
-        return raw.to_string();
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
@@ -239,7 +251,7 @@ fn unescape(raw: &str, escaped: bool, escapable: &[u8]) -> String {
         }
         out.push(c);
     }
-    out
+    Cow::Owned(out)
 }
 
 fn parse_line(
@@ -247,7 +259,7 @@ fn parse_line(
     precision: Precision,
     default_ts_ms: i64,
     out: &mut Vec<ParsedSample>,
-    fields: &mut Vec<(String, f64, usize)>,
+    scratch: &mut Scratch,
 ) -> Result<(), ParseError> {
     p.skip_spaces();
     if p.at_eol() || p.peek() == Some(b'#') {
@@ -261,10 +273,12 @@ fn parse_line(
         return Err(p.err_at(m_start, "expected a measurement name"));
     }
     let measurement = unescape(&p.s[m_start..m_end], m_esc, b", ");
+    // Non-empty, so sanitising cannot fail.
+    let base_name = sanitize_metric_name(&measurement).unwrap_or_default();
 
     // Tags.
-    let mut labels: Vec<(String, String)> = Vec::new();
-    let mut label_pos: Vec<usize> = Vec::new();
+    let tags = &mut scratch.tags;
+    tags.clear();
     while p.peek() == Some(b',') {
         p.pos += 1;
         let (k_start, k_end, k_esc) = p.scan(b",= ");
@@ -280,11 +294,10 @@ fn parse_line(
         if v_end == v_start {
             return Err(p.err_at(v_start, format!("expected a value for tag \"{key_raw}\"")));
         }
-        let value = unescape(&p.s[v_start..v_end], v_esc, b",= ");
-        // `unwrap_or_default` is unreachable: the key is non-empty.
+        let value = unescape(&p.s[v_start..v_end], v_esc, b",= ").into_owned();
+        // Non-empty, so sanitising cannot fail.
         let key = sanitize_label_name(&key_raw).unwrap_or_default();
-        labels.push((key, value));
-        label_pos.push(k_start);
+        tags.push((key, value, k_start));
     }
     if p.peek() != Some(b' ') {
         return Err(p.err_at(p.pos, "expected a space and the field set"));
@@ -293,20 +306,20 @@ fn parse_line(
     if p.at_eol() {
         return Err(p.err_at(p.pos, "expected a field set (field=value)"));
     }
-    if labels.len() > 1 {
-        // Sort keys with their positions so a duplicate can be reported where it is.
-        let mut order: Vec<usize> = (0..labels.len()).collect();
-        order.sort_by(|&a, &b| labels[a].0.cmp(&labels[b].0));
-        for w in order.windows(2) {
-            if labels[w[0]].0 == labels[w[1]].0 {
-                let at = label_pos[w[0]].max(label_pos[w[1]]);
-                return Err(p.err_at(at, format!("duplicate tag key \"{}\"", labels[w[0]].0)));
-            }
-        }
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
+    if !tags.is_sorted_by(|a, b| a.0 <= b.0) {
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
     }
+    for w in tags.windows(2) {
+        if w[0].0 == w[1].0 {
+            // Reported at the later of the two, where the reader sees the repetition.
+            let at = w[0].2.max(w[1].2);
+            return Err(p.err_at(at, format!("duplicate tag key \"{}\"", w[0].0)));
+        }
+    }
+    let labels: Vec<(String, String)> = tags.drain(..).map(|(k, v, _)| (k, v)).collect();
 
     // Fields.
+    let fields = &mut scratch.fields;
     fields.clear();
     let mut first_field = None;
     loop {
@@ -324,8 +337,12 @@ fn parse_line(
         if p.peek() == Some(b'"') {
             skip_string(p, &key)?;
         } else {
-            while p.pos < p.b.len() && !matches!(p.b[p.pos], b',' | b' ' | b'\n') && !p.at_eol() {
+            while p.pos < p.b.len() && !matches!(p.b[p.pos], b',' | b' ' | b'\n') {
                 p.pos += 1;
+            }
+            // Leave a `\r` that ends the line to the line-end handling.
+            if p.pos > v_start && p.b[p.pos - 1] == b'\r' && p.peek().is_none_or(|c| c == b'\n') {
+                p.pos -= 1;
             }
             let raw = &p.s[v_start..p.pos];
             if raw.is_empty() {
@@ -337,7 +354,16 @@ fn parse_line(
                     format!("invalid value \"{raw}\" for field \"{key}\": {why}"),
                 )
             })?;
-            fields.push((key, value, k_start));
+            let name = if key == "value" {
+                base_name.clone()
+            } else {
+                let mut name = String::with_capacity(base_name.len() + 1 + key.len());
+                name.push_str(&base_name);
+                name.push('_');
+                push_sanitized(&mut name, &key, metric_char);
+                name
+            };
+            fields.push((name, value, k_start, k_end));
         }
         match p.peek() {
             Some(b',') => p.pos += 1,
@@ -355,11 +381,10 @@ fn parse_line(
         ));
     }
     if !p.at_eol() {
-        // After the field set only a space may follow (anything else ended a value above).
         p.skip_spaces();
         if !p.at_eol() {
             let t_start = p.pos;
-            while p.pos < p.b.len() && !matches!(p.b[p.pos], b' ' | b'\t' | b'\n') && !p.at_eol() {
+            while p.pos < p.b.len() && !matches!(p.b[p.pos], b' ' | b'\t' | b'\n' | b'\r') {
                 p.pos += 1;
             }
             let raw = &p.s[t_start..p.pos];
@@ -392,26 +417,32 @@ fn parse_line(
             "line has only string fields; Telltale stores numbers only",
         ));
     }
-    let base = out.len();
-    for (key, value, key_pos) in fields.drain(..) {
-        let full = if key == "value" {
-            measurement.clone()
-        } else {
-            format!("{measurement}_{key}")
-        };
-        // Non-empty by construction (the measurement is non-empty).
-        let name = sanitize_metric_name(&full).unwrap_or_default();
-        if out[base..].iter().any(|s| s.name == name) {
+    // Two fields giving one sample name (`a.b` and `a_b`, or a repeated key) would store two
+    // values for one series and timestamp: refuse rather than pick one.
+    for i in 1..fields.len() {
+        if fields[..i].iter().any(|f| f.0 == fields[i].0) {
+            let (name, k_start, k_end) = (&fields[i].0, fields[i].2, fields[i].3);
+            let key = &p.s[k_start..k_end];
             return Err(p.err_at(
-                key_pos,
+                k_start,
                 format!(
                     "field \"{key}\" gives the sample name \"{name}\" a second time in this line"
                 ),
             ));
         }
+    }
+    let last = fields.len() - 1;
+    let mut labels = Some(labels);
+    for (i, (name, value, _, _)) in fields.drain(..).enumerate() {
+        // The last field takes the labels, the others clone them.
+        let labels = if i == last {
+            labels.take()
+        } else {
+            labels.clone()
+        };
         out.push(ParsedSample {
             name,
-            labels: labels.clone(),
+            labels: labels.unwrap_or_default(),
             value,
             timestamp_ms: Some(ts_ms),
         });

@@ -50,7 +50,7 @@ pub(crate) fn is_label_start(c: u8) -> bool {
 /// assert_eq!(telltale_formats::sanitize_metric_name("5xx").as_deref(), Some("_5xx"));
 /// ```
 pub fn sanitize_metric_name(name: &str) -> Option<String> {
-    sanitize(name, |c| is_metric_start(c) || c.is_ascii_digit())
+    sanitize(name, metric_char)
 }
 
 /// Maps an arbitrary name onto the Prometheus label-name charset `[a-zA-Z0-9_]` (first
@@ -71,14 +71,30 @@ fn sanitize(name: &str, allowed: impl Fn(u8) -> bool) -> Option<String> {
     if name.as_bytes()[0].is_ascii_digit() {
         out.push('_');
     }
-    for c in name.chars() {
+    push_sanitized(&mut out, name, allowed);
+    Some(out)
+}
+
+/// Appends `s` to `out`, replacing every character not `allowed` with `_` (no digit rule:
+/// for appending to a name that already has a valid start).
+pub(crate) fn push_sanitized(out: &mut String, s: &str, allowed: impl Fn(u8) -> bool) {
+    // Most names are already valid: copy them in one go.
+    if s.bytes().all(&allowed) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
         if c.is_ascii() && allowed(c as u8) {
             out.push(c);
         } else {
             out.push('_');
         }
     }
-    Some(out)
+}
+
+/// The metric-name charset test, for [`push_sanitized`].
+pub(crate) fn metric_char(c: u8) -> bool {
+    is_metric_start(c) || c.is_ascii_digit()
 }
 
 /// Formats a float the way Prometheus 3 normalises `le` and `quantile` label values
