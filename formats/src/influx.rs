@@ -458,7 +458,8 @@ fn skip_string(p: &mut Cursor<'_>, key: &str) -> Result<(), ParseError> {
     p.pos += 1;
     while p.pos < p.b.len() {
         match p.b[p.pos] {
-            b'\\' => p.pos += 2,
+            // An escape skips the next byte, but never a line end (the line count must see it).
+            b'\\' if p.b.get(p.pos + 1) != Some(&b'\n') => p.pos += 2,
             b'"' => {
                 p.pos += 1;
                 return Ok(());

@@ -65,6 +65,9 @@ fn escapes() {
     assert_eq!(s[3].label("t"), Some("v\\q"));
     let err = parse_lines("multi s=\"a\nb\",v=3 7\nbad\n", Precision::Seconds, 0).unwrap_err();
     assert_eq!((err.line, err.column), (3, 4));
+    // A backslash before the newline inside a string still counts the line.
+    let err = parse_lines("m s=\"a\\\nb\",v=3\nbad\n", Precision::Seconds, 0).unwrap_err();
+    assert_eq!((err.line, err.column), (3, 4));
 }
 
 #[test]
