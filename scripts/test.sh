@@ -22,6 +22,9 @@ for p in telltale-plugin-system telltale-plugin-window-stats telltale-test-plugi
   cargo clippy -p "$p" --target wasm32-wasip2 --locked -- -D warnings
 done
 
+step "tests: metric format parsers"
+cargo test -p telltale-formats --locked
+
 step "tests: plugins (native, their pure logic)"
 cargo test -p telltale-plugin-window-stats --locked
 cargo test -p telltale-plugin-system --locked
