@@ -166,8 +166,11 @@ impl PluginHost {
 
         let mut collector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
-        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
-            .map_err(engine_err)?;
+        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut collector_linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let mut analyzer_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
         analyzer::Analyzer::add_to_linker::<_, HasSelf<StoreState>>(&mut analyzer_linker, |s| s)
