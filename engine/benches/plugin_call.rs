@@ -38,7 +38,12 @@ fn spec(instance: &str, plugin: &str, system: bool) -> PluginSpec {
         config_json: "null".to_string(),
         grants: Grants {
             system,
-            files: Vec::new(),
+            // The system plugin reads /proc and /sys besides the typed snapshot.
+            files: if system {
+                vec!["/proc".into(), "/sys".into()]
+            } else {
+                Vec::new()
+            },
         },
         limits: PluginLimits::default(),
     }
