@@ -21,7 +21,7 @@ static STANDARD_PLUGINS: [StandardPlugin; 2] = [
         name: "system",
         kind: PluginKind::Collector,
         description: "CPU, load, memory, swap, disks, network and uptime of this machine \
-                      (needs `grants: { system: true }`)",
+                      (needs `grants: { system: true, files: [/proc, /sys] }`)",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/system.wasm")),
     },
     StandardPlugin {
