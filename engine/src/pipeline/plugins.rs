@@ -537,3 +537,172 @@ pub(crate) async fn analyzer_task(
         store.ingest(slot.samples(now_ms()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn test_plugin(name: &str) -> PathBuf {
+        PathBuf::from(env!("TELLTALE_TEST_PLUGINS_DIR")).join(format!("{name}.wasm"))
+    }
+
+    /// Parsed from YAML like the real config, so new fields with defaults need no edits.
+    fn collector(yaml: &str) -> CollectorConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn slot(cfg: &CollectorConfig, base: &Path) -> Slot<CollectorInstance> {
+        let host = PluginHost::new(None).unwrap();
+        Slot::new(host, PluginSpec::collector(cfg, base), &cfg.supervision)
+    }
+
+    /// One tick as the collector task runs it; `None` when the call was skipped or the
+    /// load/restart before it failed.
+    async fn tick(slot: &mut Slot<CollectorInstance>) -> Option<Result<usize, PluginError>> {
+        let inst = slot.ready(Instant::now()).await?;
+        let started = Instant::now();
+        let result = inst.collect().await;
+        let (took, live) = (started.elapsed(), inst.is_live());
+        Some(match result {
+            Ok(s) => {
+                slot.succeeded(took, s.len());
+                Ok(s.len())
+            }
+            Err(e) => {
+                slot.failed(&e, took, live);
+                Err(e)
+            }
+        })
+    }
+
+    fn metric(slot: &Slot<CollectorInstance>, name: &str, extra: &[(&str, &str)]) -> f64 {
+        slot.samples(0)
+            .into_iter()
+            .find(|s| {
+                s.name == name
+                    && extra
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v))
+            })
+            .map(|s| s.value)
+            .unwrap_or_else(|| panic!("no {name} {extra:?}"))
+    }
+
+    fn install(path: &Path, bytes: &[u8]) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hung_plugin_is_quarantined_then_a_new_file_is_swapped_in_and_garbage_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.wasm");
+        std::fs::copy(test_plugin("hang"), &file).unwrap();
+        let cfg = collector(
+            "name: p\nplugin: p.wasm\nlimits: { timeout: 100ms }\n\
+             supervision: { initial_backoff: 0s, quarantine_after: 2 }\n",
+        );
+        let mut slot = slot(&cfg, dir.path());
+        let key = watch_key(&file).unwrap();
+
+        // Load + call: the deadline discards it; no wait (0s backoff), one more chance.
+        assert!(matches!(
+            tick(&mut slot).await,
+            Some(Err(PluginError::Timeout { .. }))
+        ));
+        assert_eq!(slot.supervisor.state(), PluginState::BackingOff);
+        // Restarted (a fresh instance), fails again: quarantined.
+        assert!(matches!(
+            tick(&mut slot).await,
+            Some(Err(PluginError::Timeout { .. }))
+        ));
+        assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+        assert_eq!(slot.stats.restarts, 1);
+        // Quarantined: not called at all.
+        assert!(tick(&mut slot).await.is_none());
+        assert_eq!(
+            metric(&slot, "telltale_plugin_state", &[("state", "quarantined")]),
+            1.0
+        );
+        assert_eq!(
+            metric(&slot, "telltale_plugin_state", &[("state", "running")]),
+            0.0
+        );
+        assert_eq!(
+            metric(&slot, "telltale_plugin_consecutive_failures", &[]),
+            2.0
+        );
+        assert_eq!(
+            metric(
+                &slot,
+                "telltale_plugin_calls_total",
+                &[("outcome", "error")]
+            ),
+            2.0
+        );
+        assert_eq!(
+            metric(&slot, "telltale_plugin_call_duration_seconds_count", &[]),
+            2.0
+        );
+        assert!(metric(&slot, "telltale_plugin_call_duration_seconds_sum", &[]) >= 0.2);
+
+        // The same bytes again (a touch) or another file: no fresh chance.
+        install(&file, &std::fs::read(test_plugin("hang")).unwrap());
+        slot.reload(&Reload::File(key.clone())).await;
+        slot.reload(&Reload::File(dir.path().join("other.wasm")))
+            .await;
+        assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+        assert_eq!(slot.stats.reloads_ok, 0);
+
+        // A new version: swapped in, released, collecting.
+        install(&file, &std::fs::read(test_plugin("counter")).unwrap());
+        slot.reload(&Reload::File(key.clone())).await;
+        assert_eq!(slot.supervisor.state(), PluginState::Running);
+        assert_eq!(slot.stats.reloads_ok, 1);
+        assert!(matches!(tick(&mut slot).await, Some(Ok(1))));
+        assert_eq!(metric(&slot, "telltale_plugin_up", &[]), 1.0);
+
+        // Garbage: refused, the counter keeps collecting (its count goes on: same instance).
+        install(&file, b"not wasm");
+        slot.reload(&Reload::File(key)).await;
+        assert_eq!(slot.stats.reloads_failed, 1);
+        assert!(matches!(tick(&mut slot).await, Some(Ok(1))));
+        assert_eq!(slot.supervisor.state(), PluginState::Running);
+        assert_eq!(
+            metric(
+                &slot,
+                "telltale_plugin_reloads_total",
+                &[("outcome", "error")]
+            ),
+            1.0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_an_operator_reload_releases_a_standard_plugin() {
+        // The system plugin without its grant is refused at every load.
+        let cfg = collector(
+            "name: sys\nplugin: system\nsupervision: { initial_backoff: 0s, quarantine_after: 1 }\n",
+        );
+        let mut slot = slot(&cfg, Path::new("."));
+        assert!(tick(&mut slot).await.is_none());
+        assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+        assert!(
+            slot.supervisor
+                .last_error()
+                .is_some_and(|e| e.contains("grants"))
+        );
+        // File events never concern a standard plugin.
+        slot.reload(&Reload::File(PathBuf::from("/system"))).await;
+        slot.recheck_file().await;
+        assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+        // SIGHUP: the load still fails, but the operator asked for a fresh start.
+        slot.reload(&Reload::Operator).await;
+        assert_eq!(slot.supervisor.state(), PluginState::Running);
+        assert_eq!(slot.stats.reloads_failed, 1);
+        assert!(tick(&mut slot).await.is_none());
+        assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+    }
+}
