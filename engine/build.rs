@@ -50,6 +50,12 @@ const PLUGINS: &[PluginCrate] = &[
         file: "hang.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-counter",
+        dir: "tests/plugins/counter",
+        file: "counter.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.

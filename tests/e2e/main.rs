@@ -3,6 +3,7 @@
 //! Every wait is bounded; every process is killed when its test ends.
 
 mod catalogue;
+mod supervision;
 mod support;
 
 use std::path::Path;

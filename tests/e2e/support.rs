@@ -255,6 +255,15 @@ impl Engine {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) without waiting for anything.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
     /// Sends SIGTERM and waits (bounded) for it to exit.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let _ = Command::new("kill")

@@ -133,7 +133,11 @@ fn run(path: Option<&Path>) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(crate::pipeline::run(loaded, shutdown_signal())) {
+    let reloads = {
+        let _runtime = rt.enter();
+        reload_signal()
+    };
+    match rt.block_on(crate::pipeline::run(loaded, shutdown_signal(), reloads)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -150,6 +154,35 @@ async fn shutdown_signal() {
         eprintln!("second signal: exiting without waiting for notifications");
         std::process::exit(130);
     });
+}
+
+/// One message per SIGHUP (several pending ones coalesce): the pipeline reloads every
+/// plugin. Must be called inside the runtime.
+fn reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) =
+                            tx.try_send(())
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                "cannot listen for SIGHUP ({e}); plugins reload only when their files change"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 async fn wait_for_signal() {

@@ -102,6 +102,36 @@ impl Default for PluginLimits {
     }
 }
 
+/// How a failing plugin instance is restarted and when it is given up on. A call that
+/// crashes, runs past its deadline or breaks a limit (and a failed load) is a failure: the
+/// instance is discarded and the next call waits `initial_backoff`, doubling after each
+/// further consecutive failure up to `max_backoff`. After `quarantine_after` consecutive
+/// failures the instance is quarantined: not called again until its `.wasm` file changes
+/// or the engine gets SIGHUP. A successful call resets all of it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// The wait after the first failure.
+    #[serde(default = "defaults::supervision_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// The longest wait between attempts.
+    #[serde(default = "defaults::supervision_max_backoff")]
+    pub max_backoff: HumanDuration,
+    /// Consecutive failures after which the instance is quarantined; 0 never quarantines.
+    #[serde(default = "defaults::supervision_quarantine_after")]
+    pub quarantine_after: u32,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            initial_backoff: defaults::supervision_initial_backoff(),
+            max_backoff: defaults::supervision_max_backoff(),
+            quarantine_after: defaults::supervision_quarantine_after(),
+        }
+    }
+}
+
 /// What a plugin may touch. Everything not granted is refused.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +161,9 @@ pub struct CollectorConfig {
     /// Capabilities granted to this instance.
     #[serde(default)]
     pub grants: Grants,
+    /// Backoff and quarantine of this instance when it keeps failing.
+    #[serde(default)]
+    pub supervision: SupervisionConfig,
     /// Passed to the plugin's `init` as JSON; its shape is the plugin's own.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -156,6 +189,9 @@ pub struct AnalyzerConfig {
     /// Limits of this instance.
     #[serde(default)]
     pub limits: PluginLimits,
+    /// Backoff and quarantine of this instance when it keeps failing.
+    #[serde(default)]
+    pub supervision: SupervisionConfig,
     /// Passed to the plugin's `init` as JSON; its shape is the plugin's own.
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Value>")]
@@ -528,6 +564,15 @@ pub mod defaults {
     }
     pub(crate) fn webhook_max_backoff() -> HumanDuration {
         HumanDuration(Duration::from_secs(60))
+    }
+    pub(crate) fn supervision_initial_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub(crate) fn supervision_max_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub(crate) fn supervision_quarantine_after() -> u32 {
+        5
     }
 }
 

@@ -14,32 +14,43 @@
 //! tasks stop taking new work, then the dispatcher gets the grace period to deliver what is
 //! queued and spools the rest for the next start.
 
+mod plugins;
+mod reload;
 mod supervise;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
 use crate::alerts::AlertManager;
-use crate::config::{AnalyzerConfig, CollectorConfig, LoadedConfig};
-use crate::model::{Labels, Sample, Severity, duration_ms, now_ms};
+use crate::config::LoadedConfig;
+use crate::model::{Labels, Sample, now_ms};
 use crate::notify::{Dispatcher, DispatcherHandle};
-use crate::plugin_host::{PluginHost, PluginSpec};
+use crate::plugin_host::{PluginHost, PluginSource, PluginSpec};
 use crate::rules::{ReloadOutcome, RuleSet, RuleWatcher};
 use crate::store::{SeriesStore, StoreLimits};
 
-use supervise::{Backoff, FailureLog};
+use plugins::{analyzer_task, collector_task};
+use reload::{PluginWatcher, RELOAD_CHANNEL, Reload, watch_key};
+use supervise::FailureLog;
 
 /// Runs the engine until `shutdown` completes, then shuts down gracefully.
+///
+/// Each message on `reloads` (the CLI sends one per SIGHUP) reloads every plugin: files are
+/// read again, and quarantined or backing-off instances get a fresh start. Plugin files
+/// are also watched and reloaded when their content changes. A closed `reloads` channel
+/// just means no operator reloads.
 pub async fn run(
     loaded: LoadedConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
+    mut reloads: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
     let cfg = &loaded.config;
     let data_dir = loaded.data_dir();
@@ -106,24 +117,56 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (reload_tx, _) = broadcast::channel::<Reload>(RELOAD_CHANNEL);
     let mut tasks = JoinSet::new();
+    let mut plugin_files = BTreeSet::new();
     for c in &cfg.collectors {
+        let spec = PluginSpec::collector(c, &loaded.base_dir);
+        plugin_files.extend(plugin_file(&spec));
         tasks.spawn(collector_task(
             host.clone(),
             c.clone(),
-            PluginSpec::collector(c, &loaded.base_dir),
+            spec,
             store.clone(),
+            reload_tx.subscribe(),
             stop_rx.clone(),
         ));
     }
     for a in &cfg.analyzers {
+        let spec = PluginSpec::analyzer(a, &loaded.base_dir);
+        plugin_files.extend(plugin_file(&spec));
         tasks.spawn(analyzer_task(
             host.clone(),
             a.clone(),
-            PluginSpec::analyzer(a, &loaded.base_dir),
+            spec,
             store.clone(),
+            reload_tx.subscribe(),
             stop_rx.clone(),
         ));
+    }
+    // Held until shutdown: dropping it stops the watch.
+    let _plugin_watcher = PluginWatcher::start(&plugin_files, reload_tx.clone());
+    {
+        let reload_tx = reload_tx.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = reloads.recv() => match r {
+                        Some(()) => {
+                            info!("reload requested (SIGHUP): reloading every plugin; quarantined ones get a fresh start");
+                            let _ = reload_tx.send(Reload::Operator);
+                        }
+                        // No operator reloads: wait for shutdown only.
+                        None => {
+                            let _ = stop.changed().await;
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
     }
     let (_watcher, change_rx) = match changes {
         Some((w, rx)) => (Some(w), Some(rx)),
@@ -167,8 +210,26 @@ pub async fn run(
     Ok(())
 }
 
+/// The watched form of a plugin's file, for file plugins whose directory exists.
+fn plugin_file(spec: &PluginSpec) -> Option<PathBuf> {
+    match &spec.source {
+        PluginSource::File(path) => {
+            let key = watch_key(path);
+            if key.is_none() {
+                warn!(
+                    "plugin `{}`: the directory of {} does not exist; the file will not be watched",
+                    spec.instance,
+                    path.display()
+                );
+            }
+            key
+        }
+        PluginSource::Standard(_) => None,
+    }
+}
+
 /// Builds a self-metric sample.
-fn self_metric(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
+pub(crate) fn self_metric(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
     Sample {
         name: name.to_string(),
         labels: labels
@@ -180,213 +241,10 @@ fn self_metric(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Samp
     }
 }
 
-/// Counters one plugin task keeps about itself, published as `telltale_plugin_*` series.
-#[derive(Default)]
-struct PluginCounters {
-    ok: u64,
-    errors: u64,
-}
-
-impl PluginCounters {
-    fn samples(
-        &self,
-        name: &str,
-        kind: &str,
-        duration: Duration,
-        emitted: usize,
-        up: bool,
-    ) -> Vec<Sample> {
-        let ts = now_ms();
-        vec![
-            self_metric(
-                "telltale_plugin_calls_total",
-                &[("plugin", name), ("kind", kind), ("outcome", "ok")],
-                self.ok as f64,
-                ts,
-            ),
-            self_metric(
-                "telltale_plugin_calls_total",
-                &[("plugin", name), ("kind", kind), ("outcome", "error")],
-                self.errors as f64,
-                ts,
-            ),
-            self_metric(
-                "telltale_plugin_call_duration_seconds",
-                &[("plugin", name), ("kind", kind)],
-                duration.as_secs_f64(),
-                ts,
-            ),
-            self_metric(
-                "telltale_plugin_samples",
-                &[("plugin", name), ("kind", kind)],
-                emitted as f64,
-                ts,
-            ),
-            self_metric(
-                "telltale_plugin_up",
-                &[("plugin", name), ("kind", kind)],
-                if up { 1.0 } else { 0.0 },
-                ts,
-            ),
-        ]
-    }
-}
-
-fn ticker(period: Duration) -> tokio::time::Interval {
+pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval(period);
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     t
-}
-
-/// Runs one collector: (re)loads it with backoff, calls `collect()` every interval and
-/// stores what it returns.
-async fn collector_task(
-    host: PluginHost,
-    cfg: CollectorConfig,
-    spec: PluginSpec,
-    store: Arc<SeriesStore>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let name = cfg.name.clone();
-    let mut instance = None;
-    let mut load_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut failures = FailureLog::new(&name);
-    let mut counters = PluginCounters::default();
-    let mut first = true;
-    let mut tick = ticker(cfg.interval.get());
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
-        if instance.is_none() {
-            if !load_backoff.ready() {
-                continue;
-            }
-            match host.collector(spec.clone()).await {
-                Ok(i) => {
-                    load_backoff.reset();
-                    instance = Some(i);
-                }
-                Err(e) => {
-                    let wait = load_backoff.fail();
-                    error!(collector = %name, "cannot load: {e}; retrying in {}", humantime::format_duration(wait));
-                    counters.errors += 1;
-                    store.ingest(counters.samples(&name, "collector", Duration::ZERO, 0, false));
-                    continue;
-                }
-            }
-        }
-        let Some(inst) = instance.as_mut() else {
-            continue;
-        };
-        let started = Instant::now();
-        let result = inst.collect().await;
-        let took = started.elapsed();
-        let (emitted, up) = match result {
-            Ok(samples) => {
-                counters.ok += 1;
-                failures.success();
-                let n = samples.len();
-                let report = store.ingest(samples);
-                if report.dropped_series_limit > 0 {
-                    warn!(collector = %name, "{} samples dropped: the store holds its maximum of {} series", report.dropped_series_limit, store.limits().max_series);
-                }
-                if first {
-                    info!(collector = %name, "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
-                    first = false;
-                }
-                (n, true)
-            }
-            Err(e) => {
-                counters.errors += 1;
-                failures.failure(&e.to_string());
-                (0, false)
-            }
-        };
-        store.ingest(counters.samples(&name, "collector", took, emitted, up));
-    }
-}
-
-/// Runs one analyzer: every interval, hands it the windows of its input series and stores
-/// the derived samples; events go to the log.
-async fn analyzer_task(
-    host: PluginHost,
-    cfg: AnalyzerConfig,
-    spec: PluginSpec,
-    store: Arc<SeriesStore>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let name = cfg.name.clone();
-    let mut instance = None;
-    let mut load_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-    let mut failures = FailureLog::new(&name);
-    let mut counters = PluginCounters::default();
-    let mut tick = ticker(cfg.interval.get());
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => break,
-        }
-        if instance.is_none() {
-            if !load_backoff.ready() {
-                continue;
-            }
-            match host.analyzer(spec.clone()).await {
-                Ok(i) => {
-                    load_backoff.reset();
-                    instance = Some(i);
-                }
-                Err(e) => {
-                    let wait = load_backoff.fail();
-                    error!(analyzer = %name, "cannot load: {e}; retrying in {}", humantime::format_duration(wait));
-                    continue;
-                }
-            }
-        }
-        let Some(inst) = instance.as_mut() else {
-            continue;
-        };
-        let since = now_ms() - duration_ms(cfg.window.get());
-        let windows: Vec<_> = cfg
-            .inputs
-            .iter()
-            .flat_map(|sel| store.window(&sel.name, &sel.labels, since))
-            .collect();
-        if windows.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let result = inst.analyze(windows).await;
-        let took = started.elapsed();
-        let (emitted, up) = match result {
-            Ok((samples, events)) => {
-                counters.ok += 1;
-                failures.success();
-                for e in &events {
-                    let labels = crate::model::SeriesKey {
-                        name: e.kind.clone(),
-                        labels: e.labels.clone(),
-                    };
-                    match e.severity {
-                        Severity::Info => info!(analyzer = %name, event = %labels, "{}", e.message),
-                        Severity::Warning | Severity::Critical => {
-                            warn!(analyzer = %name, event = %labels, severity = %e.severity, "{}", e.message)
-                        }
-                    }
-                }
-                let n = samples.len();
-                store.ingest(samples);
-                (n, true)
-            }
-            Err(e) => {
-                counters.errors += 1;
-                failures.failure(&e.to_string());
-                (0, false)
-            }
-        };
-        store.ingest(counters.samples(&name, "analyzer", took, emitted, up));
-    }
 }
 
 /// Evaluates every rule each tick, feeds the alert state machine and the dispatcher, and
@@ -522,16 +380,24 @@ fn status_line(store: &SeriesStore, now: i64) -> String {
         let selector = [("plugin", plugin.as_str()), ("kind", kind.as_str())];
         let up = one("telltale_plugin_up", &selector) > 0.0;
         let ms = one("telltale_plugin_call_duration_seconds", &selector) * 1e3;
+        let state = |s: &str| {
+            one(
+                "telltale_plugin_state",
+                &[("plugin", plugin), ("kind", kind), ("state", s)],
+            ) > 0.0
+        };
+        let errors = one(
+            "telltale_plugin_calls_total",
+            &[("plugin", plugin), ("kind", kind), ("outcome", "error")],
+        );
         parts.push(if up {
             format!("{kind} {plugin}: {samples} samples in {ms:.1} ms")
+        } else if state("quarantined") {
+            format!("{kind} {plugin}: QUARANTINED ({errors} errors)")
+        } else if state("backing_off") {
+            format!("{kind} {plugin}: BACKING OFF ({errors} errors)")
         } else {
-            format!(
-                "{kind} {plugin}: FAILING ({} errors)",
-                one(
-                    "telltale_plugin_calls_total",
-                    &[("plugin", plugin), ("outcome", "error")]
-                )
-            )
+            format!("{kind} {plugin}: FAILING ({errors} errors)")
         });
     }
     parts.push(format!(

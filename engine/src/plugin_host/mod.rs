@@ -206,25 +206,25 @@ impl PluginHost {
     /// grants and its exports against the `collector` world, instantiates it and runs
     /// `init` under its deadline.
     pub async fn collector(&self, spec: PluginSpec) -> Result<CollectorInstance, PluginError> {
-        let runner = self
+        let (runner, sha256) = self
             .load::<collector::FullCollector>(spec, &self.inner.collector_linker)
             .await?;
-        Ok(CollectorInstance { runner })
+        Ok(CollectorInstance { runner, sha256 })
     }
 
     /// Loads an analyzer (see [`PluginHost::collector`]).
     pub async fn analyzer(&self, spec: PluginSpec) -> Result<AnalyzerInstance, PluginError> {
-        let runner = self
+        let (runner, sha256) = self
             .load::<analyzer::Analyzer>(spec, &self.inner.analyzer_linker)
             .await?;
-        Ok(AnalyzerInstance { runner })
+        Ok(AnalyzerInstance { runner, sha256 })
     }
 
     async fn load<W: World>(
         &self,
         spec: PluginSpec,
         linker: &Linker<StoreState>,
-    ) -> Result<Runner<W>, PluginError> {
+    ) -> Result<(Runner<W>, [u8; 32]), PluginError> {
         let instance = spec.instance.clone();
         let (wasm, origin): (Cow<'static, [u8]>, String) = match &spec.source {
             PluginSource::Standard(name) => {
@@ -263,6 +263,8 @@ impl PluginHost {
             }
         };
 
+        // Lets the supervisor tell a changed file from a touched one.
+        let sha256 = ComponentCache::digest(&wasm);
         let host = Arc::clone(&self.inner);
         let component = tokio::task::spawn_blocking(move || host.cache.load(&wasm))
             .await
@@ -299,13 +301,14 @@ impl PluginHost {
             _ticker: Arc::clone(&self.inner.ticker),
         });
         runner.start().await?;
-        Ok(runner)
+        Ok((runner, sha256))
     }
 }
 
 /// A loaded collector instance.
 pub struct CollectorInstance {
     runner: Runner<collector::FullCollector>,
+    sha256: [u8; 32],
 }
 
 impl CollectorInstance {
@@ -338,11 +341,24 @@ impl CollectorInstance {
     pub fn is_live(&self) -> bool {
         self.runner.is_live()
     }
+
+    /// The SHA-256 of the component bytes this instance was loaded from (the `.wasm` file's
+    /// content as it was read), to tell a changed plugin file from one merely touched.
+    pub fn source_sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Discards the current instance (if any) and instantiates a fresh one from the same
+    /// compiled component, running `init` again, under the instance's deadline.
+    pub async fn restart(&mut self) -> Result<(), PluginError> {
+        self.runner.start().await
+    }
 }
 
 /// A loaded analyzer instance.
 pub struct AnalyzerInstance {
     runner: Runner<analyzer::Analyzer>,
+    sha256: [u8; 32],
 }
 
 impl AnalyzerInstance {
@@ -384,5 +400,15 @@ impl AnalyzerInstance {
     /// Whether a healthy instance is live (see [`CollectorInstance::is_live`]).
     pub fn is_live(&self) -> bool {
         self.runner.is_live()
+    }
+
+    /// The SHA-256 of the component bytes (see [`CollectorInstance::source_sha256`]).
+    pub fn source_sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Instantiates afresh and re-runs `init` (see [`CollectorInstance::restart`]).
+    pub async fn restart(&mut self) -> Result<(), PluginError> {
+        self.runner.start().await
     }
 }

@@ -117,16 +117,22 @@ fn changed_paths(events: &[notify_debouncer_full::DebouncedEvent], dir: &Path) -
             out.extend(all_rule_files(dir));
             continue;
         }
-        let relevant = match event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-            EventKind::Access(_) => false,
-            _ => true,
-        };
-        if relevant {
+        if may_change_content(&event.kind) {
             out.extend(event.paths.iter().filter(|p| is_rule_file(p)).cloned());
         }
     }
     out.into_iter().collect()
+}
+
+/// Whether an event may mean a file's content changed: anything but a read. `Access`
+/// events other than `Close(Write)` are the reloader's own reads and would otherwise make
+/// every reload trigger another one. Shared with the plugin-file watcher.
+pub(crate) fn may_change_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Every rule file in `dir` (for a rescan); empty when it cannot be read.
