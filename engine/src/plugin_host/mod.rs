@@ -32,6 +32,7 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+pub mod inspect;
 mod instance;
 mod limits;
 mod output;
@@ -51,6 +52,7 @@ use crate::model::{Event, Sample, SeriesWindow};
 
 pub use cache::CacheStats;
 pub use error::{PluginError, PluginKind};
+pub use inspect::{ImportNeed, Inspection};
 pub use standard::{StandardPlugin, find_standard, standard_plugins};
 
 use bindings::{analyzer, collector};
@@ -166,8 +168,11 @@ impl PluginHost {
 
         let mut collector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
-        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
-            .map_err(engine_err)?;
+        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut collector_linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let mut analyzer_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
         analyzer::Analyzer::add_to_linker::<_, HasSelf<StoreState>>(&mut analyzer_linker, |s| s)
