@@ -293,7 +293,7 @@ fn render_inspection(origin: &str, r: &Inspection) -> String {
                     grant_flag(name)
                 )
             }
-            ImportNeed::Wasi => "wasi (linked, denied at run time)".to_string(),
+            ImportNeed::Wasi => "wasi, sandboxed (no files, network or environment)".to_string(),
             ImportNeed::UnknownContract => "not provided by this host".to_string(),
             ImportNeed::Unknown => "unknown: not provided by this host".to_string(),
         };
