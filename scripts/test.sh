@@ -29,5 +29,9 @@ step "tests: plugins (native, their pure logic)"
 cargo test -p telltale-plugin-window-stats --locked
 cargo test -p telltale-plugin-system --locked
 
+step "tests: SDK doc examples (each world)"
+cargo test -p telltale-sdk --features collector --doc --locked
+cargo test -p telltale-sdk --features analyzer --doc --locked
+
 step "tests: engine (unit, end-to-end, doc)"
 cargo test -p telltale --locked

@@ -24,10 +24,14 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! telltale-sdk = { version = "0.1", features = ["collector"] }
+//! # vendored by `telltale plugin new`, or the `sdk/` directory of a Telltale checkout
+//! telltale-sdk = { path = "telltale-sdk", features = ["collector"] }
 //! ```
 //!
-//! ```ignore
+// The example below is compiled and run as a doc test with the `collector` feature; with
+// `analyzer` it cannot compile (it implements a collector), so it is shown only.
+#![cfg_attr(feature = "collector", doc = "```")]
+#![cfg_attr(not(feature = "collector"), doc = "```ignore")]
 //! use telltale_sdk::{Collector, PluginError, Sample, sample};
 //!
 //! struct Hello;
@@ -42,10 +46,22 @@
 //! }
 //!
 //! telltale_sdk::export_collector!(Hello);
+//! # fn main() {
+//! #     assert_eq!(Hello::init("null").unwrap().collect().unwrap()[0].name, "hello_value");
+//! # }
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` in
-//! `target/wasm32-wasip2/release/` is the component to point the engine at.
+//! `target/wasm32-wasip2/release/` is the component to point the engine at. The quickest
+//! start is `telltale plugin new NAME`, which writes such a crate with this SDK vendored;
+//! `sdk/README.md` is the complete guide (worlds, grants, limits, naming, testing,
+//! troubleshooting, and plugins in Python and JavaScript).
+//!
+//! # Testing natively
+//!
+//! The bindings compile for the host too: `cargo test` runs a plugin's logic without
+//! WebAssembly. [`now_ms`] and [`log`] fall back to the system clock and stderr; capability
+//! imports (`system::snapshot`, `files::read`) exist only inside the engine.
 
 #![warn(missing_docs)]
 

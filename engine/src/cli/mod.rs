@@ -1,4 +1,7 @@
-//! The command line: `telltale run`, `check` and `config`.
+//! The command line: `telltale run`, `check`, `config` and `plugin` (the authors' tools in `plugin.rs`).
+
+mod plugin;
+mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Tools for plugin authors: scaffold, run alone, inspect, list.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +75,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),
+        Command::Plugin { command } => plugin::main(command),
         Command::Config { command } => match command {
             ConfigCommand::Schema => {
                 match serde_json::to_string_pretty(&config::json_schema()) {

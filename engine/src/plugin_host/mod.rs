@@ -32,6 +32,7 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+pub mod inspect;
 mod instance;
 mod limits;
 mod output;
@@ -51,6 +52,7 @@ use crate::model::{Event, Sample, SeriesWindow};
 
 pub use cache::CacheStats;
 pub use error::{PluginError, PluginKind};
+pub use inspect::{ImportNeed, Inspection};
 pub use standard::{StandardPlugin, find_standard, standard_plugins};
 
 use bindings::{analyzer, collector};
