@@ -40,25 +40,37 @@ struct JsonSample {
     timestamp_ms: Option<i64>,
 }
 
-/// A number, or a Prometheus spelling of the values JSON cannot write.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonValue {
-    Number(f64),
-    Special(String),
-}
+/// A number, or a Prometheus spelling of the values JSON cannot write (`"NaN"`, `"+Inf"`,
+/// `"-Inf"`). Hand-written so a wrong value gets a message saying what is expected.
+struct JsonValue(f64);
 
-impl JsonValue {
-    fn get(&self) -> Option<f64> {
-        match self {
-            JsonValue::Number(n) => Some(*n),
-            JsonValue::Special(s) => match s.as_str() {
-                "NaN" => Some(f64::NAN),
-                "+Inf" | "Inf" => Some(f64::INFINITY),
-                "-Inf" => Some(f64::NEG_INFINITY),
-                _ => None,
-            },
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = JsonValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a number, or one of "NaN", "+Inf", "-Inf""#)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<JsonValue, E> {
+                Ok(JsonValue(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JsonValue, E> {
+                Ok(JsonValue(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JsonValue, E> {
+                Ok(JsonValue(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JsonValue, E> {
+                match v {
+                    "NaN" => Ok(JsonValue(f64::NAN)),
+                    "+Inf" | "Inf" => Ok(JsonValue(f64::INFINITY)),
+                    "-Inf" => Ok(JsonValue(f64::NEG_INFINITY)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -129,14 +141,7 @@ fn parse(shared: &Shared, text: &str, now: i64) -> Result<Vec<Sample>, Rejection
                 "use letters, digits, `_` and `:`, not starting with a digit",
             ));
         }
-        let Some(value) = s.value.get() else {
-            return Err(at(
-                ".value",
-                Reason::Parse,
-                "the value must be a number or one of \"NaN\", \"+Inf\", \"-Inf\"".into(),
-                "write the number without quotes",
-            ));
-        };
+        let value = s.value.0;
         let mut labels = Labels::new();
         for (k, v) in s.labels {
             if !is_valid_label_name(&k) || k.starts_with("__") {
