@@ -190,7 +190,7 @@ notifiers:
     let j: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
     assert_eq!(
         (j["line"].as_u64(), j["column"].as_u64()),
-        (Some(2), Some(28)),
+        (Some(2), Some(29)),
         "{j}"
     );
     // The following valid request is taken.
