@@ -328,7 +328,7 @@ pub(crate) fn parse_grouping(path: &str) -> Result<Labels, Rejection> {
         .ok_or_else(|| bad(format!("`{path}` is not a push path")))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let segments: Vec<&str> = rest.split('/').collect();
-    if segments.len() % 2 != 0 {
+    if !segments.len().is_multiple_of(2) {
         return Err(bad(format!(
             "label `{}` has no value",
             segments.last().copied().unwrap_or("")
@@ -336,7 +336,7 @@ pub(crate) fn parse_grouping(path: &str) -> Result<Labels, Rejection> {
     }
     let mut labels = Labels::new();
     for (i, pair) in segments.chunks(2).enumerate() {
-        let name = percent_decode(pair[0]).map_err(|e| bad(e))?;
+        let name = percent_decode(pair[0]).map_err(&bad)?;
         let (name, b64) = match name.strip_suffix("@base64") {
             Some(n) => (n.to_string(), true),
             None => (name, false),
@@ -357,7 +357,7 @@ pub(crate) fn parse_grouping(path: &str) -> Result<Labels, Rejection> {
                 ))
             })?
         } else {
-            percent_decode(pair[1]).map_err(|e| bad(e))?
+            percent_decode(pair[1]).map_err(&bad)?
         };
         if value.is_empty() {
             if name == "job" {
