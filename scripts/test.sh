@@ -33,5 +33,11 @@ step "tests: SDK doc examples (each world)"
 cargo test -p telltale-sdk --features collector --doc --locked
 cargo test -p telltale-sdk --features analyzer --doc --locked
 
+# The ingest end-to-end test drives the listeners with the real Python clients.
+if ! python3 -c 'import prometheus_client, statsd' 2>/dev/null; then
+  step "installing Python prometheus_client and statsd (ingest e2e clients)"
+  python3 -m pip install --quiet prometheus_client statsd
+fi
+
 step "tests: engine (unit, end-to-end, doc)"
 cargo test -p telltale --locked

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod diagnostic;
+pub mod ingest;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 
 mod author;
 mod catalogue;
+mod ingest;
 mod supervision;
 mod support;
 

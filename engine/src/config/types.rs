@@ -35,6 +35,10 @@ pub struct Config {
     /// matches goes to every notifier.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Push ingest: Pushgateway, Influx line protocol and JSON over HTTP, StatsD over UDP.
+    /// Off unless present; each listener is on when its own subsection is present.
+    #[serde(default)]
+    pub ingest: Option<IngestConfig>,
 }
 
 /// Engine-wide settings.
@@ -506,6 +510,196 @@ impl JsonSchema for Selector {
             "type": "string",
             "description": "A metric name, optionally with label equalities: `name{label=\"value\"}`."
         })
+    }
+}
+
+/// Push ingest (see `docs/ingest.md`). Each listener runs only when its subsection is
+/// present; `ingest: { http: {}, statsd: {} }` runs both on their loopback defaults.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// The HTTP listener: Pushgateway, Influx (`/api/v2/write`, `/write`) and JSON
+    /// (`/api/v1/samples`) endpoints.
+    #[serde(default)]
+    pub http: Option<IngestHttpConfig>,
+    /// The StatsD/DogStatsD UDP listener.
+    #[serde(default)]
+    pub statsd: Option<IngestStatsdConfig>,
+    /// How pushed Pushgateway groups live.
+    #[serde(default)]
+    pub pushgateway: PushgatewayConfig,
+    /// Bounds on what one request or source may send.
+    #[serde(default)]
+    pub limits: IngestLimitsConfig,
+}
+
+/// The ingest HTTP listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestHttpConfig {
+    /// Address to listen on. Loopback by default: expose it deliberately, with a token.
+    #[serde(default = "ingest_defaults::http_listen")]
+    pub listen: std::net::SocketAddr,
+    /// When set, every write needs `Authorization: Bearer <token>` (or `Token <token>`, or
+    /// HTTP Basic with the token as password). Use `${ENV_VAR}` to keep it out of the file.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl Default for IngestHttpConfig {
+    fn default() -> Self {
+        IngestHttpConfig {
+            listen: ingest_defaults::http_listen(),
+            token: None,
+        }
+    }
+}
+
+/// The StatsD UDP listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestStatsdConfig {
+    /// Address to listen on (UDP).
+    #[serde(default = "ingest_defaults::statsd_listen")]
+    pub listen: std::net::SocketAddr,
+    /// How often aggregated values are written to the store.
+    #[serde(default = "ingest_defaults::statsd_flush_interval")]
+    pub flush_interval: HumanDuration,
+    /// A series without updates is reported (gauges repeat, counters report 0) for this
+    /// long, then forgotten.
+    #[serde(default = "ingest_defaults::statsd_expire_after")]
+    pub expire_after: HumanDuration,
+}
+
+impl Default for IngestStatsdConfig {
+    fn default() -> Self {
+        IngestStatsdConfig {
+            listen: ingest_defaults::statsd_listen(),
+            flush_interval: ingest_defaults::statsd_flush_interval(),
+            expire_after: ingest_defaults::statsd_expire_after(),
+        }
+    }
+}
+
+/// How pushed Pushgateway groups live.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushgatewayConfig {
+    /// A group not pushed for this long is dropped, and its series removed from the store.
+    #[serde(default = "ingest_defaults::push_expire_after")]
+    pub expire_after: HumanDuration,
+    /// How often the pushed values are written to the store again (stamped now), as a
+    /// scrape of a Pushgateway would. Default: the engine's evaluation interval.
+    #[serde(default)]
+    pub republish: Option<HumanDuration>,
+    /// The most groups kept; a push creating one more is refused.
+    #[serde(default = "ingest_defaults::push_max_groups")]
+    pub max_groups: usize,
+}
+
+impl Default for PushgatewayConfig {
+    fn default() -> Self {
+        PushgatewayConfig {
+            expire_after: ingest_defaults::push_expire_after(),
+            republish: None,
+            max_groups: ingest_defaults::push_max_groups(),
+        }
+    }
+}
+
+/// Bounds on ingest. A request over any of them is refused whole.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestLimitsConfig {
+    /// The largest request body (413 beyond).
+    #[serde(default = "ingest_defaults::max_body")]
+    pub max_body: ByteSize,
+    /// The most samples one request (or one Pushgateway group) may carry.
+    #[serde(default = "ingest_defaults::max_samples_per_request")]
+    pub max_samples_per_request: usize,
+    /// The most labels one sample may have (grouping labels included).
+    #[serde(default = "ingest_defaults::max_labels_per_sample")]
+    pub max_labels_per_sample: usize,
+    /// The longest metric name, in bytes.
+    #[serde(default = "ingest_defaults::max_name_length")]
+    pub max_metric_name_length: usize,
+    /// The longest label name, in bytes.
+    #[serde(default = "ingest_defaults::max_name_length")]
+    pub max_label_name_length: usize,
+    /// The longest label value, in bytes.
+    #[serde(default = "ingest_defaults::max_label_value_length")]
+    pub max_label_value_length: usize,
+    /// The most distinct series one source (`pushgateway`, `influx`, `json`, `statsd`) may
+    /// keep alive; a request that would create more is refused.
+    #[serde(default = "ingest_defaults::max_series_per_source")]
+    pub max_series_per_source: usize,
+    /// The most HTTP requests processed at once; more are answered 429 at once, not queued,
+    /// so memory stays bounded under overload.
+    #[serde(default = "ingest_defaults::max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl Default for IngestLimitsConfig {
+    fn default() -> Self {
+        IngestLimitsConfig {
+            max_body: ingest_defaults::max_body(),
+            max_samples_per_request: ingest_defaults::max_samples_per_request(),
+            max_labels_per_sample: ingest_defaults::max_labels_per_sample(),
+            max_metric_name_length: ingest_defaults::max_name_length(),
+            max_label_name_length: ingest_defaults::max_name_length(),
+            max_label_value_length: ingest_defaults::max_label_value_length(),
+            max_series_per_source: ingest_defaults::max_series_per_source(),
+            max_in_flight: ingest_defaults::max_in_flight(),
+        }
+    }
+}
+
+/// Defaults of the `ingest:` section.
+pub mod ingest_defaults {
+    use super::{ByteSize, HumanDuration};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    /// 127.0.0.1:9091, the Pushgateway's port, on loopback.
+    pub fn http_listen() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 9091))
+    }
+    /// 127.0.0.1:8125, the StatsD port, on loopback.
+    pub fn statsd_listen() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 8125))
+    }
+    pub(crate) fn statsd_flush_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10))
+    }
+    pub(crate) fn statsd_expire_after() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub(crate) fn push_expire_after() -> HumanDuration {
+        HumanDuration(Duration::from_secs(600))
+    }
+    pub(crate) fn push_max_groups() -> usize {
+        10_000
+    }
+    pub(crate) fn max_body() -> ByteSize {
+        ByteSize(16 << 20)
+    }
+    pub(crate) fn max_samples_per_request() -> usize {
+        500_000
+    }
+    pub(crate) fn max_labels_per_sample() -> usize {
+        64
+    }
+    pub(crate) fn max_name_length() -> usize {
+        256
+    }
+    pub(crate) fn max_label_value_length() -> usize {
+        4096
+    }
+    pub(crate) fn max_series_per_source() -> usize {
+        50_000
+    }
+    pub(crate) fn max_in_flight() -> usize {
+        4
     }
 }
 

@@ -182,6 +182,13 @@ pub async fn run(
     ));
 
     tasks.spawn(status_task(store.clone(), stop_rx.clone()));
+    if let Some(c) = &cfg.ingest {
+        let eval = cfg.engine.evaluation_interval.get();
+        let ingest = crate::ingest::Ingest::bind(c, eval, store.clone())
+            .await
+            .context("cannot start the push ingest listeners")?;
+        tasks.spawn(ingest.run(stop_rx.clone()));
+    }
 
     shutdown.await;
     info!("shutting down: stopping collection and evaluation");

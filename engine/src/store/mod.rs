@@ -117,6 +117,25 @@ impl SeriesStore {
         report
     }
 
+    /// Removes these series with all their points (a pushed group deleted or expired);
+    /// returns how many existed.
+    pub fn remove_series(&self, keys: &[SeriesKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let mut families = self.families.write();
+        let mut removed = 0;
+        for key in keys {
+            if let Some(family) = families.get_mut(&key.name) {
+                removed += usize::from(family.remove(&key.labels).is_some());
+                if family.is_empty() {
+                    families.remove(&key.name);
+                }
+            }
+        }
+        removed
+    }
+
     /// Drops points older than the retention and series left empty.
     pub fn prune(&self, now_ms: TimestampMs) {
         let cutoff = now_ms.saturating_sub(duration_ms(self.limits.retention));
@@ -276,5 +295,22 @@ mod tests {
         assert_eq!(hits.len(), 1);
         assert_eq!(hits[0].1.value, 2.0);
         assert_eq!(store.label_values("disk", "mount"), vec!["/", "/boot"]);
+    }
+
+    #[test]
+    fn removes_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([
+            sample("pushed", &[("job", "a")], 1.0, 1),
+            sample("pushed", &[("job", "b")], 2.0, 1),
+        ]);
+        let gone = SeriesKey {
+            name: "pushed".into(),
+            labels: [("job".to_string(), "a".to_string())].into(),
+        };
+        assert_eq!(store.remove_series(std::slice::from_ref(&gone)), 1);
+        assert_eq!(store.remove_series(&[gone]), 0, "already gone");
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.label_values("pushed", "job"), vec!["b"]);
     }
 }

@@ -1,0 +1,339 @@
+//! The ingest HTTP listener: routes, authentication, bounded body reading, and the one
+//! request path every write endpoint shares (auth → in-flight permit → bounded body →
+//! UTF-8 → parse + check + store → response and self-metrics).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use base64::Engine as _;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::{debug, error};
+
+use super::limits::{Reason, Rejection};
+use super::{Shared, Source, influx, json, pushgateway};
+use crate::model::{TimestampMs, now_ms};
+
+/// Bodies larger than this are parsed on the blocking pool so a big request does not hold
+/// up the async workers (small ones are parsed in place: a thread hop costs more).
+const BLOCKING_THRESHOLD: usize = 64 << 10;
+
+/// Serves `shared` on `listener` until `stop` completes.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(shared))
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        error!("ingest: the HTTP listener stopped: {e}");
+    }
+}
+
+/// Every ingest route.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/metrics/{*grouping}",
+            put(pushgateway::handle)
+                .post(pushgateway::handle)
+                .delete(pushgateway::handle),
+        )
+        .route("/api/v2/write", post(influx::write_v2))
+        .route("/write", post(influx::write_v1))
+        .route("/api/v1/samples", post(json::write_json))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(|| async { "OK\n" }))
+        .route(
+            "/health",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"name":"telltale","status":"pass"}"#,
+                )
+            }),
+        )
+        .route(
+            "/ping",
+            get(|| async { StatusCode::NO_CONTENT }).head(|| async { StatusCode::NO_CONTENT }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found; ingest endpoints: PUT/POST/DELETE /metrics/job/<job>{/<label>/<value>}, \
+                 POST /api/v2/write, POST /write, POST /api/v1/samples (see docs/ingest.md)\n",
+            )
+        })
+        .with_state(shared)
+}
+
+/// How an endpoint writes its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// Plain text, as the Pushgateway answers.
+    Text,
+    /// JSON with `code`/`message` (Influx v2), `error` (Influx v1) and our own fields.
+    Json,
+}
+
+/// Work done on a whole, UTF-8 body: parse, check, store; returns the samples stored.
+pub(crate) type Work =
+    Box<dyn FnOnce(&Shared, &str, TimestampMs) -> Result<usize, Rejection> + Send + 'static>;
+
+/// The shared request path. Counts the request in the self-metrics whatever the outcome.
+pub(crate) async fn write(
+    shared: &Arc<Shared>,
+    source: Source,
+    headers: &HeaderMap,
+    body: Body,
+    work: Work,
+) -> Result<usize, Rejection> {
+    let started = Instant::now();
+    let result = write_inner(shared, headers, body, work).await;
+    let took = Some(started.elapsed());
+    match &result {
+        Ok(n) => {
+            shared.stats.request(source, "ok", took);
+            shared.stats.accepted(source, *n);
+        }
+        Err(r) => {
+            debug!(
+                source = source.as_str(),
+                "ingest request refused: {}",
+                r.located_message()
+            );
+            shared.stats.request(source, "rejected", took);
+            shared.stats.rejected(source, r.reason, 1);
+        }
+    }
+    result
+}
+
+async fn write_inner(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+    work: Work,
+) -> Result<usize, Rejection> {
+    check_auth(shared, headers)?;
+    // Take a slot before reading the body: beyond `max_in_flight` requests are refused at
+    // once instead of being buffered, which keeps memory bounded under overload.
+    let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+        return Err(Rejection::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Reason::Overloaded,
+            format!(
+                "{} ingest requests are already being processed",
+                shared.limits.max_in_flight
+            ),
+        )
+        .hint("retry after a short pause, send fewer concurrent requests, or raise ingest.limits.max_in_flight"));
+    };
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Reason::MediaType,
+            format!("Content-Encoding `{enc}` is not supported"),
+        )
+        .hint("send the body uncompressed"));
+    }
+    let max = shared.limits.max_body;
+    let too_large = |what: String| {
+        Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, Reason::BodySize, what)
+            .hint("split the data into smaller requests, or raise ingest.limits.max_body")
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|len| *len > max as u64)
+    {
+        return Err(too_large(format!(
+            "the body is {len} bytes; the limit is {max} bytes"
+        )));
+    }
+    let bytes = match Limited::new(body, max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(format!(
+                "the body is larger than the limit of {max} bytes"
+            )));
+        }
+        Err(e) => {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                Reason::Request,
+                format!("cannot read the request body: {e}"),
+            ));
+        }
+    };
+    let shared = shared.clone();
+    let run = move || {
+        let _permit = permit;
+        let text = std::str::from_utf8(&bytes).map_err(|e| utf8_rejection(&bytes, e))?;
+        work(&shared, text, now_ms())
+    };
+    if bytes_len_hint(headers) > BLOCKING_THRESHOLD {
+        tokio::task::spawn_blocking(run).await.map_err(|e| {
+            Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Reason::Request,
+                format!("the request could not be processed: {e}"),
+            )
+        })?
+    } else {
+        run()
+    }
+}
+
+/// The declared body length, 0 when unknown (chunked bodies are parsed in place).
+fn bytes_len_hint(headers: &HeaderMap) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn utf8_rejection(bytes: &[u8], e: std::str::Utf8Error) -> Rejection {
+    let valid = &bytes[..e.valid_up_to()];
+    let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
+    Rejection {
+        position: Some((line, column)),
+        ..Rejection::new(
+            StatusCode::BAD_REQUEST,
+            Reason::Encoding,
+            "the body is not valid UTF-8",
+        )
+    }
+    .hint("send UTF-8 text")
+}
+
+/// Refuses a request without the configured token.
+pub(crate) fn check_auth(shared: &Shared, headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(token) = &shared.token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let v = v.trim();
+            let (scheme, cred) = v.split_once(' ')?;
+            let cred = cred.trim();
+            match scheme.to_ascii_lowercase().as_str() {
+                "bearer" | "token" => Some(cred.to_string()),
+                "basic" => {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(cred)
+                        .ok()?;
+                    let text = String::from_utf8(raw).ok()?;
+                    text.split_once(':').map(|(_, p)| p.to_string())
+                }
+                _ => None,
+            }
+        });
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            Reason::Unauthorized,
+            "the token is wrong",
+        )),
+        None => Err(Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            Reason::Unauthorized,
+            "this listener needs a token",
+        )
+        .hint("send `Authorization: Bearer <token>` (ingest.http.token)")),
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal the matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// The response for a refused request.
+pub(crate) fn rejection_response(style: Style, r: &Rejection) -> Response {
+    let mut response = match style {
+        Style::Text => {
+            let mut text = r.located_message();
+            if let Some(h) = &r.hint {
+                text.push_str("\nhint: ");
+                text.push_str(h);
+            }
+            text.push_str("\nnothing of this request was stored\n");
+            (r.status, text).into_response()
+        }
+        Style::Json => {
+            let code = match r.status {
+                StatusCode::UNAUTHORIZED => "unauthorized",
+                StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
+                StatusCode::TOO_MANY_REQUESTS => "too many requests",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                s if s.is_server_error() => "internal error",
+                _ => "invalid",
+            };
+            let message = r.located_message();
+            let mut body = serde_json::json!({
+                "code": code,
+                "message": message,
+                "error": message,
+                "reason": r.reason.as_str(),
+                "stored": 0,
+            });
+            if let Some((line, column)) = r.position {
+                body["line"] = line.into();
+                body["column"] = column.into();
+            }
+            if let Some(p) = &r.path {
+                body["path"] = p.clone().into();
+            }
+            if let Some(h) = &r.hint {
+                body["hint"] = h.clone().into();
+            }
+            (
+                r.status,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    match r.status {
+        StatusCode::UNAUTHORIZED => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"telltale ingest\""),
+            );
+        }
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    response
+}

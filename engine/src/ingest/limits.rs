@@ -1,0 +1,404 @@
+//! Limits, the checks that apply them, and the rejection every refused request gets.
+//!
+//! The order is fixed: parse everything, check everything, then store. A check never
+//! stores, so a request refused here leaves the store untouched.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use axum::http::StatusCode;
+use parking_lot::Mutex;
+use telltale_formats::ParsedSample;
+
+use crate::config::IngestLimitsConfig;
+use crate::model::{Labels, Sample, TimestampMs};
+use crate::store::SeriesStore;
+
+/// The ingest limits in effect (see `IngestLimitsConfig` for their meaning).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest body in bytes.
+    pub max_body: usize,
+    /// Most samples per request.
+    pub max_samples_per_request: usize,
+    /// Most labels per sample.
+    pub max_labels_per_sample: usize,
+    /// Longest metric name.
+    pub max_metric_name_length: usize,
+    /// Longest label name.
+    pub max_label_name_length: usize,
+    /// Longest label value.
+    pub max_label_value_length: usize,
+    /// Most live series per source.
+    pub max_series_per_source: usize,
+    /// Most concurrent HTTP requests.
+    pub max_in_flight: usize,
+}
+
+impl Limits {
+    /// The limits a config section asks for.
+    pub fn from_config(c: &IngestLimitsConfig) -> Limits {
+        Limits {
+            max_body: usize::try_from(c.max_body.0).unwrap_or(usize::MAX),
+            max_samples_per_request: c.max_samples_per_request,
+            max_labels_per_sample: c.max_labels_per_sample,
+            max_metric_name_length: c.max_metric_name_length,
+            max_label_name_length: c.max_label_name_length,
+            max_label_value_length: c.max_label_value_length,
+            max_series_per_source: c.max_series_per_source,
+            max_in_flight: c.max_in_flight,
+        }
+    }
+}
+
+/// Why a request (or part of a datagram) was refused: the `reason` label of
+/// `telltale_ingest_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Reason {
+    /// Syntax or semantic error in the body.
+    Parse,
+    /// Not UTF-8.
+    Encoding,
+    /// Body larger than `max_body`.
+    BodySize,
+    /// More samples than `max_samples_per_request`.
+    Samples,
+    /// More labels than `max_labels_per_sample`.
+    Labels,
+    /// A name or label value longer than allowed.
+    Length,
+    /// Would exceed `max_series_per_source` (or the Pushgateway's `max_groups`).
+    SeriesLimit,
+    /// The store holds its maximum number of series.
+    StoreFull,
+    /// Missing or wrong token.
+    Unauthorized,
+    /// Protobuf, gzip, or another body the endpoint does not take.
+    MediaType,
+    /// `max_in_flight` requests already running.
+    Overloaded,
+    /// A pushed sample carried a timestamp (the Pushgateway refuses those too).
+    Timestamp,
+    /// A malformed Pushgateway path or query parameter.
+    Request,
+    /// A StatsD name sent with two types.
+    TypeConflict,
+}
+
+impl Reason {
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Parse => "parse",
+            Reason::Encoding => "encoding",
+            Reason::BodySize => "body_size",
+            Reason::Samples => "samples_per_request",
+            Reason::Labels => "labels_per_sample",
+            Reason::Length => "length",
+            Reason::SeriesLimit => "series_limit",
+            Reason::StoreFull => "store_full",
+            Reason::Unauthorized => "unauthorized",
+            Reason::MediaType => "media_type",
+            Reason::Overloaded => "overloaded",
+            Reason::Timestamp => "timestamp",
+            Reason::Request => "request",
+            Reason::TypeConflict => "type_conflict",
+        }
+    }
+}
+
+/// A refused request: status, reason, a message naming the first problem, where it is, and
+/// what to do about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Rejection {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: Reason,
+    pub(crate) message: String,
+    /// 1-based line and column in the body, when known.
+    pub(crate) position: Option<(usize, usize)>,
+    /// JSON path (`samples[3].value`), for the JSON endpoint.
+    pub(crate) path: Option<String>,
+    /// How to fix it.
+    pub(crate) hint: Option<String>,
+}
+
+impl Rejection {
+    /// A rejection with a status and message and nothing else.
+    pub(crate) fn new(status: StatusCode, reason: Reason, message: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            reason,
+            message: message.into(),
+            position: None,
+            path: None,
+            hint: None,
+        }
+    }
+
+    /// A 400 at a position of the body.
+    pub(crate) fn parse(err: &telltale_formats::ParseError) -> Self {
+        Rejection {
+            position: Some((err.line, err.column)),
+            hint: Some("fix this line and send the whole request again".into()),
+            ..Rejection::new(StatusCode::BAD_REQUEST, Reason::Parse, err.message.clone())
+        }
+    }
+
+    /// Adds a hint.
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The message with its position: `line 3, column 17: expected …`.
+    pub(crate) fn located_message(&self) -> String {
+        match (self.position, &self.path) {
+            (Some((l, c)), Some(p)) => format!("{p} (line {l}, column {c}): {}", self.message),
+            (Some((l, c)), None) => format!("line {l}, column {c}: {}", self.message),
+            (None, Some(p)) => format!("{p}: {}", self.message),
+            (None, None) => self.message.clone(),
+        }
+    }
+}
+
+/// Finds the first line of `body` containing `needle`: (line, column), 1-based, column in
+/// characters. Used to point limit violations at a line although the parsers return bare
+/// samples; only on the error path.
+pub(crate) fn locate(body: &str, needle: &str) -> Option<(usize, usize)> {
+    if needle.is_empty() {
+        return None;
+    }
+    body.split('\n').enumerate().find_map(|(i, line)| {
+        line.find(needle)
+            .map(|at| (i + 1, line[..at].chars().count() + 1))
+    })
+}
+
+/// Checks one sample's names against the limits. `index` names it in messages; `body`,
+/// when given, is searched to point at the offending line.
+pub(crate) fn check_sample(
+    limits: &Limits,
+    name: &str,
+    labels: &Labels,
+    index: usize,
+    body: Option<&str>,
+) -> Result<(), Rejection> {
+    let at = |needle: &str| body.and_then(|b| locate(b, needle));
+    if name.len() > limits.max_metric_name_length {
+        return Err(Rejection {
+            position: at(name),
+            ..Rejection::new(
+                StatusCode::BAD_REQUEST,
+                Reason::Length,
+                format!(
+                    "sample {}: metric name `{}…` is {} bytes long; the limit is {}",
+                    index + 1,
+                    truncate(name, 40),
+                    name.len(),
+                    limits.max_metric_name_length
+                ),
+            )
+        }
+        .hint("shorten the name, or raise ingest.limits.max_metric_name_length"));
+    }
+    if labels.len() > limits.max_labels_per_sample {
+        return Err(Rejection {
+            position: at(name),
+            ..Rejection::new(
+                StatusCode::BAD_REQUEST,
+                Reason::Labels,
+                format!(
+                    "sample {} (`{name}`) has {} labels; the limit is {}",
+                    index + 1,
+                    labels.len(),
+                    limits.max_labels_per_sample
+                ),
+            )
+        }
+        .hint("send fewer labels, or raise ingest.limits.max_labels_per_sample"));
+    }
+    for (k, v) in labels {
+        if k.len() > limits.max_label_name_length {
+            return Err(Rejection {
+                position: at(k),
+                ..Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    Reason::Length,
+                    format!(
+                        "sample {} (`{name}`): label name `{}…` is {} bytes long; the limit is {}",
+                        index + 1,
+                        truncate(k, 40),
+                        k.len(),
+                        limits.max_label_name_length
+                    ),
+                )
+            }
+            .hint("shorten the label name, or raise ingest.limits.max_label_name_length"));
+        }
+        if v.len() > limits.max_label_value_length {
+            return Err(Rejection {
+                position: at(v),
+                ..Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    Reason::Length,
+                    format!(
+                        "sample {} (`{name}`): the value of label `{k}` is {} bytes long; the limit is {}",
+                        index + 1,
+                        v.len(),
+                        limits.max_label_value_length
+                    ),
+                )
+            }
+            .hint("shorten the value, or raise ingest.limits.max_label_value_length"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a request with more samples than allowed.
+pub(crate) fn check_count(limits: &Limits, n: usize) -> Result<(), Rejection> {
+    if n > limits.max_samples_per_request {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            Reason::Samples,
+            format!(
+                "the request holds {n} samples; the limit is {}",
+                limits.max_samples_per_request
+            ),
+        )
+        .hint("split it into smaller requests, or raise ingest.limits.max_samples_per_request"));
+    }
+    Ok(())
+}
+
+/// Converts parsed samples (checking every limit) to the store's samples. Samples without a
+/// timestamp get `now`. Nothing is stored here.
+pub(crate) fn convert(
+    limits: &Limits,
+    parsed: Vec<ParsedSample>,
+    now: TimestampMs,
+    body: &str,
+) -> Result<Vec<Sample>, Rejection> {
+    check_count(limits, parsed.len())?;
+    let mut out = Vec::with_capacity(parsed.len());
+    for (i, p) in parsed.into_iter().enumerate() {
+        let labels: Labels = p.labels.into_iter().collect();
+        check_sample(limits, &p.name, &labels, i, Some(body))?;
+        out.push(Sample {
+            name: p.name,
+            labels,
+            value: p.value,
+            timestamp_ms: p.timestamp_ms.unwrap_or(now),
+        });
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The live series of one source, as hashes with the time each was last written, so a
+/// request that would take the source beyond `max_series_per_source` is refused whole.
+/// Entries older than the store's retention are forgotten (the store has pruned them).
+pub(crate) struct SeriesTracker {
+    seen: Mutex<HashMap<u64, TimestampMs>>,
+    hasher: RandomState,
+    limit: usize,
+}
+
+impl SeriesTracker {
+    pub(crate) fn new(limit: usize) -> Self {
+        SeriesTracker {
+            seen: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
+            limit,
+        }
+    }
+
+    /// Checks the series budget and the store's capacity, then stores the batch; the lock
+    /// is held throughout so concurrent requests of one source cannot both pass the check.
+    pub(crate) fn admit_and_store(
+        &self,
+        store: &SeriesStore,
+        samples: Vec<Sample>,
+        now: TimestampMs,
+        source: &str,
+    ) -> Result<crate::store::IngestReport, Rejection> {
+        let hashes: Vec<u64> = samples
+            .iter()
+            .map(|s| self.hasher.hash_one((&s.name, &s.labels)))
+            .collect();
+        let mut seen = self.seen.lock();
+        let mut new: Vec<u64> = hashes
+            .iter()
+            .copied()
+            .filter(|h| !seen.contains_key(h))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if seen.len() + new.len() > self.limit {
+            let first_over = samples
+                .iter()
+                .zip(&hashes)
+                .find(|(_, h)| new.binary_search(h).is_ok())
+                .map(|(s, _)| crate::model::SeriesKey {
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                });
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                Reason::SeriesLimit,
+                format!(
+                    "the request would create {} new series (first: {}); source `{source}` has {} of at most {}",
+                    new.len(),
+                    first_over.map(|k| k.to_string()).unwrap_or_default(),
+                    seen.len(),
+                    self.limit
+                ),
+            )
+            .hint("send fewer distinct label combinations, or raise ingest.limits.max_series_per_source"));
+        }
+        check_store_capacity(store, new.len())?;
+        let report = store.ingest(samples);
+        for h in hashes {
+            seen.insert(h, now);
+        }
+        Ok(report)
+    }
+
+    /// Forgets series last written before `cutoff`.
+    pub(crate) fn forget_older_than(&self, cutoff: TimestampMs) {
+        self.seen.lock().retain(|_, t| *t >= cutoff);
+    }
+
+    /// Live series.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.seen.lock().len()
+    }
+}
+
+/// Refuses a batch that would create more series than the store has room for (503: room
+/// comes back as old series are pruned). Series the store already holds under another
+/// source's name are counted as new, so this errs on the side of refusing.
+pub(crate) fn check_store_capacity(store: &SeriesStore, new: usize) -> Result<(), Rejection> {
+    if new == 0 {
+        return Ok(());
+    }
+    let max = store.limits().max_series;
+    let have = store.series_count();
+    if have + new > max {
+        return Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Reason::StoreFull,
+            format!("the store holds {have} series of at most {max}; this request would add {new}"),
+        )
+        .hint("retry later (old series are pruned after engine.retention), or raise engine.max_series"));
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Ingest self-metrics: counters per source, written to the store as `telltale_ingest_*`
+//! series on every housekeeping tick so rules can watch the listeners like anything else.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::Source;
+use super::limits::Reason;
+use crate::model::{Labels, Sample, TimestampMs};
+
+/// Counters of all sources. One short lock per request: cheap next to parsing a body.
+#[derive(Default)]
+pub(crate) struct Stats {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    samples: [u64; 4],
+    requests: BTreeMap<(Source, &'static str), u64>,
+    rejected: BTreeMap<(Source, Reason), u64>,
+    dropped: BTreeMap<(Source, &'static str), u64>,
+    duration_sum: [f64; 4],
+    duration_count: [u64; 4],
+}
+
+impl Stats {
+    /// Counts one request (or datagram) and its outcome (`ok`, `rejected`, `partial`).
+    pub(crate) fn request(&self, source: Source, outcome: &'static str, took: Option<Duration>) {
+        let mut s = self.inner.lock();
+        *s.requests.entry((source, outcome)).or_default() += 1;
+        if let Some(d) = took {
+            s.duration_sum[source.index()] += d.as_secs_f64();
+            s.duration_count[source.index()] += 1;
+        }
+    }
+
+    /// Counts samples accepted.
+    pub(crate) fn accepted(&self, source: Source, n: usize) {
+        self.inner.lock().samples[source.index()] += n as u64;
+    }
+
+    /// Counts a refusal.
+    pub(crate) fn rejected(&self, source: Source, reason: Reason, n: u64) {
+        *self
+            .inner
+            .lock()
+            .rejected
+            .entry((source, reason))
+            .or_default() += n;
+    }
+
+    /// Counts samples the store dropped although the request was accepted.
+    pub(crate) fn dropped(&self, source: Source, report: &crate::store::IngestReport) {
+        if report.dropped_out_of_order == 0 && report.dropped_series_limit == 0 {
+            return;
+        }
+        let mut s = self.inner.lock();
+        *s.dropped.entry((source, "out_of_order")).or_default() +=
+            report.dropped_out_of_order as u64;
+        *s.dropped.entry((source, "store_series_limit")).or_default() +=
+            report.dropped_series_limit as u64;
+    }
+
+    /// The counters as samples stamped `now`, plus `extra` gauges without labels.
+    pub(crate) fn samples(&self, now: TimestampMs, extra: &[(&str, usize)]) -> Vec<Sample> {
+        let s = self.inner.lock();
+        let mut out = Vec::new();
+        let mut push = |name: &str, labels: &[(&str, &str)], value: f64| {
+            out.push(Sample {
+                name: name.to_string(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Labels>(),
+                value,
+                timestamp_ms: now,
+            })
+        };
+        for src in Source::ALL {
+            let i = src.index();
+            let source = src.as_str();
+            push(
+                "telltale_ingest_samples_total",
+                &[("source", source)],
+                s.samples[i] as f64,
+            );
+            push(
+                "telltale_ingest_request_duration_seconds_sum",
+                &[("source", source)],
+                s.duration_sum[i],
+            );
+            push(
+                "telltale_ingest_request_duration_seconds_count",
+                &[("source", source)],
+                s.duration_count[i] as f64,
+            );
+        }
+        for ((src, outcome), n) in &s.requests {
+            push(
+                "telltale_ingest_requests_total",
+                &[("source", src.as_str()), ("outcome", outcome)],
+                *n as f64,
+            );
+        }
+        for ((src, reason), n) in &s.rejected {
+            push(
+                "telltale_ingest_rejected_total",
+                &[("source", src.as_str()), ("reason", reason.as_str())],
+                *n as f64,
+            );
+        }
+        for ((src, reason), n) in &s.dropped {
+            push(
+                "telltale_ingest_dropped_total",
+                &[("source", src.as_str()), ("reason", reason)],
+                *n as f64,
+            );
+        }
+        for (name, v) in extra {
+            push(name, &[], *v as f64);
+        }
+        out
+    }
+
+    /// One counter, for tests.
+    #[cfg(test)]
+    pub(crate) fn rejected_count(&self, source: Source, reason: Reason) -> u64 {
+        self.inner
+            .lock()
+            .rejected
+            .get(&(source, reason))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Samples accepted, for tests.
+    #[cfg(test)]
+    pub(crate) fn accepted_count(&self, source: Source) -> u64 {
+        self.inner.lock().samples[source.index()]
+    }
+}

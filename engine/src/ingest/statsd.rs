@@ -1,0 +1,264 @@
+//! StatsD / DogStatsD over UDP: datagrams are parsed as they arrive, aggregated per flush
+//! interval by `telltale_formats::statsd::Aggregator`, and the aggregates stored on every
+//! flush (stamped with the flush time).
+//!
+//! UDP has no response, so nothing can be refused "whole": a malformed line is counted
+//! (`telltale_ingest_rejected_total{source="statsd",reason="parse"}`) and logged at most
+//! once per [`LOG_EVERY`], and the valid lines of the same datagram are kept.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use telltale_formats::statsd::{Aggregator, StatsdMetric, parse_datagram};
+use telltale_formats::{sanitize_label_name, sanitize_metric_name};
+use tokio::net::UdpSocket;
+use tracing::warn;
+
+use super::limits::{Reason, check_sample};
+use super::{Shared, Source};
+use crate::config::IngestStatsdConfig;
+use crate::model::{Labels, Sample, now_ms};
+
+/// The most one warning about bad datagrams is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The StatsD state: the aggregator and the series budget.
+pub(crate) struct Statsd {
+    agg: Aggregator,
+    /// Series key hash → flush number of its last update, mirroring the aggregator's expiry
+    /// so a new series beyond `max_series_per_source` can be refused before it is added.
+    series: HashMap<u64, u64>,
+    hasher: RandomState,
+    flushes: u64,
+    expire_flushes: u64,
+    max_series: usize,
+    log: RateLimitedLog,
+}
+
+impl Statsd {
+    /// A new aggregator forgetting series after `expire_flushes` idle flushes.
+    pub(crate) fn new(expire_flushes: u64, max_series: usize) -> Self {
+        Statsd {
+            agg: Aggregator::new(expire_flushes),
+            series: HashMap::new(),
+            hasher: RandomState::new(),
+            flushes: 0,
+            expire_flushes: expire_flushes.max(1),
+            max_series,
+            log: RateLimitedLog::default(),
+        }
+    }
+
+    /// Takes one datagram. Returns the outcome label (`ok`, `partial`, `rejected`).
+    pub(crate) fn datagram(
+        &mut self,
+        shared: &Shared,
+        data: &[u8],
+        peer: SocketAddr,
+    ) -> &'static str {
+        let Ok(text) = std::str::from_utf8(data) else {
+            shared.stats.rejected(Source::Statsd, Reason::Encoding, 1);
+            self.log
+                .warn(|| format!("a datagram from {peer} is not UTF-8"));
+            return "rejected";
+        };
+        let (mut good, mut bad) = (0usize, 0usize);
+        match parse_datagram(text) {
+            Ok(metrics) => {
+                for m in metrics {
+                    if self.add(shared, m, peer) {
+                        good += 1;
+                    } else {
+                        bad += 1;
+                    }
+                }
+            }
+            // One bad line must not cost the others: parse line by line (error path only).
+            Err(_) => {
+                for (i, line) in text.split('\n').enumerate() {
+                    match parse_datagram(line) {
+                        Ok(metrics) => {
+                            for m in metrics {
+                                if self.add(shared, m, peer) {
+                                    good += 1;
+                                } else {
+                                    bad += 1;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            bad += 1;
+                            shared.stats.rejected(Source::Statsd, Reason::Parse, 1);
+                            self.log.warn(|| {
+                                format!(
+                                    "datagram from {peer}, line {}, column {}: {}: {:?}",
+                                    i + 1,
+                                    e.column,
+                                    e.message,
+                                    truncate(line, 80)
+                                )
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        shared.stats.accepted(Source::Statsd, good);
+        match (good, bad) {
+            (_, 0) => "ok",
+            (0, _) => "rejected",
+            _ => "partial",
+        }
+    }
+
+    /// Adds one metric unless it breaks a limit; counts and logs a refusal.
+    fn add(&mut self, shared: &Shared, m: StatsdMetric, peer: SocketAddr) -> bool {
+        // The aggregator's series identity: sanitised name and sanitised, non-empty tags.
+        let name = sanitize_metric_name(&m.name).unwrap_or_else(|| "_".into());
+        let labels: Labels = m
+            .tags
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, v)| Some((sanitize_label_name(k)?, v.clone())))
+            .collect();
+        if let Err(r) = check_sample(&shared.limits, &name, &labels, 0, None) {
+            shared.stats.rejected(Source::Statsd, r.reason, 1);
+            self.log
+                .warn(|| format!("metric `{}` from {peer}: {}", m.name, r.message));
+            return false;
+        }
+        let key = self.hasher.hash_one((&name, &labels));
+        if !self.series.contains_key(&key) && self.series.len() >= self.max_series {
+            shared
+                .stats
+                .rejected(Source::Statsd, Reason::SeriesLimit, 1);
+            self.log.warn(|| {
+                format!(
+                    "metric `{}` from {peer} refused: StatsD already has {} series (ingest.limits.max_series_per_source)",
+                    m.name,
+                    self.series.len()
+                )
+            });
+            return false;
+        }
+        let original = m.name.clone();
+        match self.agg.add(m) {
+            Ok(()) => {
+                self.series.insert(key, self.flushes);
+                true
+            }
+            Err(e) => {
+                shared
+                    .stats
+                    .rejected(Source::Statsd, Reason::TypeConflict, 1);
+                self.log
+                    .warn(|| format!("metric `{original}` from {peer} refused: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Ends the interval: the aggregates as samples stamped `now`.
+    pub(crate) fn flush(&mut self, now: i64) -> Vec<Sample> {
+        let out = self.agg.flush(now);
+        self.flushes += 1;
+        let (flushes, expire) = (self.flushes, self.expire_flushes);
+        self.series.retain(|_, last| flushes - *last <= expire);
+        out.into_iter()
+            .map(|p| Sample {
+                name: p.name,
+                labels: p.labels.into_iter().collect(),
+                value: p.value,
+                timestamp_ms: p.timestamp_ms.unwrap_or(now),
+            })
+            .collect()
+    }
+}
+
+/// Receives datagrams and flushes every `flush_interval` until `stop`; flushes once more
+/// on the way out.
+pub(crate) async fn run(
+    socket: UdpSocket,
+    cfg: IngestStatsdConfig,
+    shared: Arc<Shared>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let interval = cfg.flush_interval.get().max(Duration::from_millis(10));
+    let expire = cfg
+        .expire_after
+        .get()
+        .as_millis()
+        .div_ceil(interval.as_millis().max(1));
+    let mut state = Statsd::new(
+        u64::try_from(expire).unwrap_or(u64::MAX),
+        shared.limits.max_series_per_source,
+    );
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The largest UDP payload; StatsD clients stay far below it.
+    let mut buf = vec![0u8; 65_536];
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    let started = Instant::now();
+                    let outcome = state.datagram(&shared, &buf[..n], peer);
+                    shared.stats.request(Source::Statsd, outcome, Some(started.elapsed()));
+                }
+                Err(e) => {
+                    state.log.warn(|| format!("cannot receive: {e}"));
+                    // e.g. ICMP errors surfacing on Linux: do not spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = tick.tick() => flush(&mut state, &shared),
+            _ = &mut stop => break,
+        }
+    }
+    flush(&mut state, &shared);
+}
+
+fn flush(state: &mut Statsd, shared: &Shared) {
+    let samples = state.flush(now_ms());
+    if samples.is_empty() {
+        return;
+    }
+    let report = shared.store.ingest(samples);
+    shared.stats.dropped(Source::Statsd, &report);
+}
+
+fn truncate(s: &str, chars: usize) -> &str {
+    match s.char_indices().nth(chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Logs at most one warning per [`LOG_EVERY`], saying how many were held back.
+#[derive(Default)]
+pub(crate) struct RateLimitedLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        let held = std::mem::take(&mut self.suppressed);
+        self.last = Some(now);
+        if held > 0 {
+            warn!("statsd: {} ({held} similar messages suppressed)", message());
+        } else {
+            warn!("statsd: {}", message());
+        }
+    }
+}
