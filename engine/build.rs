@@ -50,6 +50,12 @@ const PLUGINS: &[PluginCrate] = &[
         file: "hang.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-bench-samples",
+        dir: "tests/plugins/bench-samples",
+        file: "bench-samples.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.
