@@ -217,17 +217,24 @@ fn bench_start(c: &mut Criterion) {
 }
 
 /// The median of `f`'s duration over repeated calls, for at least `budget` (and at least
-/// `min_runs` calls), after a few warm-up calls.
-fn median_of(budget: Duration, min_runs: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..3 {
-        f();
+/// `min_runs` calls), after `warm_up` calls. What `f` returns is dropped outside the
+/// measurement (dropping a host joins its epoch thread, which sleeps up to a 10 ms tick).
+fn median_of<T>(
+    budget: Duration,
+    min_runs: usize,
+    warm_up: usize,
+    mut f: impl FnMut() -> T,
+) -> Duration {
+    for _ in 0..warm_up {
+        drop(f());
     }
     let mut times = Vec::new();
     let started = Instant::now();
     while times.len() < min_runs || started.elapsed() < budget {
         let t = Instant::now();
-        f();
+        let out = f();
         times.push(t.elapsed());
+        drop(out);
     }
     times.sort();
     times[times.len() / 2]
@@ -238,7 +245,11 @@ fn ns(d: Duration) -> f64 {
 }
 
 fn verdict(ok: bool) -> &'static str {
-    if ok { "meets the goal" } else { "MISSES the goal" }
+    if ok {
+        "meets the goal"
+    } else {
+        "MISSES the goal"
+    }
 }
 
 /// Plain timing loops whose figures criterion does not compute: slope, ratios, cold compile.
@@ -256,12 +267,10 @@ fn summary() {
             .block_on(host.collector(bench_samples_spec(n)))
             .expect("bench-samples plugin");
         let budget = Duration::from_millis(700);
-        let p = median_of(budget, 20, || {
-            std::hint::black_box(rt.block_on(plugin.collect()).expect("collect"));
+        let p = median_of(budget, 20, 3, || {
+            std::hint::black_box(rt.block_on(plugin.collect()).expect("collect"))
         });
-        let nat = median_of(budget, 20, || {
-            std::hint::black_box(native_samples(n));
-        });
+        let nat = median_of(budget, 20, 3, || std::hint::black_box(native_samples(n)));
         println!(
             "{n:>6} {:>11.2} µs {:>11.2} µs {:>7.1}x",
             ns(p) / 1e3,
@@ -270,6 +279,17 @@ fn summary() {
         );
         rows.push((n, p, nat));
     }
+    // The fixed part of a call: deadline, async call, an empty list, output forwarding.
+    let mut empty = rt
+        .block_on(host.collector(bench_samples_spec(0)))
+        .expect("bench-samples plugin");
+    let fixed = median_of(Duration::from_millis(500), 20, 3, || {
+        std::hint::black_box(rt.block_on(empty.collect()).expect("collect"))
+    });
+    println!(
+        "     0 {:>11.2} µs   (fixed cost of one call)",
+        ns(fixed) / 1e3
+    );
     let (n0, p0, nat0) = rows[0];
     let (n1, p1, nat1) = rows[rows.len() - 1];
     let extra = (n1 - n0) as f64;
@@ -306,24 +326,34 @@ fn summary() {
         };
         // Large components compile for seconds: fewer runs for them.
         let big = size > 4 << 20;
-        let cold = median_of(Duration::ZERO, if big { 1 } else { 3 }, || {
+        let cold = median_of(Duration::ZERO, if big { 1 } else { 3 }, 0, || {
             let dir = tempfile::tempdir().expect("cache dir");
             let fresh = PluginHost::new(Some(dir.path().to_path_buf())).expect("host");
-            drop(rt.block_on(start(&fresh, &case)));
+            let started = rt.block_on(start(&fresh, &case));
+            (started, fresh, dir)
         });
         let dir = tempfile::tempdir().expect("cache dir");
         let warm = PluginHost::new(Some(dir.path().to_path_buf())).expect("host");
         drop(rt.block_on(start(&warm, &case)));
         let budget = Duration::from_millis(if big { 1500 } else { 500 });
-        let fresh_host = median_of(budget, 5, || {
+        let fresh_host = median_of(budget, 5, 1, || {
             let fresh = PluginHost::new(Some(dir.path().to_path_buf())).expect("host");
-            drop(rt.block_on(start(&fresh, &case)));
+            let started = rt.block_on(start(&fresh, &case));
+            (started, fresh)
         });
-        let disk = median_of(budget, 5, || {
+        let disk = median_of(budget, 5, 1, || {
             warm.clear_memory_cache();
-            drop(rt.block_on(start(&warm, &case)));
+            rt.block_on(start(&warm, &case))
         });
-        let memory = median_of(budget, 5, || drop(rt.block_on(start(&warm, &case))));
+        let memory = median_of(budget, 5, 1, || rt.block_on(start(&warm, &case)));
+        // Every load reads the component and hashes it (the cache key), even when cached.
+        let key = median_of(budget, 5, 1, || {
+            let wasm = match &case.spec.source {
+                PluginSource::File(path) => std::fs::read(path).expect("read plugin"),
+                PluginSource::Standard(_) => Vec::new(),
+            };
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), &wasm))
+        });
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
         println!(
             "{:<14} {:>9.1} MB {:>14} {:>14} {:>14} {:>10}   cold/cached {:.0}x, {}",
@@ -336,9 +366,16 @@ fn summary() {
             cold.as_secs_f64() / disk.as_secs_f64(),
             verdict(disk <= Duration::from_millis(5))
         );
+        if size > 1 << 20 {
+            println!(
+                "{:<14} of which reading + SHA-256 of the .wasm (the cache key, on every load): {}",
+                "",
+                ms(key)
+            );
+        }
     }
-    let host_new = median_of(Duration::from_millis(300), 5, || {
-        drop(PluginHost::new(None).expect("host"))
+    let host_new = median_of(Duration::from_millis(300), 5, 1, || {
+        PluginHost::new(None).expect("host")
     });
     println!(
         "(PluginHost::new alone: {:.2} ms; the cached-start goal is ≤ 5 ms)",

@@ -262,9 +262,15 @@ fn python_collector_runs_with_its_grant_and_is_refused_without() {
         &receiver.url,
     );
     let (ok, stderr, took) = check("ungranted.yaml");
-    assert!(!ok, "a plugin importing files without the grant must be refused");
+    assert!(
+        !ok,
+        "a plugin importing files without the grant must be refused"
+    );
     assert!(stderr.contains("telltale:plugin/files"), "{stderr}");
-    assert!(stderr.contains("grants"), "names the grant to add: {stderr}");
+    assert!(
+        stderr.contains("grants"),
+        "names the grant to add: {stderr}"
+    );
     assert!(stderr.contains("`py`"), "names the instance: {stderr}");
     // The refusal comes from the cached component, not a second multi-second compile.
     assert!(took < Duration::from_secs(30), "check took {took:?}");
