@@ -20,7 +20,8 @@
 //! builds it (`<target>/tmp/python-collector/python-collector.wasm`); build it with
 //! `examples/python-collector/build.sh DIR` or by running `cargo test -p telltale --test e2e python`.
 //!
-//! Run: `cargo bench -p telltale --bench plugin_overhead` (about a minute).
+//! Run: `cargo bench -p telltale --bench plugin_overhead` (about 80 s, 12 s of it compiling
+//! the Python plugin cold). Figures and how to read them: `docs/benchmarks.md`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -385,9 +386,9 @@ fn summary() {
 
 fn config() -> Criterion {
     Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1200))
-        .sample_size(20)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(1000))
+        .sample_size(10)
 }
 
 criterion_group! {
