@@ -56,6 +56,12 @@ const PLUGINS: &[PluginCrate] = &[
         file: "counter.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-bench-samples",
+        dir: "tests/plugins/bench-samples",
+        file: "bench-samples.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.

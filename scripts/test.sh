@@ -11,6 +11,13 @@ fi
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# The end-to-end tests build the Python example plugin (examples/python-collector) and,
+# under CI, fail when they cannot: install its toolchain up front.
+if ! python3 -c 'import componentize_py' >/dev/null 2>&1; then
+  step "installing componentize-py (Python plugins)"
+  python3 -m pip install --quiet componentize-py==0.25.1
+fi
+
 step "formatting"
 cargo fmt --all -- --check
 

@@ -5,6 +5,7 @@
 mod author;
 mod catalogue;
 mod ingest;
+mod python;
 mod supervision;
 mod support;
 

@@ -90,6 +90,11 @@ impl ComponentCache {
         }
     }
 
+    /// Drops the in-memory map; the files on disk stay.
+    pub(crate) fn forget_loaded(&self) {
+        self.loaded.lock().clear();
+    }
+
     /// The cache file a component with this content hash uses.
     pub(crate) fn cache_path(&self, digest: &[u8; 32]) -> Option<PathBuf> {
         self.dir
