@@ -24,7 +24,10 @@ cargo fmt --all -- --check
 # The engine's build script builds the wasm plugins first (engine/build.rs).
 step "lints: engine (all targets, benchmarks included)"
 cargo clippy --all-targets --locked -- -D warnings
-for p in telltale-plugin-system telltale-plugin-window-stats telltale-test-plugin-hang; do
+# Every plugin crate (standard and test-only), each on its own: the SDK's two worlds are
+# exclusive features, so plugins must never share one cargo invocation.
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+  p=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)
   step "lints: $p (wasm32-wasip2)"
   cargo clippy -p "$p" --target wasm32-wasip2 --locked -- -D warnings
 done
