@@ -29,7 +29,7 @@ fn system_spec(config: &str) -> PluginSpec {
         config,
         Grants {
             system: true,
-            files: Vec::new(),
+            ..Grants::default()
         },
     )
 }
