@@ -38,7 +38,7 @@ fn spec(instance: &str, plugin: &str, system: bool) -> PluginSpec {
         config_json: "null".to_string(),
         grants: Grants {
             system,
-            files: Vec::new(),
+            ..Grants::default()
         },
         limits: PluginLimits::default(),
     }

@@ -2,6 +2,7 @@
 //! `tests/plugins/`, real rule files on disk and a real HTTP receiver on 127.0.0.1.
 //! Every wait is bounded; every process is killed when its test ends.
 
+mod hostile;
 mod support;
 
 use std::path::Path;

@@ -518,7 +518,13 @@ mod tests {
             files: prefixes,
             ..Grants::default()
         };
-        Capabilities::new("reader", &grants, &PluginLimits::default(), &Samplers::new()).unwrap()
+        Capabilities::new(
+            "reader",
+            &grants,
+            &PluginLimits::default(),
+            &Samplers::new(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -539,7 +545,10 @@ mod tests {
         assert_eq!(c.read_file(small.to_str().unwrap()).unwrap().len(), 1024);
         let big = dir.path().join("big");
         let err = c.read_file(big.to_str().unwrap()).unwrap_err();
-        assert!(err.ends_with("is larger than limits.max_file_size = 1 KiB"), "{err}");
+        assert!(
+            err.ends_with("is larger than limits.max_file_size = 1 KiB"),
+            "{err}"
+        );
         // /proc files report size 0: the cap holds while reading.
         #[cfg(target_os = "linux")]
         {
@@ -563,8 +572,13 @@ mod tests {
             http: vec!["http://localhost:9100/metrics".into()],
             ..Grants::default()
         };
-        let err = Capabilities::new("scraper", &grants, &PluginLimits::default(), &Samplers::new())
-            .unwrap_err();
+        let err = Capabilities::new(
+            "scraper",
+            &grants,
+            &PluginLimits::default(),
+            &Samplers::new(),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("plugin `scraper`: invalid grant:"), "{msg}");
         assert!(msg.contains("`HOST:PORT`"), "{msg}");

@@ -270,14 +270,17 @@ mod tests {
         let l = limits();
         let ok = samples_from_wit(vec![sample("up", &[("job", "a")])], &l).unwrap();
         assert_eq!(ok[0].labels.get("job").unwrap(), "a");
-        let err = samples_from_wit(vec![sample("up", &[]), sample("bad name", &[])], &l)
-            .unwrap_err();
+        let err =
+            samples_from_wit(vec![sample("up", &[]), sample("bad name", &[])], &l).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("sample #1") && m.contains("`bad name`")),
             "{err:?}"
         );
         let err = samples_from_wit(vec![sample("up", &[("bad-label", "x")])], &l).unwrap_err();
-        assert!(matches!(&err, OutputError::Invalid(m) if m.contains("`bad-label`")), "{err:?}");
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("`bad-label`")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -302,9 +305,11 @@ mod tests {
                     .into()
             )
         );
-        let err =
-            samples_from_wit(vec![sample("up", &[("a", "1"), ("b", "2"), ("c", "3")])], &l)
-                .unwrap_err();
+        let err = samples_from_wit(
+            vec![sample("up", &[("a", "1"), ("b", "2"), ("c", "3")])],
+            &l,
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, OutputError::Limit(m) if m.contains("3 labels, more than limits.max_labels = 2")),
             "{err:?}"

@@ -98,7 +98,9 @@ pub enum PluginError {
     },
     /// The component imports an interface this host does not provide at all (an unknown
     /// `telltale:plugin` interface, or another package than `telltale:plugin` and WASI).
-    #[error("plugin `{instance}`: {origin} imports `{import}`, which this host does not provide; {hint}")]
+    #[error(
+        "plugin `{instance}`: {origin} imports `{import}`, which this host does not provide; {hint}"
+    )]
     UnknownImport {
         /// The plugin instance's configured name.
         instance: String,

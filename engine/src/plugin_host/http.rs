@@ -162,60 +162,61 @@ impl HttpClient {
         if timeout.is_zero() {
             return Err(format!("GET {url}: the call's deadline has already passed"));
         }
-        let fetch = async {
-            let mut response = self
-                .client
-                .get(parsed)
-                .headers(headers)
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(|e| format!("GET {url} failed: {}", error_chain(&e)))?;
-            let too_big = || {
-                format!(
-                    "GET {url}: the response body is larger than limits.max_http_body = {}",
-                    format_bytes(self.max_body)
-                )
-            };
-            if response.content_length().is_some_and(|n| n > self.max_body) {
-                return Err(too_big());
-            }
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        let fetch =
+            async {
+                let mut response = self
+                    .client
+                    .get(parsed)
+                    .headers(headers)
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET {url} failed: {}", error_chain(&e)))?;
+                let too_big = || {
+                    format!(
+                        "GET {url}: the response body is larger than limits.max_http_body = {}",
+                        format_bytes(self.max_body)
                     )
-                })
-                .collect();
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| format!("GET {url}: reading the body failed: {}", error_chain(&e)))?
-            {
-                if (body.len() + chunk.len()) as u64 > self.max_body {
+                };
+                if response.content_length().is_some_and(|n| n > self.max_body) {
                     return Err(too_big());
                 }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(http::Response {
-                status,
-                headers,
-                body,
-            })
-        };
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|e| {
+                    format!("GET {url}: reading the body failed: {}", error_chain(&e))
+                })? {
+                    if (body.len() + chunk.len()) as u64 > self.max_body {
+                        return Err(too_big());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(http::Response {
+                    status,
+                    headers,
+                    body,
+                })
+            };
         // reqwest's timeout covers connecting and the body; this one also covers the name
         // lookup, so the host call never outlives the plugin's deadline.
-        tokio::time::timeout(timeout, fetch).await.unwrap_or_else(|_| {
-            Err(format!(
-                "GET {url}: no complete response within the {} left of the call's deadline",
-                humantime::format_duration(Duration::from_millis(timeout.as_millis() as u64))
-            ))
-        })
+        tokio::time::timeout(timeout, fetch)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "GET {url}: no complete response within the {} left of the call's deadline",
+                    humantime::format_duration(Duration::from_millis(timeout.as_millis() as u64))
+                ))
+            })
     }
 }
 
@@ -314,7 +315,11 @@ mod tests {
              `grants: { http: [\"localhost:9100\"] }`"
         );
         assert!(ok("http://example.com/").is_err(), "port 80 is not 443");
-        assert!(ok("ftp://127.0.0.1:9100/").unwrap_err().contains("only http and https"));
+        assert!(
+            ok("ftp://127.0.0.1:9100/")
+                .unwrap_err()
+                .contains("only http and https")
+        );
         assert!(ok("http://[::1]:81/").unwrap_err().contains("`[::1]:81`"));
     }
 

@@ -16,9 +16,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{analyzer, collector, types};
 use super::capabilities::Capabilities;
+use super::convert::OutputLimits;
 use super::error::{PluginError, PluginKind};
 use super::limits::{self, DEADLINE_GRACE, Deadline, EPOCH_TICK, MemoryLimiter};
-use super::convert::OutputLimits;
 use super::output::OutputCapture;
 
 /// The data of a plugin's [`Store`]: everything host code needs while the guest runs.

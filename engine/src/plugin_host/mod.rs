@@ -37,6 +37,8 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 mod http;
 mod instance;
 mod limits;
@@ -174,8 +176,11 @@ impl PluginHost {
 
         let mut collector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
-        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(&mut collector_linker, |s| s)
-            .map_err(engine_err)?;
+        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut collector_linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
         let mut analyzer_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
         analyzer::Analyzer::add_to_linker::<_, HasSelf<StoreState>>(&mut analyzer_linker, |s| s)
@@ -402,7 +407,11 @@ impl AnalyzerInstance {
 
 /// Turns refused output into the error to report; a broken limit also discards the instance
 /// (a plugin flooding the host is misbehaving, like one that traps).
-fn output_error<W: World>(runner: &mut Runner<W>, call: &'static str, e: OutputError) -> PluginError {
+fn output_error<W: World>(
+    runner: &mut Runner<W>,
+    call: &'static str,
+    e: OutputError,
+) -> PluginError {
     let instance = runner.instance().to_string();
     match e {
         OutputError::Limit(message) => {

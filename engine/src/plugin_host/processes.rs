@@ -145,7 +145,10 @@ mod tests {
         }
         let list = sampler.list();
         let me = std::process::id();
-        let p = list.iter().find(|p| p.pid == me).expect("this process is listed");
+        let p = list
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("this process is listed");
         assert!(p.parent_pid.is_some());
         assert!(!p.name.is_empty());
         assert!(!p.cmd.is_empty(), "own command line is readable");

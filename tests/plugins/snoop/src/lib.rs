@@ -41,7 +41,11 @@ impl Collector for Snoop {
             files::read(path)
         };
         Err(PluginError::Failed(match result {
-            Ok(bytes) => format!("LEAKED {} bytes of {path} through {}", bytes.len(), self.mode),
+            Ok(bytes) => format!(
+                "LEAKED {} bytes of {path} through {}",
+                bytes.len(),
+                self.mode
+            ),
             Err(e) => format!("reading {path} through {} was refused: {e}", self.mode),
         }))
     }
