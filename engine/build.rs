@@ -92,6 +92,12 @@ const PLUGINS: &[PluginCrate] = &[
         file: "slow.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-ps",
+        dir: "tests/plugins/ps",
+        file: "ps.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.

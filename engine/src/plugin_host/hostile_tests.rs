@@ -308,6 +308,58 @@ async fn capability_imports_need_their_grant() {
     );
 }
 
+#[tokio::test]
+async fn processes_reach_the_plugin_with_its_grant_only() {
+    let host = PluginHost::new(None).unwrap();
+    let me = std::process::id();
+    let err = host
+        .collector(spec(
+            "ps",
+            "ps",
+            serde_json::json!({ "pid": me }),
+            Grants::default(),
+        ))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .ends_with("add `grants: { processes: true }` to its entry"),
+        "{err}"
+    );
+    let grants = Grants {
+        processes: true,
+        ..Grants::default()
+    };
+    let mut ps = host
+        .collector(spec("ps", "ps", serde_json::json!({ "pid": me }), grants))
+        .await
+        .unwrap();
+    let samples = ps.collect().await.unwrap();
+    assert!(value(&samples, "ps_processes") >= 2.0);
+    assert!(value(&samples, "ps_rss_bytes") > f64::from(1 << 20));
+    assert!(value(&samples, "ps_virtual_bytes") >= value(&samples, "ps_rss_bytes"));
+    assert!(value(&samples, "ps_cmd_args") >= 1.0);
+    assert!(value(&samples, "ps_parent_pid") >= 0.0);
+    let start = value(&samples, "ps_start_time_seconds");
+    let now = crate::model::now_ms() as f64 / 1000.0;
+    assert!(
+        start > now - 3600.0 && start <= now + 1.0,
+        "{start} vs {now}"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        assert!(value(&samples, "ps_threads") >= 1.0);
+        assert!(value(&samples, "ps_open_fds") >= 3.0);
+    }
+    let rss = samples.iter().find(|s| s.name == "ps_rss_bytes").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(
+        rss.labels.get("exe").map(String::as_str),
+        Some(exe.to_str().unwrap())
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Imports the host does not provide, and other contract versions.
 
