@@ -62,6 +62,54 @@ const PLUGINS: &[PluginCrate] = &[
         file: "bench-samples.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-alloc",
+        dir: "tests/plugins/alloc",
+        file: "alloc.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-recurse",
+        dir: "tests/plugins/recurse",
+        file: "recurse.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-flood",
+        dir: "tests/plugins/flood",
+        file: "flood.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-panic",
+        dir: "tests/plugins/panic",
+        file: "panic.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-snoop",
+        dir: "tests/plugins/snoop",
+        file: "snoop.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-fetch",
+        dir: "tests/plugins/fetch",
+        file: "fetch.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-slow",
+        dir: "tests/plugins/slow",
+        file: "slow.wasm",
+        standard: false,
+    },
+    PluginCrate {
+        package: "telltale-test-plugin-ps",
+        dir: "tests/plugins/ps",
+        file: "ps.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.

@@ -44,6 +44,7 @@ fn spec(instance: &str, plugin: &str, system: bool) -> PluginSpec {
             } else {
                 Vec::new()
             },
+            ..Grants::default()
         },
         limits: PluginLimits::default(),
     }

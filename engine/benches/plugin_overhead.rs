@@ -108,7 +108,8 @@ fn start_cases() -> Vec<StartCase> {
                 "null",
                 Grants {
                     system: true,
-                    files: Vec::new(),
+                    files: vec![PathBuf::from("/proc"), PathBuf::from("/sys")],
+                    ..Grants::default()
                 },
             ),
             analyzer: false,
@@ -137,8 +138,8 @@ fn start_cases() -> Vec<StartCase> {
                 PluginSource::File(path),
                 r#"{"prefix": "python"}"#,
                 Grants {
-                    system: false,
                     files: vec![PathBuf::from("/proc")],
+                    ..Grants::default()
                 },
             ),
             analyzer: false,

@@ -113,6 +113,10 @@ pub mod bindings {
 
 #[cfg(any(feature = "collector", feature = "analyzer"))]
 mod api;
+#[cfg(feature = "collector")]
+pub mod http;
+#[cfg(feature = "collector")]
+pub mod processes;
 #[cfg(any(feature = "collector", feature = "analyzer"))]
 pub use api::*;
 

@@ -85,7 +85,13 @@ impl Default for EngineConfig {
     }
 }
 
-/// Settings every plugin instance has.
+/// Hard limits of one plugin instance. A call that breaks one fails with a message naming
+/// the plugin, the limit and its value, and the instance is discarded.
+///
+/// The sample limits are checked once the returned list has been copied out of the plugin.
+/// That copy cannot be larger than what the plugin could build inside its linear memory,
+/// which `memory` bounds, so the host's transient copy is at most a small multiple of
+/// `memory`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginLimits {
@@ -95,6 +101,28 @@ pub struct PluginLimits {
     /// The most linear memory the plugin may hold, all memories together (e.g. `64MiB`).
     #[serde(default = "defaults::plugin_memory")]
     pub memory: ByteSize,
+    /// The most samples one call may return.
+    #[serde(default = "defaults::plugin_max_samples")]
+    pub max_samples: usize,
+    /// The longest metric name a sample may have, in bytes.
+    #[serde(default = "defaults::plugin_max_name_bytes")]
+    pub max_name_bytes: usize,
+    /// The most labels one sample (or event) may have.
+    #[serde(default = "defaults::plugin_max_labels")]
+    pub max_labels: usize,
+    /// The longest label name or label value, in bytes.
+    #[serde(default = "defaults::plugin_max_label_bytes")]
+    pub max_label_bytes: usize,
+    /// The most stdout + stderr output kept per call (forwarded to the log with the
+    /// plugin's name); the rest is dropped with a note.
+    #[serde(default = "defaults::plugin_max_output_bytes")]
+    pub max_output_bytes: ByteSize,
+    /// The largest file one `files.read` returns (grant `files`).
+    #[serde(default = "defaults::plugin_max_file_size")]
+    pub max_file_size: ByteSize,
+    /// The largest response body one `http.get` returns (grant `http`).
+    #[serde(default = "defaults::plugin_max_http_body")]
+    pub max_http_body: ByteSize,
 }
 
 impl Default for PluginLimits {
@@ -102,6 +130,13 @@ impl Default for PluginLimits {
         PluginLimits {
             timeout: defaults::plugin_timeout(),
             memory: defaults::plugin_memory(),
+            max_samples: defaults::plugin_max_samples(),
+            max_name_bytes: defaults::plugin_max_name_bytes(),
+            max_labels: defaults::plugin_max_labels(),
+            max_label_bytes: defaults::plugin_max_label_bytes(),
+            max_output_bytes: defaults::plugin_max_output_bytes(),
+            max_file_size: defaults::plugin_max_file_size(),
+            max_http_body: defaults::plugin_max_http_body(),
         }
     }
 }
@@ -136,16 +171,25 @@ impl Default for SupervisionConfig {
     }
 }
 
-/// What a plugin may touch. Everything not granted is refused.
+/// What a plugin may touch. Everything not granted is refused, and a plugin whose component
+/// imports a capability it is not granted is refused at load time.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     /// The typed system snapshot (CPU, memory, load, disks, networks).
     #[serde(default)]
     pub system: bool,
-    /// Path prefixes the plugin may read files under (e.g. `/proc`).
+    /// Path prefixes the plugin may read files under (e.g. `/proc`). `..` and symlinks
+    /// are resolved before the check.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// `HOST:PORT` pairs the plugin may send HTTP GET requests to (e.g. `127.0.0.1:9100`,
+    /// `localhost:8000`, `[::1]:9090`), matched against the URL's host as written.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// The process table (pid, name, command line, CPU, memory, I/O, threads, open files).
+    #[serde(default)]
+    pub processes: bool,
 }
 
 /// One collector plugin instance.
@@ -731,6 +775,27 @@ pub mod defaults {
     }
     pub(crate) fn plugin_memory() -> ByteSize {
         ByteSize(64 << 20)
+    }
+    pub(crate) fn plugin_max_samples() -> usize {
+        100_000
+    }
+    pub(crate) fn plugin_max_name_bytes() -> usize {
+        256
+    }
+    pub(crate) fn plugin_max_labels() -> usize {
+        64
+    }
+    pub(crate) fn plugin_max_label_bytes() -> usize {
+        1024
+    }
+    pub(crate) fn plugin_max_output_bytes() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    pub(crate) fn plugin_max_file_size() -> ByteSize {
+        ByteSize(16 << 20)
+    }
+    pub(crate) fn plugin_max_http_body() -> ByteSize {
+        ByteSize(8 << 20)
     }
     pub(crate) fn collect_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(5))

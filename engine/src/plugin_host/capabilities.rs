@@ -1,6 +1,7 @@
-//! What a plugin may do beyond computing: the host imports (`host`, `system`, `files`),
-//! their implementations, and the load-time check of a component's imports against the
-//! grants of its configuration entry.
+//! What a plugin may do beyond computing: the host imports (`host`, `system`, `files`; `http`
+//! and `processes` live in their own modules), their implementations, and the load-time
+//! check of a component's imports against the contract version and the grants of its
+//! configuration entry.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,19 +15,59 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{files, host, system, types};
-use super::error::PluginError;
+use super::error::{PluginError, format_bytes};
+use super::http::HttpClient;
 use super::instance::StoreState;
-use crate::config::Grants;
+use super::processes::ProcessSampler;
+use crate::config::{Grants, PluginLimits};
 
 /// The longest message `host.log` forwards; longer ones are cut (at a character boundary).
 pub(crate) const MAX_LOG_MESSAGE: usize = 4096;
 
-/// The largest file `files.read` returns.
-pub(crate) const MAX_FILE_SIZE: u64 = 16 << 20;
+/// The WIT package of the contract.
+pub(crate) const CONTRACT_PACKAGE: &str = "telltale:plugin";
 
-/// Interface names (without version) of the imports that need a grant.
-const SYSTEM_INTERFACE: &str = "telltale:plugin/system";
-const FILES_INTERFACE: &str = "telltale:plugin/files";
+/// The contract versions this host accepts, as shown in messages. Policy: the package
+/// version is the contract version; within `0.x`, a minor version is a contract, patch
+/// versions only add documentation or backwards-compatible items, so the host accepts any
+/// `0.1.z` (wasmtime's linker matches `0.1.z` imports to its `0.1.0` definitions).
+pub(crate) const ACCEPTED_VERSIONS: &str = "0.1.x";
+
+/// The interfaces of the contract this host provides, and the grant each needs (as YAML
+/// for the refusal message); `None` for the ones every plugin may import.
+const INTERFACES: &[(&str, Option<&str>)] = &[
+    ("types", None),
+    ("host", None),
+    ("system", Some("system: true")),
+    ("files", Some("files: [\"/some/dir\"]")),
+    ("http", Some("http: [\"HOST:PORT\"]")),
+    ("processes", Some("processes: true")),
+];
+
+/// Whether `version` (`0.1.0`, `0.1.7`) is one this host accepts.
+fn accepts_version(version: &str) -> bool {
+    let mut parts = version.split('.');
+    parts.next() == Some("0") && parts.next() == Some("1")
+}
+
+/// The host-wide state capabilities read from, shared by every instance.
+#[derive(Debug)]
+pub(crate) struct Samplers {
+    /// The system snapshot (grant `system`).
+    pub(crate) system: Arc<SystemSampler>,
+    /// The process table (grant `processes`).
+    pub(crate) processes: Arc<ProcessSampler>,
+}
+
+impl Samplers {
+    /// Samplers that read nothing until first used.
+    pub(crate) fn new() -> Samplers {
+        Samplers {
+            system: Arc::new(SystemSampler::new()),
+            processes: Arc::new(ProcessSampler::new()),
+        }
+    }
+}
 
 /// What one plugin instance is allowed to do, and the host state its imports use.
 #[derive(Debug)]
@@ -34,18 +75,44 @@ pub(crate) struct Capabilities {
     /// The instance's configured name, attached to everything it logs.
     pub(crate) instance: String,
     /// The system sampler, present only with `grants.system`.
-    system: Option<Arc<SystemSampler>>,
+    pub(crate) system: Option<Arc<SystemSampler>>,
+    /// The process sampler, present only with `grants.processes`.
+    pub(crate) processes: Option<Arc<ProcessSampler>>,
+    /// The HTTP client, present only with `grants.http`.
+    pub(crate) http: Option<HttpClient>,
     /// Granted file prefixes, canonicalised when they exist.
     file_prefixes: Vec<PathBuf>,
+    /// `limits.max_file_size`.
+    max_file_size: u64,
 }
 
 impl Capabilities {
-    /// Capabilities for `instance` from its grants. Relative file prefixes must already be
-    /// resolved (see `PluginSpec`).
-    pub(crate) fn new(instance: &str, grants: &Grants, sampler: &Arc<SystemSampler>) -> Self {
-        Capabilities {
+    /// Capabilities for `instance` from its grants and limits. Relative file prefixes must
+    /// already be resolved (see `PluginSpec`). Fails on a grant that cannot be used as
+    /// written (an `http` entry that is not `HOST:PORT`).
+    pub(crate) fn new(
+        instance: &str,
+        grants: &Grants,
+        limits: &PluginLimits,
+        samplers: &Samplers,
+    ) -> Result<Self, PluginError> {
+        let http = if grants.http.is_empty() {
+            None
+        } else {
+            Some(
+                HttpClient::new(instance, &grants.http, limits.max_http_body.0).map_err(
+                    |message| PluginError::InvalidGrant {
+                        instance: instance.to_string(),
+                        message,
+                    },
+                )?,
+            )
+        };
+        Ok(Capabilities {
             instance: instance.to_string(),
-            system: grants.system.then(|| Arc::clone(sampler)),
+            system: grants.system.then(|| Arc::clone(&samplers.system)),
+            processes: grants.processes.then(|| Arc::clone(&samplers.processes)),
+            http,
             file_prefixes: grants
                 .files
                 .iter()
@@ -54,11 +121,12 @@ impl Capabilities {
                 // granting it is at worst useless, never wider than intended.
                 .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
                 .collect(),
-        }
+            max_file_size: limits.max_file_size.0,
+        })
     }
 
     /// `files.read`: the whole file at `path` if it lies under a granted prefix after
-    /// resolving `..` and symlinks, and is at most [`MAX_FILE_SIZE`] bytes.
+    /// resolving `..` and symlinks, and is at most `limits.max_file_size` bytes.
     pub(crate) fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
         if self.file_prefixes.is_empty() {
             return Err(format!(
@@ -82,8 +150,10 @@ impl Capabilities {
                 .map(|p| p.display().to_string())
                 .collect();
             return Err(format!(
-                "`{path}` (resolved to `{}`) is not under a granted prefix ({}); add its \
-                 directory to the plugin's `grants.files`",
+                "plugin `{}` may not read `{path}` (resolved to `{}`): it is not under a \
+                 granted prefix ({}); to allow it, add its directory to the entry's \
+                 `grants.files`",
+                self.instance,
                 resolved.display(),
                 granted.join(", ")
             ));
@@ -97,43 +167,128 @@ impl Capabilities {
         }
         // Files under /proc report size 0, so the cap is enforced while reading.
         let mut data = Vec::new();
-        file.take(MAX_FILE_SIZE + 1)
+        file.take(self.max_file_size.saturating_add(1))
             .read_to_end(&mut data)
             .map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        if data.len() as u64 > MAX_FILE_SIZE {
+        if data.len() as u64 > self.max_file_size {
             return Err(format!(
-                "`{path}` is larger than the {} bytes a plugin may read at once",
-                MAX_FILE_SIZE
+                "`{path}` is larger than limits.max_file_size = {}",
+                format_bytes(self.max_file_size)
             ));
         }
         Ok(data)
     }
 }
 
-/// Refuses a component that imports an interface its entry does not grant. Checked at load
-/// time so that a misconfiguration is reported once, clearly, before anything runs.
-pub(crate) fn check_grants(
+/// Checks a component's imports before anything is linked, so that a misconfiguration is
+/// reported once, clearly, before anything runs:
+///
+/// * a `telltale:plugin` import of another version than [`ACCEPTED_VERSIONS`] is refused,
+///   naming both versions;
+/// * an unknown `telltale:plugin` interface, or a package other than `telltale:plugin` and
+///   `wasi`, is refused, naming the import;
+/// * a capability import the entry does not grant is refused, naming the grant to add.
+///
+/// WASI imports are left to the linker (see [`unresolved_import`]).
+pub(crate) fn check_imports(
     engine: &Engine,
     component: &Component,
     instance: &str,
+    origin: &str,
     grants: &Grants,
 ) -> Result<(), PluginError> {
     for (name, _) in component.component_type().imports(engine) {
-        let interface = name.split('@').next().unwrap_or(name);
-        let missing = match interface {
-            SYSTEM_INTERFACE if !grants.system => Some("system: true"),
-            FILES_INTERFACE if grants.files.is_empty() => Some("files: [\"/some/dir\"]"),
-            _ => None,
+        let (path, version) = name.split_once('@').unwrap_or((name, ""));
+        let (package, interface) = path.split_once('/').unwrap_or((path, ""));
+        if package == "wasi" || package.starts_with("wasi:") {
+            continue;
+        }
+        if package != CONTRACT_PACKAGE {
+            return Err(PluginError::UnknownImport {
+                instance: instance.to_string(),
+                origin: origin.to_string(),
+                import: name.to_string(),
+                hint: format!(
+                    "a plugin may import only `{CONTRACT_PACKAGE}/*@{ACCEPTED_VERSIONS}` \
+                     and WASI 0.2 interfaces"
+                ),
+            });
+        }
+        if !accepts_version(version) {
+            return Err(PluginError::WrongVersion {
+                instance: instance.to_string(),
+                origin: origin.to_string(),
+                import: name.to_string(),
+                found: if version.is_empty() {
+                    "(no version)".to_string()
+                } else {
+                    version.to_string()
+                },
+                accepted: ACCEPTED_VERSIONS.to_string(),
+            });
+        }
+        let Some((_, grant)) = INTERFACES.iter().find(|(i, _)| *i == interface) else {
+            return Err(PluginError::UnknownImport {
+                instance: instance.to_string(),
+                origin: origin.to_string(),
+                import: name.to_string(),
+                hint: format!(
+                    "the interfaces of {CONTRACT_PACKAGE}@{ACCEPTED_VERSIONS} are {}",
+                    INTERFACES
+                        .iter()
+                        .map(|(i, _)| format!("`{i}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         };
-        if let Some(grant) = missing {
+        let granted = match interface {
+            "system" => grants.system,
+            "files" => !grants.files.is_empty(),
+            "http" => !grants.http.is_empty(),
+            "processes" => grants.processes,
+            _ => true,
+        };
+        if let (false, Some(grant)) = (granted, grant) {
             return Err(PluginError::NotGranted {
                 instance: instance.to_string(),
-                interface: interface.to_string(),
+                interface: path.to_string(),
                 grant: grant.to_string(),
             });
         }
     }
     Ok(())
+}
+
+/// Explains a linker failure caused by an import the host does not provide (a WASI
+/// interface outside the p2 set, such as `wasi:http`): `None` when the error is about
+/// something else (missing exports, type mismatches).
+pub(crate) fn unresolved_import(
+    err: &wasmtime::Error,
+    instance: &str,
+    origin: &str,
+) -> Option<PluginError> {
+    // wasmtime's message: "component imports instance `NAME`, but a matching
+    // implementation was not found in the linker".
+    let top = err.to_string();
+    let rest = top.strip_prefix("component imports ")?;
+    if !rest.contains("a matching implementation was not found") {
+        return None;
+    }
+    let start = rest.find('`')? + 1;
+    let len = rest[start..].find('`')?;
+    let import = &rest[start..start + len];
+    Some(PluginError::UnknownImport {
+        instance: instance.to_string(),
+        origin: origin.to_string(),
+        import: import.to_string(),
+        hint: format!(
+            "this host provides `{CONTRACT_PACKAGE}/*@{ACCEPTED_VERSIONS}` and the WASI 0.2 \
+             interfaces of wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random and \
+             wasi:sockets ({:#})",
+            err.root_cause()
+        ),
+    })
 }
 
 /// The host's view of the machine, shared by every instance granted `system`. One sysinfo
@@ -360,10 +515,73 @@ mod tests {
 
     fn caps(prefixes: Vec<PathBuf>) -> Capabilities {
         let grants = Grants {
-            system: false,
             files: prefixes,
+            ..Grants::default()
         };
-        Capabilities::new("reader", &grants, &Arc::new(SystemSampler::new()))
+        Capabilities::new(
+            "reader",
+            &grants,
+            &PluginLimits::default(),
+            &Samplers::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn file_size_is_capped_by_the_configured_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small"), vec![b'x'; 1024]).unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 1025]).unwrap();
+        let grants = Grants {
+            files: vec![dir.path().to_path_buf()],
+            ..Grants::default()
+        };
+        let limits = PluginLimits {
+            max_file_size: crate::config::ByteSize(1024),
+            ..PluginLimits::default()
+        };
+        let c = Capabilities::new("reader", &grants, &limits, &Samplers::new()).unwrap();
+        let small = dir.path().join("small");
+        assert_eq!(c.read_file(small.to_str().unwrap()).unwrap().len(), 1024);
+        let big = dir.path().join("big");
+        let err = c.read_file(big.to_str().unwrap()).unwrap_err();
+        assert!(
+            err.ends_with("is larger than limits.max_file_size = 1 KiB"),
+            "{err}"
+        );
+        // /proc files report size 0: the cap holds while reading.
+        #[cfg(target_os = "linux")]
+        {
+            let grants = Grants {
+                files: vec![PathBuf::from("/proc")],
+                ..Grants::default()
+            };
+            let limits = PluginLimits {
+                max_file_size: crate::config::ByteSize(16),
+                ..PluginLimits::default()
+            };
+            let c = Capabilities::new("reader", &grants, &limits, &Samplers::new()).unwrap();
+            let err = c.read_file("/proc/self/status").unwrap_err();
+            assert!(err.contains("limits.max_file_size = 16 bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn invalid_http_grants_are_refused_with_the_syntax() {
+        let grants = Grants {
+            http: vec!["http://localhost:9100/metrics".into()],
+            ..Grants::default()
+        };
+        let err = Capabilities::new(
+            "scraper",
+            &grants,
+            &PluginLimits::default(),
+            &Samplers::new(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("plugin `scraper`: invalid grant:"), "{msg}");
+        assert!(msg.contains("`HOST:PORT`"), "{msg}");
     }
 
     #[test]

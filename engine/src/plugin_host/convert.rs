@@ -1,27 +1,48 @@
 //! Conversions between the WIT types and the engine's [`model`](crate::model) types, with
-//! the checks that keep a plugin's output from hurting the rest of the engine: caps on
-//! counts and lengths, and valid metric and label names.
+//! the checks that keep a plugin's output from hurting the rest of the engine: the
+//! configured caps on counts and lengths (`limits.max_*`), and valid metric and label names.
 
+use crate::config::PluginLimits;
 use crate::model::{Event, Labels, Sample, SeriesWindow, Severity};
 
 use super::bindings::types;
 
-/// The most samples one call may return.
-pub(crate) const MAX_SAMPLES_PER_CALL: usize = 100_000;
 /// The most events one call may return.
 pub(crate) const MAX_EVENTS_PER_CALL: usize = 10_000;
-/// The longest metric name.
-pub(crate) const MAX_NAME_LEN: usize = 200;
-/// The most labels one sample or event may have.
-pub(crate) const MAX_LABELS: usize = 64;
-/// The longest label name.
-pub(crate) const MAX_LABEL_NAME_LEN: usize = 100;
-/// The longest label value.
-pub(crate) const MAX_LABEL_VALUE_LEN: usize = 1024;
 /// The longest event kind.
 pub(crate) const MAX_EVENT_KIND_LEN: usize = 64;
 /// The longest event message.
 pub(crate) const MAX_EVENT_MESSAGE_LEN: usize = 4096;
+
+/// Why a plugin's output was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OutputError {
+    /// A configured limit was broken (the message names it and its value): the plugin is
+    /// treated as misbehaving and its instance discarded.
+    Limit(String),
+    /// The output is malformed (an invalid metric or label name): a bug, not a flood.
+    Invalid(String),
+}
+
+/// The output caps of one instance, taken from its `limits`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLimits {
+    pub(crate) max_samples: usize,
+    pub(crate) max_name_bytes: usize,
+    pub(crate) max_labels: usize,
+    pub(crate) max_label_bytes: usize,
+}
+
+impl From<&PluginLimits> for OutputLimits {
+    fn from(l: &PluginLimits) -> OutputLimits {
+        OutputLimits {
+            max_samples: l.max_samples,
+            max_name_bytes: l.max_name_bytes,
+            max_labels: l.max_labels,
+            max_label_bytes: l.max_label_bytes,
+        }
+    }
+}
 
 /// A metric name in Prometheus' syntax: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn valid_metric_name(name: &str) -> bool {
@@ -50,57 +71,86 @@ fn shown(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-fn convert_labels(labels: Vec<types::Label>, owner: &str) -> Result<Labels, String> {
-    if labels.len() > MAX_LABELS {
-        return Err(format!(
-            "{owner} has {} labels; at most {MAX_LABELS} are allowed",
-            labels.len()
-        ));
+fn convert_labels(
+    labels: Vec<types::Label>,
+    owner: &str,
+    limits: &OutputLimits,
+) -> Result<Labels, OutputError> {
+    if labels.len() > limits.max_labels {
+        return Err(OutputError::Limit(format!(
+            "returned {owner} with {} labels, more than limits.max_labels = {}",
+            labels.len(),
+            limits.max_labels
+        )));
     }
     let mut out = Labels::new();
     for l in labels {
-        if l.name.len() > MAX_LABEL_NAME_LEN || !valid_label_name(&l.name) {
-            return Err(format!(
-                "{owner} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
-                 at most {MAX_LABEL_NAME_LEN} bytes, not starting with `__`)",
-                shown(&l.name)
-            ));
+        if l.name.len() > limits.max_label_bytes {
+            return Err(OutputError::Limit(format!(
+                "returned {owner} with a {}-byte label name `{}`, longer than \
+                 limits.max_label_bytes = {}",
+                l.name.len(),
+                shown(&l.name),
+                limits.max_label_bytes
+            )));
         }
-        if l.value.len() > MAX_LABEL_VALUE_LEN {
-            return Err(format!(
-                "{owner}: the value of label `{}` is {} bytes long; at most \
-                 {MAX_LABEL_VALUE_LEN} are allowed",
+        if !valid_label_name(&l.name) {
+            return Err(OutputError::Invalid(format!(
+                "{owner} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
+                 not starting with `__`)",
+                shown(&l.name)
+            )));
+        }
+        if l.value.len() > limits.max_label_bytes {
+            return Err(OutputError::Limit(format!(
+                "returned {owner} whose label `{}` has a {}-byte value, longer than \
+                 limits.max_label_bytes = {}",
                 l.name,
-                l.value.len()
-            ));
+                l.value.len(),
+                limits.max_label_bytes
+            )));
         }
         out.insert(l.name, l.value);
     }
     Ok(out)
 }
 
-/// Checks and converts the samples a plugin returned. The error names the offending sample.
-pub(crate) fn samples_from_wit(samples: Vec<types::Sample>) -> Result<Vec<Sample>, String> {
-    if samples.len() > MAX_SAMPLES_PER_CALL {
-        return Err(format!(
-            "{} samples in one call; at most {MAX_SAMPLES_PER_CALL} are allowed",
-            samples.len()
-        ));
+/// Checks and converts the samples a plugin returned. The error names the offending sample
+/// and, for a broken limit, the limit and its value.
+pub(crate) fn samples_from_wit(
+    samples: Vec<types::Sample>,
+    limits: &OutputLimits,
+) -> Result<Vec<Sample>, OutputError> {
+    if samples.len() > limits.max_samples {
+        return Err(OutputError::Limit(format!(
+            "returned {} samples, more than limits.max_samples = {}",
+            samples.len(),
+            limits.max_samples
+        )));
     }
     samples
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            if s.name.len() > MAX_NAME_LEN || !valid_metric_name(&s.name) {
-                return Err(format!(
+            if s.name.len() > limits.max_name_bytes {
+                return Err(OutputError::Limit(format!(
+                    "returned sample #{i} with a {}-byte name `{}`, longer than \
+                     limits.max_name_bytes = {}",
+                    s.name.len(),
+                    shown(&s.name),
+                    limits.max_name_bytes
+                )));
+            }
+            if !valid_metric_name(&s.name) {
+                return Err(OutputError::Invalid(format!(
                     "sample #{i} has an invalid metric name `{}` (expected \
-                     [a-zA-Z_:][a-zA-Z0-9_:]*, at most {MAX_NAME_LEN} bytes)",
+                     [a-zA-Z_:][a-zA-Z0-9_:]*)",
                     shown(&s.name)
-                ));
+                )));
             }
             let owner = format!("sample #{i} `{}`", s.name);
             Ok(Sample {
-                labels: convert_labels(s.labels, &owner)?,
+                labels: convert_labels(s.labels, &owner, limits)?,
                 name: s.name,
                 value: s.value,
                 timestamp_ms: s.timestamp_ms,
@@ -113,35 +163,36 @@ pub(crate) fn samples_from_wit(samples: Vec<types::Sample>) -> Result<Vec<Sample
 pub(crate) fn events_from_wit(
     events: Vec<types::Event>,
     source: &str,
-) -> Result<Vec<Event>, String> {
+    limits: &OutputLimits,
+) -> Result<Vec<Event>, OutputError> {
     if events.len() > MAX_EVENTS_PER_CALL {
-        return Err(format!(
-            "{} events in one call; at most {MAX_EVENTS_PER_CALL} are allowed",
+        return Err(OutputError::Limit(format!(
+            "returned {} events, more than the {MAX_EVENTS_PER_CALL} allowed per call",
             events.len()
-        ));
+        )));
     }
     events
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
             if e.kind.is_empty() || e.kind.len() > MAX_EVENT_KIND_LEN {
-                return Err(format!(
+                return Err(OutputError::Invalid(format!(
                     "event #{i} has kind `{}`; a kind is 1 to {MAX_EVENT_KIND_LEN} bytes",
                     shown(&e.kind)
-                ));
+                )));
             }
             if e.message.len() > MAX_EVENT_MESSAGE_LEN {
-                return Err(format!(
-                    "event #{i} `{}` has a {}-byte message; at most {MAX_EVENT_MESSAGE_LEN} \
-                     are allowed",
+                return Err(OutputError::Limit(format!(
+                    "returned event #{i} `{}` with a {}-byte message, longer than the \
+                     {MAX_EVENT_MESSAGE_LEN} bytes allowed",
                     e.kind,
                     e.message.len()
-                ));
+                )));
             }
             let owner = format!("event #{i} `{}`", e.kind);
             Ok(Event {
                 source: source.to_string(),
-                labels: convert_labels(e.labels, &owner)?,
+                labels: convert_labels(e.labels, &owner, limits)?,
                 kind: e.kind,
                 severity: match e.severity {
                     types::Severity::Info => Severity::Info,
@@ -210,18 +261,70 @@ mod tests {
         assert!(!valid_label_name("a:b"));
     }
 
+    fn limits() -> OutputLimits {
+        OutputLimits::from(&PluginLimits::default())
+    }
+
     #[test]
     fn invalid_samples_are_named_in_the_error() {
-        let ok = samples_from_wit(vec![sample("up", &[("job", "a")])]).unwrap();
+        let l = limits();
+        let ok = samples_from_wit(vec![sample("up", &[("job", "a")])], &l).unwrap();
         assert_eq!(ok[0].labels.get("job").unwrap(), "a");
-        let err = samples_from_wit(vec![sample("up", &[]), sample("bad name", &[])]).unwrap_err();
+        let err =
+            samples_from_wit(vec![sample("up", &[]), sample("bad name", &[])], &l).unwrap_err();
         assert!(
-            err.contains("sample #1") && err.contains("`bad name`"),
-            "{err}"
+            matches!(&err, OutputError::Invalid(m) if m.contains("sample #1") && m.contains("`bad name`")),
+            "{err:?}"
         );
-        let err = samples_from_wit(vec![sample("up", &[("bad-label", "x")])]).unwrap_err();
-        assert!(err.contains("`bad-label`"), "{err}");
-        let many = vec![sample("up", &[]); MAX_SAMPLES_PER_CALL + 1];
-        assert!(samples_from_wit(many).unwrap_err().contains("at most"));
+        let err = samples_from_wit(vec![sample("up", &[("bad-label", "x")])], &l).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("`bad-label`")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn limits_are_named_with_their_configured_values() {
+        let l = OutputLimits {
+            max_samples: 3,
+            max_name_bytes: 10,
+            max_labels: 2,
+            max_label_bytes: 5,
+        };
+        let err = samples_from_wit(vec![sample("up", &[]); 4], &l).unwrap_err();
+        assert_eq!(
+            err,
+            OutputError::Limit("returned 4 samples, more than limits.max_samples = 3".into())
+        );
+        let err = samples_from_wit(vec![sample("abcdefghijk", &[])], &l).unwrap_err();
+        assert_eq!(
+            err,
+            OutputError::Limit(
+                "returned sample #0 with a 11-byte name `abcdefghijk`, longer than \
+                 limits.max_name_bytes = 10"
+                    .into()
+            )
+        );
+        let err = samples_from_wit(
+            vec![sample("up", &[("a", "1"), ("b", "2"), ("c", "3")])],
+            &l,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("3 labels, more than limits.max_labels = 2")),
+            "{err:?}"
+        );
+        let err = samples_from_wit(vec![sample("up", &[("a", "123456")])], &l).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("label `a` has a 6-byte value, longer than limits.max_label_bytes = 5")),
+            "{err:?}"
+        );
+        let err = samples_from_wit(vec![sample("up", &[("abcdef", "1")])], &l).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("6-byte label name")),
+            "{err:?}"
+        );
+        // Exactly at the limits is fine.
+        samples_from_wit(vec![sample("abcdefghij", &[("abcde", "12345")]); 3], &l).unwrap();
     }
 }

@@ -96,6 +96,48 @@ pub enum PluginError {
         /// What does not fit.
         message: String,
     },
+    /// The component imports an interface this host does not provide at all (an unknown
+    /// `telltale:plugin` interface, or another package than `telltale:plugin` and WASI).
+    #[error(
+        "plugin `{instance}`: {origin} imports `{import}`, which this host does not provide; {hint}"
+    )]
+    UnknownImport {
+        /// The plugin instance's configured name.
+        instance: String,
+        /// The file (or `<standard>/NAME`).
+        origin: String,
+        /// The import's full name (`telltale:plugin/gpu@0.1.0`).
+        import: String,
+        /// What the host does provide.
+        hint: String,
+    },
+    /// The component was built against a `telltale:plugin` version this host does not
+    /// accept.
+    #[error(
+        "plugin `{instance}`: {origin} was built for telltale:plugin@{found} (it imports \
+         `{import}`); this host accepts telltale:plugin@{accepted}: rebuild the plugin against \
+         this host's WIT (`sdk/wit`) or a matching telltale-sdk"
+    )]
+    WrongVersion {
+        /// The plugin instance's configured name.
+        instance: String,
+        /// The file (or `<standard>/NAME`).
+        origin: String,
+        /// The import carrying the version.
+        import: String,
+        /// The version the plugin was built for.
+        found: String,
+        /// The versions this host accepts (`0.1.x`).
+        accepted: String,
+    },
+    /// A grant in the configuration entry cannot be used as written.
+    #[error("plugin `{instance}`: invalid grant: {message}")]
+    InvalidGrant {
+        /// The plugin instance's configured name.
+        instance: String,
+        /// What is wrong and how to write it.
+        message: String,
+    },
     /// The component imports a capability its configuration entry does not grant.
     #[error(
         "plugin `{instance}` imports `{interface}` but is not granted it; add \
@@ -134,6 +176,18 @@ pub enum PluginError {
         call: &'static str,
         /// The configured `limits.memory`, bytes.
         limit: u64,
+    },
+    /// The plugin returned more (or longer) output than its `limits` allow; the message
+    /// names the limit and its configured value. The instance is discarded.
+    #[error("plugin `{instance}`: {call}() {message}")]
+    LimitExceeded {
+        /// The plugin instance's configured name.
+        instance: String,
+        /// `collect` or `analyze`.
+        call: &'static str,
+        /// What was returned and the limit it broke (`returned 5000000 samples, more than
+        /// limits.max_samples = 100000`).
+        message: String,
     },
     /// The plugin trapped (panicked, hit `unreachable`, divided by zero, ...).
     #[error("plugin `{instance}`: {call}() crashed: {message}")]
@@ -192,6 +246,7 @@ impl PluginError {
             PluginError::Timeout { .. }
                 | PluginError::MemoryLimit { .. }
                 | PluginError::Trap { .. }
+                | PluginError::LimitExceeded { .. }
         )
     }
 }

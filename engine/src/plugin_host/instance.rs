@@ -16,9 +16,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{analyzer, collector, types};
 use super::capabilities::Capabilities;
+use super::convert::OutputLimits;
 use super::error::{PluginError, PluginKind};
 use super::limits::{self, DEADLINE_GRACE, Deadline, EPOCH_TICK, MemoryLimiter};
-use super::output::CapturedOutput;
+use super::output::OutputCapture;
 
 /// The data of a plugin's [`Store`]: everything host code needs while the guest runs.
 pub(crate) struct StoreState {
@@ -147,6 +148,10 @@ pub(crate) struct RunnerParts<W: World> {
     pub(crate) caps: Arc<Capabilities>,
     pub(crate) timeout: Duration,
     pub(crate) memory: u64,
+    /// `limits.max_output_bytes`: stdout + stderr kept per call.
+    pub(crate) max_output: u64,
+    /// The caps on returned samples and events.
+    pub(crate) output_limits: OutputLimits,
     pub(crate) config_json: String,
     /// Held, never read: keeps the epoch thread running while this instance lives.
     pub(crate) _ticker: Arc<EpochTicker>,
@@ -160,8 +165,7 @@ struct Live<W> {
 /// One plugin instance: its pre-instantiated component and, while healthy, a live store.
 pub(crate) struct Runner<W: World> {
     parts: RunnerParts<W>,
-    stdout: CapturedOutput,
-    stderr: CapturedOutput,
+    output: OutputCapture,
     live: Option<Live<W>>,
 }
 
@@ -169,9 +173,8 @@ impl<W: World> Runner<W> {
     /// A runner that instantiates on [`Runner::start`] or its first call.
     pub(crate) fn new(parts: RunnerParts<W>) -> Runner<W> {
         Runner {
+            output: OutputCapture::new(parts.max_output),
             parts,
-            stdout: CapturedOutput::default(),
-            stderr: CapturedOutput::default(),
             live: None,
         }
     }
@@ -191,12 +194,22 @@ impl<W: World> Runner<W> {
         self.live.is_some()
     }
 
+    /// The caps on what one call may return.
+    pub(crate) fn output_limits(&self) -> OutputLimits {
+        self.parts.output_limits
+    }
+
+    /// Drops the live instance (after it broke a limit): the next call starts a fresh one.
+    pub(crate) fn discard(&mut self) {
+        self.live = None;
+    }
+
     fn new_store(&self) -> Store<StoreState> {
         // No preopens, no environment, no arguments, no sockets: the plugin's only way out
         // is through the host imports its grants allow.
         let wasi = WasiCtxBuilder::new()
-            .stdout(self.stdout.clone())
-            .stderr(self.stderr.clone())
+            .stdout(self.output.stdout())
+            .stderr(self.output.stderr())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -234,7 +247,7 @@ impl<W: World> Runner<W> {
                 Ok(())
             }
             Ok(Ok((_, Err(guest)))) => Err(self.guest_error("init", guest)),
-            Ok(Err(err)) => Err(classify(&self.parts, "init", &store, err)),
+            Ok(Err(err)) => Err(classify(&self.parts, "init", &store, err, &self.output)),
             Err(_elapsed) => Err(self.timeout_error("init")),
         };
         self.forward_output();
@@ -266,7 +279,7 @@ impl<W: World> Runner<W> {
             // The plugin reported an error itself: it is still healthy.
             Ok(Ok(Err(guest))) => Err(self.guest_error(call, guest)),
             Ok(Err(err)) => {
-                let e = classify(&self.parts, call, &live.store, err);
+                let e = classify(&self.parts, call, &live.store, err, &self.output);
                 self.live = None;
                 Err(e)
             }
@@ -307,17 +320,19 @@ impl<W: World> Runner<W> {
     }
 
     fn forward_output(&self) {
-        self.stdout.forward(&self.parts.instance, "stdout");
-        self.stderr.forward(&self.parts.instance, "stderr");
+        self.output.forward(&self.parts.instance);
     }
 }
 
 /// Tells a deadline or memory-limit kill from any other trap, by the store's own records.
+/// A trap after a Rust panic is an anonymous `unreachable`: the panic message the guest
+/// printed to stderr is put first.
 fn classify<W: World>(
     parts: &RunnerParts<W>,
     call: &'static str,
     store: &Store<StoreState>,
     err: wasmtime::Error,
+    output: &OutputCapture,
 ) -> PluginError {
     let state = store.data();
     let instance = parts.instance.clone();
@@ -335,6 +350,9 @@ fn classify<W: World>(
         }
     } else {
         let mut message = err.root_cause().to_string();
+        if let Some(panic) = output.panic_message() {
+            message = format!("{panic} ({message})");
+        }
         if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
             message.push('\n');
             message.push_str(&bt.to_string());

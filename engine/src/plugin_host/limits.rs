@@ -101,6 +101,14 @@ impl Deadline {
         self.missed = false;
     }
 
+    /// The time left before the deadline of the call in progress (zero when none is
+    /// armed): host imports that wait (HTTP) stay within it.
+    pub(crate) fn remaining(&self) -> Duration {
+        self.at
+            .map(|at| at.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// Whether the call in progress ran past its deadline and was stopped.
     pub(crate) fn missed(&self) -> bool {
         self.missed

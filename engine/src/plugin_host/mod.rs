@@ -9,20 +9,25 @@
 //!
 //! * **Sandbox.** A plugin gets no WASI preopens, environment, arguments or sockets; its
 //!   only capabilities are the host imports of the WIT contract (`sdk/wit/plugin.wit`):
-//!   `host` (log, clock) always, `system` and `files` only when its config entry grants
-//!   them. A component importing an ungranted interface is refused at load time.
+//!   `host` (log, clock) always; `system`, `files`, `http` and `processes` only when its
+//!   config entry grants them (`capabilities.rs`, `http.rs`, `processes.rs`). A component
+//!   importing an ungranted interface, an interface the host does not provide, or another
+//!   contract version than `0.1.x` is refused at load time with the fix in the message.
 //! * **Limits** (`limits:` of its entry): all linear memories together are capped
 //!   (`limits.rs`); every call (and instantiate + `init`) has a wall-clock deadline enforced
 //!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
 //!   the deadline passes, so a spinning plugin never blocks a worker thread. Returned
-//!   samples and events are capped in number and size and must have valid names.
-//! * **Recovery.** A trap, a missed deadline or the memory cap poisons the instance; its
-//!   store is dropped and the next call instantiates again from the `InstancePre` (about
-//!   20 µs) and re-runs `init`.
+//!   samples and events are capped in number and size (`limits.max_*`) and must have valid
+//!   names; the host's copy of a returned list is bounded because the guest could only
+//!   build it inside its capped memory.
+//! * **Recovery.** A trap, a missed deadline, the memory cap or a broken output limit
+//!   discards the instance; its store is dropped and the next call instantiates again from
+//!   the `InstancePre` (about 20 µs) and re-runs `init`.
 //! * **Compile once.** Components are compiled once per process and, with a cache
 //!   directory, once per machine (`cache.rs`).
-//! * **Output.** The guest's stdout/stderr are captured (bounded) and forwarded to the log
-//!   with the instance's name after each call, as are its `host.log` lines.
+//! * **Output.** The guest's stdout/stderr are captured (`limits.max_output_bytes` per call)
+//!   and forwarded to the log with the instance's name after each call, as are its
+//!   `host.log` lines.
 //!
 //! Standard plugins are embedded in the binary ([`standard_plugins`]); others are `.wasm`
 //! files named in the config.
@@ -33,9 +38,13 @@ mod capabilities;
 mod convert;
 mod error;
 pub mod inspect;
+#[cfg(test)]
+mod hostile_tests;
+mod http;
 mod instance;
 mod limits;
 mod output;
+mod processes;
 mod standard;
 #[cfg(test)]
 mod tests;
@@ -57,7 +66,8 @@ pub use standard::{StandardPlugin, find_standard, standard_plugins};
 
 use bindings::{analyzer, collector};
 use cache::ComponentCache;
-use capabilities::{Capabilities, SystemSampler};
+use capabilities::{Capabilities, Samplers};
+use convert::{OutputError, OutputLimits};
 use instance::{EpochTicker, Runner, RunnerParts, StoreState, World};
 
 /// Where a plugin's component comes from.
@@ -93,7 +103,7 @@ pub struct PluginSpec {
     pub config_json: String,
     /// Capabilities granted to the instance (file prefixes already absolute).
     pub grants: Grants,
-    /// Memory cap and per-call deadline.
+    /// Memory cap, per-call deadline and output caps.
     pub limits: PluginLimits,
 }
 
@@ -131,7 +141,7 @@ impl PluginSpec {
 
 /// Loads plugins. Cheap to clone (shared inside): one wasmtime engine with epoch
 /// interruption, its ticker thread, a linker per world, the component cache and the
-/// system sampler that `system.snapshot` reads.
+/// samplers that `system.snapshot` and `processes.list` read.
 #[derive(Clone)]
 pub struct PluginHost {
     inner: Arc<HostInner>,
@@ -142,7 +152,7 @@ struct HostInner {
     collector_linker: Linker<StoreState>,
     analyzer_linker: Linker<StoreState>,
     cache: ComponentCache,
-    sampler: Arc<SystemSampler>,
+    samplers: Samplers,
     ticker: Arc<EpochTicker>,
 }
 
@@ -193,7 +203,7 @@ impl PluginHost {
                 engine,
                 collector_linker,
                 analyzer_linker,
-                sampler: Arc::new(SystemSampler::new()),
+                samplers: Samplers::new(),
                 ticker: Arc::new(ticker),
             }),
         })
@@ -287,18 +297,28 @@ impl PluginHost {
                 message,
             })?;
 
-        capabilities::check_grants(&self.inner.engine, &component, &instance, &spec.grants)?;
+        capabilities::check_imports(
+            &self.inner.engine,
+            &component,
+            &instance,
+            &origin,
+            &spec.grants,
+        )?;
 
-        let incompatible = |e: wasmtime::Error| PluginError::Incompatible {
-            instance: instance.clone(),
-            origin: origin.clone(),
-            kind: W::KIND,
-            message: format!("{e:#}"),
+        let incompatible = |e: wasmtime::Error| {
+            capabilities::unresolved_import(&e, &instance, &origin).unwrap_or_else(|| {
+                PluginError::Incompatible {
+                    instance: instance.clone(),
+                    origin: origin.clone(),
+                    kind: W::KIND,
+                    message: format!("{e:#}"),
+                }
+            })
         };
         let instance_pre = linker.instantiate_pre(&component).map_err(incompatible)?;
         let pre = W::pre(instance_pre).map_err(incompatible)?;
 
-        let caps = Capabilities::new(&instance, &spec.grants, &self.inner.sampler);
+        let caps = Capabilities::new(&instance, &spec.grants, &spec.limits, &self.inner.samplers)?;
         let mut runner = Runner::new(RunnerParts {
             instance,
             origin,
@@ -307,6 +327,8 @@ impl PluginHost {
             caps: Arc::new(caps),
             timeout: spec.limits.timeout.get(),
             memory: spec.limits.memory.0,
+            max_output: spec.limits.max_output_bytes.0,
+            output_limits: OutputLimits::from(&spec.limits),
             config_json: spec.config_json,
             _ticker: Arc::clone(&self.inner.ticker),
         });
@@ -323,17 +345,16 @@ pub struct CollectorInstance {
 
 impl CollectorInstance {
     /// Calls `collect()` (re-instantiating first if the last call stopped the instance)
-    /// and returns the checked samples.
+    /// and returns the checked samples. Output beyond the instance's limits fails the call
+    /// and discards the instance.
     pub async fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
         let samples = self
             .runner
             .call("collect", |w, store| Box::pin(w.call_collect(store)))
             .await?;
-        convert::samples_from_wit(samples).map_err(|message| PluginError::InvalidOutput {
-            instance: self.runner.instance().to_string(),
-            call: "collect",
-            message,
-        })
+        let limits = self.runner.output_limits();
+        convert::samples_from_wit(samples, &limits)
+            .map_err(|e| output_error(&mut self.runner, "collect", e))
     }
 
     /// The instance's configured name.
@@ -386,15 +407,12 @@ impl AnalyzerInstance {
                 Box::pin(async move { w.call_analyze(store, &windows).await })
             })
             .await?;
-        let invalid = |message| PluginError::InvalidOutput {
-            instance: self.runner.instance().to_string(),
-            call: "analyze",
-            message,
-        };
-        let samples = convert::samples_from_wit(analysis.samples).map_err(invalid)?;
-        let events =
-            convert::events_from_wit(analysis.events, self.runner.instance()).map_err(invalid)?;
-        Ok((samples, events))
+        let limits = self.runner.output_limits();
+        let checked = convert::samples_from_wit(analysis.samples, &limits).and_then(|samples| {
+            convert::events_from_wit(analysis.events, self.runner.instance(), &limits)
+                .map(|events| (samples, events))
+        });
+        checked.map_err(|e| output_error(&mut self.runner, "analyze", e))
     }
 
     /// The instance's configured name.
@@ -420,5 +438,30 @@ impl AnalyzerInstance {
     /// Instantiates afresh and re-runs `init` (see [`CollectorInstance::restart`]).
     pub async fn restart(&mut self) -> Result<(), PluginError> {
         self.runner.start().await
+    }
+}
+
+/// Turns refused output into the error to report; a broken limit also discards the instance
+/// (a plugin flooding the host is misbehaving, like one that traps).
+fn output_error<W: World>(
+    runner: &mut Runner<W>,
+    call: &'static str,
+    e: OutputError,
+) -> PluginError {
+    let instance = runner.instance().to_string();
+    match e {
+        OutputError::Limit(message) => {
+            runner.discard();
+            PluginError::LimitExceeded {
+                instance,
+                call,
+                message,
+            }
+        }
+        OutputError::Invalid(message) => PluginError::InvalidOutput {
+            instance,
+            call,
+            message,
+        },
     }
 }

@@ -1,9 +1,10 @@
-//! Capture of a guest's stdout and stderr: a bounded in-memory buffer per stream, drained
-//! after every call and forwarded to the log with the plugin's name.
+//! Capture of a guest's stdout and stderr: one bounded in-memory budget per call for both
+//! streams together (`limits.max_output_bytes`), drained after every call and forwarded to
+//! the log with the plugin's name.
 //!
 //! wasmtime-wasi's `MemoryOutputPipe` caps the stream's whole lifetime and then fails
 //! writes, which makes Rust's `eprintln!` panic inside the guest; this pipe instead drops
-//! what does not fit into the current call's buffer and counts it.
+//! what does not fit into the current call's budget and counts it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,56 +15,119 @@ use parking_lot::Mutex;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-/// The most output kept per stream and call; the rest is dropped (and counted).
-pub(crate) const OUTPUT_CAP_PER_CALL: usize = 64 << 10;
+use super::error::format_bytes;
 
 /// The most bytes one `write` may carry (the permit `check_write` hands out).
 const WRITE_PERMIT: usize = 64 << 10;
 
+const STREAM_NAMES: [&str; 2] = ["stdout", "stderr"];
+
 #[derive(Debug, Default)]
-struct Buffer {
-    data: Vec<u8>,
+struct Shared {
+    /// The most bytes kept per call, both streams together.
+    cap: usize,
+    /// What each stream wrote this call (what fit).
+    data: [Vec<u8>; 2],
+    /// Bytes dropped this call because the budget was spent.
     dropped: usize,
 }
 
-/// One captured stream. Clones share the buffer.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct CapturedOutput {
-    buffer: Arc<Mutex<Buffer>>,
+/// The captured stdout and stderr of one instance. Clones share the buffers.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputCapture {
+    shared: Arc<Mutex<Shared>>,
 }
 
-impl CapturedOutput {
-    fn append(&self, bytes: &[u8]) {
-        let mut b = self.buffer.lock();
-        let room = OUTPUT_CAP_PER_CALL.saturating_sub(b.data.len());
-        let keep = bytes.len().min(room);
-        b.data.extend_from_slice(&bytes[..keep]);
-        b.dropped += bytes.len() - keep;
+/// One of the two captured streams, handed to the WASI context.
+#[derive(Debug, Clone)]
+pub(crate) struct CapturedOutput {
+    shared: Arc<Mutex<Shared>>,
+    stream: usize,
+}
+
+impl OutputCapture {
+    /// A capture keeping at most `cap` bytes per call.
+    pub(crate) fn new(cap: u64) -> OutputCapture {
+        OutputCapture {
+            shared: Arc::new(Mutex::new(Shared {
+                cap: usize::try_from(cap).unwrap_or(usize::MAX),
+                ..Shared::default()
+            })),
+        }
     }
 
-    /// Takes what was written since the last call: the text and how many bytes were dropped.
-    pub(crate) fn take(&self) -> (Vec<u8>, usize) {
-        let mut b = self.buffer.lock();
-        let dropped = std::mem::take(&mut b.dropped);
-        (std::mem::take(&mut b.data), dropped)
+    /// The guest's stdout.
+    pub(crate) fn stdout(&self) -> CapturedOutput {
+        CapturedOutput {
+            shared: Arc::clone(&self.shared),
+            stream: 0,
+        }
     }
 
-    /// Writes what the guest printed since the last call to the log, one event per line.
-    pub(crate) fn forward(&self, instance: &str, stream: &'static str) {
+    /// The guest's stderr.
+    pub(crate) fn stderr(&self) -> CapturedOutput {
+        CapturedOutput {
+            shared: Arc::clone(&self.shared),
+            stream: 1,
+        }
+    }
+
+    /// Takes what was written since the last call: per stream, and how many bytes were
+    /// dropped.
+    pub(crate) fn take(&self) -> ([Vec<u8>; 2], usize) {
+        let mut s = self.shared.lock();
+        let dropped = std::mem::take(&mut s.dropped);
+        (std::mem::take(&mut s.data), dropped)
+    }
+
+    /// The panic message a Rust guest printed to stderr in this call (`panicked at
+    /// FILE:LINE:COL: MESSAGE`), if any: a trap after a panic is an `unreachable`
+    /// instruction, and this line is what explains it.
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        let s = self.shared.lock();
+        let text = String::from_utf8_lossy(&s.data[1]);
+        let mut lines = text.lines();
+        let at = lines.find(|l| l.contains("panicked at"))?;
+        let at = &at[at.find("panicked at")?..];
+        let mut message = at.trim_end_matches(':').to_string();
+        if let Some(next) = lines.next().filter(|l| !l.starts_with("note:")) {
+            message.push_str(": ");
+            message.push_str(next);
+        }
+        Some(message)
+    }
+
+    /// Writes what the guest printed since the last call to the log, one event per line,
+    /// and a warning with the count of what the budget dropped.
+    pub(crate) fn forward(&self, instance: &str) {
         let (data, dropped) = self.take();
-        if !data.is_empty() {
-            for line in String::from_utf8_lossy(&data).lines() {
-                tracing::info!(plugin = %instance, stream, "{line}");
+        let cap = self.shared.lock().cap;
+        for (stream, data) in STREAM_NAMES.iter().zip(data) {
+            if !data.is_empty() {
+                for line in String::from_utf8_lossy(&data).lines() {
+                    tracing::info!(plugin = %instance, stream, "{line}");
+                }
             }
         }
         if dropped > 0 {
             tracing::warn!(
                 plugin = %instance,
-                stream,
-                "plugin wrote more than {OUTPUT_CAP_PER_CALL} bytes to {stream} in one call; \
-                 {dropped} bytes were dropped"
+                "plugin `{instance}` wrote more than limits.max_output_bytes = {} to \
+                 stdout/stderr in one call; {dropped} more bytes were dropped",
+                format_bytes(cap as u64)
             );
         }
+    }
+}
+
+impl CapturedOutput {
+    fn append(&self, bytes: &[u8]) {
+        let mut s = self.shared.lock();
+        let used = s.data[0].len() + s.data[1].len();
+        let room = s.cap.saturating_sub(used);
+        let keep = bytes.len().min(room);
+        s.data[self.stream].extend_from_slice(&bytes[..keep]);
+        s.dropped += bytes.len() - keep;
     }
 }
 
@@ -130,14 +194,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_up_to_the_cap_and_counts_the_rest() {
-        let out = CapturedOutput::default();
-        out.append(&vec![b'a'; OUTPUT_CAP_PER_CALL - 1]);
-        out.append(b"bcd");
-        let (data, dropped) = out.take();
-        assert_eq!(data.len(), OUTPUT_CAP_PER_CALL);
+    fn keeps_up_to_the_cap_for_both_streams_and_counts_the_rest() {
+        let out = OutputCapture::new(10);
+        out.stdout().append(b"abcdef");
+        out.stderr().append(b"ghijkl");
+        let ([stdout, stderr], dropped) = out.take();
+        assert_eq!(stdout, b"abcdef");
+        assert_eq!(stderr, b"ghij");
         assert_eq!(dropped, 2);
         // Drained: the next call starts empty.
-        assert_eq!(out.take(), (Vec::new(), 0));
+        assert_eq!(out.take(), ([Vec::new(), Vec::new()], 0));
+    }
+
+    #[test]
+    fn finds_a_rust_panic_message() {
+        let out = OutputCapture::new(1 << 10);
+        out.stderr().append(
+            b"\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom: 42\nnote: run with \
+              `RUST_BACKTRACE=1`\n",
+        );
+        assert_eq!(
+            out.panic_message().as_deref(),
+            Some("panicked at src/lib.rs:12:9: boom: 42")
+        );
+        assert_eq!(OutputCapture::new(10).panic_message(), None);
     }
 }

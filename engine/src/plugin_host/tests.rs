@@ -30,6 +30,7 @@ fn system_spec(config: &str) -> PluginSpec {
         Grants {
             system: true,
             files: vec!["/proc".into(), "/sys".into()],
+            ..Grants::default()
         },
     )
 }

@@ -1,0 +1,21 @@
+//! The machine's process table, read by the host (grant `processes: true`).
+//!
+//! ```ignore
+//! use telltale_sdk::{Sample, processes, sample};
+//!
+//! let samples: Vec<Sample> = processes::list()
+//!     .into_iter()
+//!     .map(|p| sample("process_resident_memory_bytes", p.rss_bytes as f64)
+//!         .label("pid", p.pid.to_string())
+//!         .label("name", p.name))
+//!     .collect();
+//! ```
+
+pub use crate::bindings::telltale::plugin::processes::Process;
+
+/// Every process of the machine (threads are not listed on their own), sorted by pid.
+/// CPU percentages cover the interval since the host's previous refresh of the table and
+/// are 0 the first time.
+pub fn list() -> Vec<Process> {
+    crate::bindings::telltale::plugin::processes::list()
+}
