@@ -170,9 +170,28 @@ fn evaluate() {{
         dir.path(),
         &[("E2E_WEBHOOK_SECRET", SECRET)],
     );
-    let firing = receiver.wait_for(WAIT, "the survived_hostile alert", |r| {
-        r.path == "/hook" && r.json()["status"] == "firing"
-    });
+    // Waits for the alert, failing early (with the engine's log) if the engine exits.
+    let deadline = std::time::Instant::now() + WAIT;
+    let firing = loop {
+        let found = receiver
+            .all()
+            .into_iter()
+            .find(|r| r.path == "/hook" && r.json()["status"] == "firing");
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            engine.running(),
+            "the engine exited; output:\n{}",
+            tail(&engine.output())
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no survived_hostile alert within {WAIT:?}; output:\n{}",
+            tail(&engine.output())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(firing.json()["alert"]["rule"], "survived_hostile");
     assert!(engine.running(), "the engine keeps running");
 
@@ -273,4 +292,13 @@ fn evaluate() {{
 
     let status = engine.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status}\n{}", engine.output());
+}
+
+/// The last 300 lines of the engine's output, without the wasm backtrace lines.
+fn tail(out: &str) -> String {
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    lines[lines.len().saturating_sub(300)..].join("\n")
 }
