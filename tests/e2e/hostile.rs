@@ -117,6 +117,7 @@ collectors:
     interval: 200ms
     grants:
       system: true
+      files: [/proc, /sys]
 {collectors}
 rules:
   dir: rules

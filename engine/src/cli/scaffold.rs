@@ -21,6 +21,11 @@ const SDK_MANIFEST: &str = include_str!("../../../sdk/Cargo.toml");
 const SDK_FILES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     ("src/api.rs", include_str!("../../../sdk/src/api.rs")),
+    ("src/http.rs", include_str!("../../../sdk/src/http.rs")),
+    (
+        "src/processes.rs",
+        include_str!("../../../sdk/src/processes.rs"),
+    ),
     (
         "wit/plugin.wit",
         include_str!("../../../sdk/wit/plugin.wit"),

@@ -37,10 +37,10 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
-pub mod inspect;
 #[cfg(test)]
 mod hostile_tests;
 mod http;
+pub mod inspect;
 mod instance;
 mod limits;
 mod output;
