@@ -71,14 +71,17 @@ fn shown(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// `owner` names the sample or event in error messages; it is a closure because building
+/// that string for every valid sample dominated the cost of a call.
 fn convert_labels(
     labels: Vec<types::Label>,
-    owner: &str,
+    owner: impl Fn() -> String,
     limits: &OutputLimits,
 ) -> Result<Labels, OutputError> {
     if labels.len() > limits.max_labels {
         return Err(OutputError::Limit(format!(
-            "returned {owner} with {} labels, more than limits.max_labels = {}",
+            "returned {} with {} labels, more than limits.max_labels = {}",
+            owner(),
             labels.len(),
             limits.max_labels
         )));
@@ -87,8 +90,9 @@ fn convert_labels(
     for l in labels {
         if l.name.len() > limits.max_label_bytes {
             return Err(OutputError::Limit(format!(
-                "returned {owner} with a {}-byte label name `{}`, longer than \
+                "returned {} with a {}-byte label name `{}`, longer than \
                  limits.max_label_bytes = {}",
+                owner(),
                 l.name.len(),
                 shown(&l.name),
                 limits.max_label_bytes
@@ -96,15 +100,17 @@ fn convert_labels(
         }
         if !valid_label_name(&l.name) {
             return Err(OutputError::Invalid(format!(
-                "{owner} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
+                "{} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
                  not starting with `__`)",
+                owner(),
                 shown(&l.name)
             )));
         }
         if l.value.len() > limits.max_label_bytes {
             return Err(OutputError::Limit(format!(
-                "returned {owner} whose label `{}` has a {}-byte value, longer than \
+                "returned {} whose label `{}` has a {}-byte value, longer than \
                  limits.max_label_bytes = {}",
+                owner(),
                 l.name,
                 l.value.len(),
                 limits.max_label_bytes
@@ -148,9 +154,10 @@ pub(crate) fn samples_from_wit(
                     shown(&s.name)
                 )));
             }
-            let owner = format!("sample #{i} `{}`", s.name);
+            let name = &s.name;
+            let labels = convert_labels(s.labels, || format!("sample #{i} `{name}`"), limits)?;
             Ok(Sample {
-                labels: convert_labels(s.labels, &owner, limits)?,
+                labels,
                 name: s.name,
                 value: s.value,
                 timestamp_ms: s.timestamp_ms,
@@ -189,10 +196,11 @@ pub(crate) fn events_from_wit(
                     e.message.len()
                 )));
             }
-            let owner = format!("event #{i} `{}`", e.kind);
+            let kind = &e.kind;
+            let labels = convert_labels(e.labels, || format!("event #{i} `{kind}`"), limits)?;
             Ok(Event {
                 source: source.to_string(),
-                labels: convert_labels(e.labels, &owner, limits)?,
+                labels,
                 kind: e.kind,
                 severity: match e.severity {
                     types::Severity::Info => Severity::Info,

@@ -49,7 +49,6 @@ mod standard;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,7 +64,7 @@ pub use inspect::{ImportNeed, Inspection};
 pub use standard::{StandardPlugin, find_standard, standard_plugins};
 
 use bindings::{analyzer, collector};
-use cache::ComponentCache;
+use cache::{ComponentCache, LoadError, WasmSource};
 use capabilities::{Capabilities, Samplers};
 use convert::{OutputError, OutputLimits};
 use instance::{EpochTicker, Runner, RunnerParts, StoreState, World};
@@ -246,7 +245,7 @@ impl PluginHost {
         linker: &Linker<StoreState>,
     ) -> Result<(Runner<W>, [u8; 32]), PluginError> {
         let instance = spec.instance.clone();
-        let (wasm, origin): (Cow<'static, [u8]>, String) = match &spec.source {
+        let (source, origin): (WasmSource, String) = match &spec.source {
             PluginSource::Standard(name) => {
                 let plugin = find_standard(name).ok_or_else(|| PluginError::UnknownStandard {
                     instance: instance.clone(),
@@ -269,33 +268,38 @@ impl PluginHost {
                         ),
                     });
                 }
-                (Cow::Borrowed(plugin.wasm), origin)
+                (WasmSource::Bytes(plugin.wasm), origin)
             }
             PluginSource::File(path) => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|source| PluginError::Read {
-                        instance: instance.clone(),
-                        path: path.clone(),
-                        source,
-                    })?;
-                (Cow::Owned(bytes), path.display().to_string())
+                (WasmSource::File(path.clone()), path.display().to_string())
             }
         };
 
-        // Lets the supervisor tell a changed file from a touched one.
-        let sha256 = ComponentCache::digest(&wasm);
+        // The digest lets the supervisor tell a changed file from a touched one.
         let host = Arc::clone(&self.inner);
-        let component = tokio::task::spawn_blocking(move || host.cache.load(&wasm))
-            .await
-            .map_err(|e| PluginError::Engine {
-                message: format!("the compile task failed: {e}"),
-            })?
-            .map_err(|message| PluginError::Compile {
-                instance: instance.clone(),
-                origin: origin.clone(),
-                message,
-            })?;
+        let (component, sha256) =
+            tokio::task::spawn_blocking(move || host.cache.load_source(&source))
+                .await
+                .map_err(|e| PluginError::Engine {
+                    message: format!("the compile task failed: {e}"),
+                })?
+                .map_err(|e| match (e, &spec.source) {
+                    (LoadError::Read(source), PluginSource::File(path)) => PluginError::Read {
+                        instance: instance.clone(),
+                        path: path.clone(),
+                        source,
+                    },
+                    (LoadError::Read(source), PluginSource::Standard(_)) => PluginError::Compile {
+                        instance: instance.clone(),
+                        origin: origin.clone(),
+                        message: source.to_string(),
+                    },
+                    (LoadError::Compile(message), _) => PluginError::Compile {
+                        instance: instance.clone(),
+                        origin: origin.clone(),
+                        message,
+                    },
+                })?;
 
         capabilities::check_imports(
             &self.inner.engine,

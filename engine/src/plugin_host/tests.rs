@@ -477,3 +477,59 @@ fn standard_plugins_are_embedded() {
         assert_eq!(&p.wasm[4..8], &[0x0d, 0x00, 0x01, 0x00], "{}", p.name);
     }
 }
+
+#[tokio::test]
+async fn file_plugins_are_identified_without_rereading_until_they_change() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    let path = plugins.path().join("plugin.wasm");
+    std::fs::copy(test_plugin("counter"), &path).unwrap();
+    let load = |host: PluginHost| {
+        let path = path.clone();
+        async move {
+            let c = host
+                .collector(spec(
+                    "p",
+                    PluginSource::File(path),
+                    "null",
+                    Grants::default(),
+                ))
+                .await
+                .unwrap();
+            (host, c.source_sha256())
+        }
+    };
+
+    let (first, digest) =
+        load(PluginHost::new(Some(cache_dir.path().to_path_buf())).unwrap()).await;
+    assert_eq!(first.cache_stats().compiled, 1);
+
+    // A fresh host (a restart) finds the file unchanged through the index: no compile.
+    let (second, again) =
+        load(PluginHost::new(Some(cache_dir.path().to_path_buf())).unwrap()).await;
+    assert_eq!(again, digest);
+    assert_eq!(
+        second.cache_stats(),
+        CacheStats {
+            compiled: 0,
+            disk_hits: 1,
+            memory_hits: 0
+        }
+    );
+
+    // Replacing the file by rename (as installers and editors do) is noticed, even by the
+    // host that has the old version in memory.
+    let tmp = plugins.path().join("plugin.wasm.new");
+    std::fs::copy(test_plugin("hang"), &tmp).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let (second, replaced) = load(second).await;
+    assert_ne!(replaced, digest, "the new content was hashed");
+    assert_eq!(second.cache_stats().compiled, 1);
+
+    // Rewriting the same bytes changes the stamp but not the content: served from the
+    // in-memory map after one read and hash, without compiling.
+    std::fs::write(&path, std::fs::read(test_plugin("hang")).unwrap()).unwrap();
+    let (second, same) = load(second).await;
+    assert_eq!(same, replaced);
+    assert_eq!(second.cache_stats().compiled, 1);
+}
