@@ -292,4 +292,47 @@ fn python_collector_runs_with_its_grant_and_is_refused_without() {
     // And the granted config passes the check.
     let (ok, stderr, _) = check("granted.yaml");
     assert!(ok, "{stderr}");
+
+    // `plugin run` shows what it emits: JSON lines, one sample each, two calls.
+    let out = telltale()
+        .args(["plugin", "run", plugin.to_str().unwrap()])
+        .args([
+            "--grant",
+            "files=/proc",
+            "--count",
+            "2",
+            "--interval",
+            "100ms",
+            "--json",
+        ])
+        .args(["--config", r#"{"prefix": "e2e_py"}"#])
+        .env("XDG_DATA_HOME", dir.path())
+        .output()
+        .expect("run telltale plugin run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let calls: Vec<f64> = samples
+        .iter()
+        .filter(|s| s["name"] == "e2e_py_collect_calls_total")
+        .map(|s| s["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        calls,
+        [1.0, 2.0],
+        "its own call counter, once per call:\n{stdout}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["name"] == "e2e_py_loadavg_1m" && s["value"].as_f64().is_some()),
+        "the load average read from /proc/loadavg:\n{stdout}"
+    );
 }
