@@ -225,6 +225,9 @@ fn emit_rerun_if_changed(workspace: &Path) {
         workspace.join("sdk/Cargo.toml"),
         workspace.join("sdk/src"),
         workspace.join("sdk/wit"),
+        // The prometheus plugin parses with the formats crate.
+        workspace.join("formats/Cargo.toml"),
+        workspace.join("formats/src"),
     ];
     for plugin in PLUGINS {
         paths.push(workspace.join(plugin.dir).join("Cargo.toml"));
