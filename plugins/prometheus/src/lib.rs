@@ -25,7 +25,8 @@
 //! * Per target and collection: `up`, `scrape_duration_seconds`, `scrape_samples_scraped`
 //!   and `scrape_samples_post_filter`. A target that cannot be fetched, answers non-2xx or
 //!   sends a body that does not parse gives `up 0` and no samples; the other targets are
-//!   still scraped, and the error is logged once per change of the target's state.
+//!   still scraped. The error is logged when the target goes down (not again while it
+//!   stays down), and its recovery when it comes back.
 
 pub mod scrape;
 
@@ -39,8 +40,9 @@ use crate::scrape::{ACCEPT, Config, Out, ScrapeResult, Target, map_exposition, t
 /// The collector: its config and, per target, the last outcome (to log only changes).
 struct Prometheus {
     config: Config,
-    /// `None` before the first scrape, then `Ok(())` or the last error message.
-    last: Vec<Option<Result<(), String>>>,
+    /// Per target: `None` before the first scrape, then whether the last one was up. Only
+    /// changes are logged, so a target that stays down does not flood the log.
+    last_up: Vec<Option<bool>>,
 }
 
 /// Fetches and parses one target.
@@ -69,8 +71,8 @@ fn to_sample(o: Out) -> Sample {
 impl Collector for Prometheus {
     fn init(config: &str) -> Result<Self, PluginError> {
         let config = Config::parse(config).map_err(PluginError::InvalidConfig)?;
-        let last = vec![None; config.targets.len()];
-        Ok(Prometheus { config, last })
+        let last_up = vec![None; config.targets.len()];
+        Ok(Prometheus { config, last_up })
     }
 
     fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
@@ -80,16 +82,16 @@ impl Collector for Prometheus {
             let started = Instant::now();
             let result = scrape_one(&self.config, target, now);
             let duration = started.elapsed().as_secs_f64();
-            let state = result.as_ref().map(|_| ()).map_err(Clone::clone);
-            if self.last[i].as_ref() != Some(&state) {
-                match &state {
+            let up = result.is_ok();
+            if self.last_up[i] != Some(up) {
+                match &result {
                     Err(e) => log(Level::Warn, &format!("target {} is down: {e}", target.url)),
-                    Ok(()) if self.last[i].is_some() => {
+                    Ok(_) if self.last_up[i].is_some() => {
                         log(Level::Info, &format!("target {} is up again", target.url))
                     }
-                    Ok(()) => {}
+                    Ok(_) => {}
                 }
-                self.last[i] = Some(state);
+                self.last_up[i] = Some(up);
             }
             out.extend(
                 target_metrics(target, result.as_ref().ok(), duration, now)
