@@ -1,7 +1,8 @@
 //! Builds the WebAssembly plugins that ship inside the binary (and the test plugins) for
 //! `wasm32-wasip2`, then copies them where the engine's code can `include_bytes!` them.
 //!
-//! * Standard plugins (`plugins/system`, `plugins/window-stats`) are copied to `OUT_DIR` and
+//! * Standard plugins (`plugins/system`, `plugins/window-stats`,
+//!   `plugins/prometheus`) are copied to `OUT_DIR` and
 //!   embedded by `src/plugin_host/standard.rs`: the one binary is the whole product.
 //! * Test plugins (`tests/plugins/*`) are copied to `OUT_DIR/test-plugins/NAME.wasm`; the
 //!   directory is exported to this package's code as `TELLTALE_TEST_PLUGINS_DIR`.
@@ -42,6 +43,12 @@ const PLUGINS: &[PluginCrate] = &[
         package: "telltale-plugin-window-stats",
         dir: "plugins/window-stats",
         file: "window-stats.wasm",
+        standard: true,
+    },
+    PluginCrate {
+        package: "telltale-plugin-prometheus",
+        dir: "plugins/prometheus",
+        file: "prometheus.wasm",
         standard: true,
     },
     PluginCrate {
@@ -218,6 +225,9 @@ fn emit_rerun_if_changed(workspace: &Path) {
         workspace.join("sdk/Cargo.toml"),
         workspace.join("sdk/src"),
         workspace.join("sdk/wit"),
+        // The prometheus plugin parses with the formats crate.
+        workspace.join("formats/Cargo.toml"),
+        workspace.join("formats/src"),
     ];
     for plugin in PLUGINS {
         paths.push(workspace.join(plugin.dir).join("Cargo.toml"));

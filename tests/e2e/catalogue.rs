@@ -22,8 +22,10 @@ use telltale::config::{AnalyzerConfig, CollectorConfig};
 use telltale::model::{Point, Sample, SeriesKey, SeriesWindow};
 use telltale::plugin_host::{PluginHost, PluginSpec, standard_plugins};
 
+use crate::support::{StaticServer, closed_port, ray_fixture};
+
 /// Standard plugins with an output test in this file.
-const EXERCISED: &[&str] = &["system", "window-stats"];
+const EXERCISED: &[&str] = &["system", "window-stats", "prometheus"];
 
 /// Units a catalogue entry may have. Extend it when a plugin measures something new.
 const UNITS: &[&str] = &[
@@ -61,6 +63,11 @@ struct Entry {
     rate: bool,
     #[serde(default)]
     optional: Option<String>,
+    /// Stands for every series the plugin passes on from elsewhere (the `prometheus`
+    /// scraper's scraped metrics): named `{scraped}`, type and unit `as scraped`; a sample
+    /// no named entry matches is matched to it.
+    #[serde(default)]
+    passthrough: bool,
     help: String,
 }
 
@@ -125,6 +132,18 @@ fn catalogue_entries_follow_the_conventions() {
         for e in &cat.metrics {
             let at = format!("{plugin}: {}", e.name);
             assert!(seen.insert(e.name.as_str()), "{at} is listed twice");
+            if e.passthrough {
+                assert_eq!(
+                    e.name, "{scraped}",
+                    "{at}: a passthrough entry is `{{scraped}}`"
+                );
+                assert_eq!(
+                    (e.kind.as_str(), e.unit.as_str()),
+                    ("as scraped", "as scraped")
+                );
+                assert!(!e.help.trim().is_empty(), "{at}: say what it means");
+                continue;
+            }
             let plain = e.name.replace("{input}", "x");
             assert!(
                 plain
@@ -194,6 +213,12 @@ fn check_samples(cat: &Catalogue, samples: &[Sample], inputs: &[SeriesKey]) -> B
                 .find(|i| s.name == format!("{prefix}{}{suffix}", i.name))
                 .map(|i| (e, Some(i)))
         });
+        let found = found.or_else(|| {
+            cat.metrics
+                .iter()
+                .find(|e| e.passthrough)
+                .map(|e| (e, None))
+        });
         let Some((entry, input)) = found else {
             panic!(
                 "`{}` emits `{}`, which is not in its catalogue (plugins/{}/metrics.yaml)",
@@ -202,6 +227,9 @@ fn check_samples(cat: &Catalogue, samples: &[Sample], inputs: &[SeriesKey]) -> B
         };
         let mut required = BTreeSet::new();
         let mut allowed = BTreeSet::new();
+        // A `{...}` label other than `{input}` (a target's extra labels, a scraped series'
+        // own) stands for labels this test cannot name: any label is allowed.
+        let mut any_label = false;
         for l in &entry.labels {
             if l == "{input}" {
                 let input = input.expect("a `{input}` label needs an `{input}` name");
@@ -216,6 +244,8 @@ fn check_samples(cat: &Catalogue, samples: &[Sample], inputs: &[SeriesKey]) -> B
                         required.insert(k.clone());
                     }
                 }
+            } else if l.trim_end_matches('?').starts_with('{') {
+                any_label = true;
             } else if let Some(l) = l.strip_suffix('?') {
                 allowed.insert(l.to_string());
             } else {
@@ -225,11 +255,16 @@ fn check_samples(cat: &Catalogue, samples: &[Sample], inputs: &[SeriesKey]) -> B
         }
         let got: BTreeSet<String> = s.labels.keys().cloned().collect();
         assert!(
-            required.is_subset(&got) && got.is_subset(&allowed),
+            required.is_subset(&got) && (any_label || got.is_subset(&allowed)),
             "`{}` has labels {got:?}; its catalogue entry says {:?}",
             s.name,
             entry.labels
         );
+        if entry.passthrough {
+            // Scraped values are the target's: NaN and infinities are legal there.
+            matched.insert(entry.name.clone());
+            continue;
+        }
         assert!(s.value.is_finite(), "{s:?}");
         if entry.unit == "percent" {
             assert!(
@@ -699,6 +734,41 @@ async fn window_stats_output_matches_catalogue() {
     assert_all_emitted(&cat, &matched);
 }
 
+#[tokio::test]
+async fn prometheus_output_matches_catalogue() {
+    let cat = catalogue("prometheus");
+    let server = StaticServer::start(ray_fixture(), "text/plain; version=0.0.4; charset=utf-8");
+    let down = closed_port();
+    let yaml = format!(
+        "name: ray\nplugin: prometheus\ngrants:\n  http: [\"{}\", \"{down}\"]\n\
+         config:\n  targets:\n    - {{url: \"{}\", name: ray-head, labels: {{service: ray}}}}\n    \
+         - {{url: \"http://{down}/metrics\"}}\n",
+        server.host_port, server.url
+    );
+    let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
+    let host = PluginHost::new(None).expect("plugin host");
+    let mut plugin = host
+        .collector(PluginSpec::collector(&cfg, &repo()))
+        .await
+        .expect("the prometheus plugin loads");
+    let samples = plugin.collect().await.expect("collection");
+    // 1599 scraped samples plus four per-target metrics for each of the two targets.
+    assert_eq!(samples.len(), 1599 + 2 * 4);
+    let matched = check_samples(&cat, &samples, &[]);
+    assert_all_emitted(&cat, &matched);
+    let up = [("instance", server.host_port.as_str()), ("job", "ray-head")];
+    assert_eq!(value_of(&samples, "up", &up), 1.0);
+    assert_eq!(value_of(&samples, "scrape_samples_scraped", &up), 1599.0);
+    assert_eq!(
+        value_of(&samples, "up", &[("instance", down.as_str())]),
+        0.0
+    );
+    assert_eq!(
+        value_of(&samples, "process_open_fds", &[("service", "ray")]),
+        52.0
+    );
+}
+
 /// docs/metrics.md, as generated from the catalogues.
 fn render_markdown(cats: &BTreeMap<String, Catalogue>) -> String {
     let cell = |s: &str| s.trim().replace('|', "\\|").replace('\n', " ");
@@ -741,6 +811,9 @@ fn render_markdown(cats: &BTreeMap<String, Catalogue>) -> String {
             }
             if let Some(why) = &e.optional {
                 meaning.push_str(&format!(" **Optional:** {}.", cell(why)));
+            }
+            if e.passthrough {
+                meaning.push_str(" **Passthrough:** stands for every scraped series.");
             }
             md.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} |\n",

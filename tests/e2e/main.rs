@@ -6,6 +6,7 @@ mod author;
 mod catalogue;
 mod hostile;
 mod ingest;
+mod prometheus;
 mod python;
 mod supervision;
 mod support;
@@ -295,8 +296,12 @@ fn check_accepts_the_defaults_and_the_examples() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
+        let mut path = entry.unwrap().path();
+        // A directory example (examples/feature-extraction/) keeps its config inside.
+        if path.is_dir() {
+            path = path.join("telltale.yaml");
+        }
+        if path.extension().is_some_and(|e| e == "yaml") && path.exists() {
             let out = telltale()
                 .args(["check", "-c", path.to_str().unwrap()])
                 .env("XDG_DATA_HOME", dir.path())

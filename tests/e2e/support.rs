@@ -292,3 +292,97 @@ impl Drop for Engine {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP/1.1 server on 127.0.0.1 that answers every GET with one fixed body (a
+/// `/metrics` endpoint for the scraper tests) and remembers each request's `accept`
+/// header. It stops when dropped.
+pub struct StaticServer {
+    /// `http://127.0.0.1:PORT/metrics`.
+    pub url: String,
+    /// `127.0.0.1:PORT`, as a grant names it.
+    pub host_port: String,
+    accepts: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+}
+
+impl StaticServer {
+    pub fn start(body: String, content_type: &'static str) -> StaticServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let accepts: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (accepts2, stop2) = (accepts.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                if let Some(req) = handle_static(stream, &body, content_type) {
+                    accepts2.lock().unwrap().push(req);
+                }
+            }
+        });
+        StaticServer {
+            url: format!("http://{addr}/metrics"),
+            host_port: addr.to_string(),
+            accepts,
+            stop,
+            addr,
+        }
+    }
+
+    /// The `accept` headers of the requests served so far.
+    pub fn accepts(&self) -> Vec<String> {
+        self.accepts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn handle_static(mut stream: TcpStream, body: &str, content_type: &str) -> Option<String> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut accept = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("accept")
+        {
+            accept = v.trim().to_string();
+        }
+    }
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(body.as_bytes()).ok()?;
+    Some(accept)
+}
+
+/// A loopback `host:port` nothing listens on (bound, then released).
+pub fn closed_port() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// The Ray Serve 2.60 `/metrics` fixture (1599 samples).
+pub fn ray_fixture() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../formats/tests/fixtures/ray_serve_2.60_metrics.txt");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

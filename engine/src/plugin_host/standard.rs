@@ -16,7 +16,7 @@ pub struct StandardPlugin {
     pub wasm: &'static [u8],
 }
 
-static STANDARD_PLUGINS: [StandardPlugin; 2] = [
+static STANDARD_PLUGINS: [StandardPlugin; 3] = [
     StandardPlugin {
         name: "system",
         kind: PluginKind::Collector,
@@ -29,6 +29,14 @@ static STANDARD_PLUGINS: [StandardPlugin; 2] = [
         kind: PluginKind::Analyzer,
         description: "mean, min, max, p50 and p95 of each input series over its window",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/window-stats.wasm")),
+    },
+    StandardPlugin {
+        name: "prometheus",
+        kind: PluginKind::Collector,
+        description: "scrapes Prometheus text / OpenMetrics endpoints, with per-target `up` \
+                      and scrape figures (needs `grants: { http: [\"HOST:PORT\"] }` naming \
+                      every target)",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/prometheus.wasm")),
     },
 ];
 
