@@ -1,7 +1,7 @@
 //! Builds the WebAssembly plugins that ship inside the binary (and the test plugins) for
 //! `wasm32-wasip2`, then copies them where the engine's code can `include_bytes!` them.
 //!
-//! * Standard plugins (`plugins/system`, `plugins/window-stats`) are copied to `OUT_DIR` and
+//! * Standard plugins (`plugins/system`, `plugins/gpu`, `plugins/window-stats`) are copied to `OUT_DIR` and
 //!   embedded by `src/plugin_host/standard.rs`: the one binary is the whole product.
 //! * Test plugins (`tests/plugins/*`) are copied to `OUT_DIR/test-plugins/NAME.wasm`; the
 //!   directory is exported to this package's code as `TELLTALE_TEST_PLUGINS_DIR`.
@@ -36,6 +36,12 @@ const PLUGINS: &[PluginCrate] = &[
         package: "telltale-plugin-system",
         dir: "plugins/system",
         file: "system.wasm",
+        standard: true,
+    },
+    PluginCrate {
+        package: "telltale-plugin-gpu",
+        dir: "plugins/gpu",
+        file: "gpu.wasm",
         standard: true,
     },
     PluginCrate {
