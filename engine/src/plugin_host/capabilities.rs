@@ -16,9 +16,9 @@ use wasmtime::component::Component;
 
 use super::bindings::{files, host, system, types};
 use super::error::{PluginError, format_bytes};
+use super::gpu::GpuSampler;
 use super::http::HttpClient;
 use super::instance::StoreState;
-use super::gpu::GpuSampler;
 use super::processes::ProcessSampler;
 use crate::config::{Grants, PluginLimits};
 

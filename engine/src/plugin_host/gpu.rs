@@ -132,7 +132,10 @@ fn read_devices(nvml: &Nvml) -> Result<Vec<RawDevice>, String> {
             .device_by_index(index)
             .map_err(|e| format!("NVML cannot open GPU {index}: {e}"))?;
         let mut processes: Vec<(u32, Option<u64>)> = Vec::new();
-        for list in [d.running_compute_processes(), d.running_graphics_processes()] {
+        for list in [
+            d.running_compute_processes(),
+            d.running_graphics_processes(),
+        ] {
             processes.extend(list.unwrap_or_default().into_iter().map(|p| {
                 let used = match p.used_gpu_memory {
                     UsedGpuMemory::Used(bytes) => Some(bytes),
@@ -309,7 +312,10 @@ mod tests {
         assert_eq!(h100.memory_clock_mhz, Some(2619));
         assert_eq!(
             h100.throttle_reasons,
-            vec!["sw_power_cap".to_string(), "sw_thermal_slowdown".to_string()]
+            vec![
+                "sw_power_cap".to_string(),
+                "sw_thermal_slowdown".to_string()
+            ]
         );
         assert_eq!(h100.ecc_errors_corrected, Some(3));
         assert_eq!(h100.ecc_errors_uncorrected, Some(0));

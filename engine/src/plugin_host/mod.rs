@@ -37,6 +37,7 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+mod gpu;
 #[cfg(test)]
 mod hostile_tests;
 mod http;
@@ -44,7 +45,6 @@ pub mod inspect;
 mod instance;
 mod limits;
 mod output;
-mod gpu;
 mod processes;
 mod standard;
 #[cfg(test)]

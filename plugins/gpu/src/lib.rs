@@ -96,10 +96,22 @@ pub fn samples_from(snapshot: &GpuSnapshot, per_process: bool) -> Vec<Sample> {
                 "gpu_memory_utilization_percent",
                 d.utilization_memory_percent.map(f64::from),
             ),
-            ("gpu_memory_used_bytes", d.memory_used_bytes.map(|b| b as f64)),
-            ("gpu_memory_total_bytes", d.memory_total_bytes.map(|b| b as f64)),
-            ("gpu_memory_free_bytes", d.memory_free_bytes.map(|b| b as f64)),
-            ("gpu_temperature_celsius", d.temperature_celsius.map(f64::from)),
+            (
+                "gpu_memory_used_bytes",
+                d.memory_used_bytes.map(|b| b as f64),
+            ),
+            (
+                "gpu_memory_total_bytes",
+                d.memory_total_bytes.map(|b| b as f64),
+            ),
+            (
+                "gpu_memory_free_bytes",
+                d.memory_free_bytes.map(|b| b as f64),
+            ),
+            (
+                "gpu_temperature_celsius",
+                d.temperature_celsius.map(f64::from),
+            ),
             ("gpu_power_draw_watts", d.power_draw_watts),
             ("gpu_power_limit_watts", d.power_limit_watts),
             ("gpu_fan_speed_percent", d.fan_speed_percent.map(f64::from)),

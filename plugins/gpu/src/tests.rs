@@ -105,7 +105,14 @@ fn recorded_snapshot_gives_base_unit_samples() {
     let ecc = |t: &str| value(&samples, "gpu_ecc_errors_total", "0", &[("type", t)]);
     assert_eq!(ecc("corrected"), Some(3.0));
     assert_eq!(ecc("uncorrected"), Some(0.0));
-    let proc = |pid: &str| value(&samples, "gpu_process_memory_used_bytes", "0", &[("pid", pid)]);
+    let proc = |pid: &str| {
+        value(
+            &samples,
+            "gpu_process_memory_used_bytes",
+            "0",
+            &[("pid", pid)],
+        )
+    };
     assert_eq!(proc("47990"), Some(23_622_320_128.0));
     assert_eq!(proc("48213"), Some(40_802_189_312.0));
     assert_eq!(proc("48300"), None, "unknown memory is left out, not 0");
@@ -123,15 +130,16 @@ fn recorded_snapshot_gives_base_unit_samples() {
     assert_eq!(r("gpu_power_draw_watts"), None);
     assert_eq!(r("gpu_fan_speed_percent"), Some(30.0));
     assert_eq!(
-        value(&samples, "gpu_throttle_reason", "1", &[("reason", "gpu_idle")]),
+        value(
+            &samples,
+            "gpu_throttle_reason",
+            "1",
+            &[("reason", "gpu_idle")]
+        ),
         Some(1.0)
     );
-    assert!(
-        !samples
-            .iter()
-            .any(|s| s.name == "gpu_ecc_errors_total"
-                && s.labels.iter().any(|l| l.name == "gpu" && l.value == "1"))
-    );
+    assert!(!samples.iter().any(|s| s.name == "gpu_ecc_errors_total"
+        && s.labels.iter().any(|l| l.name == "gpu" && l.value == "1")));
     // H100: 10 gauges (no fan) + 2 reasons + 2 ECC + 2 processes; RTX: 9 gauges (no
     // power) + 1 reason.
     assert_eq!(samples.len(), 16 + 10);
