@@ -1,7 +1,7 @@
 //! Builds the WebAssembly plugins that ship inside the binary (and the test plugins) for
 //! `wasm32-wasip2`, then copies them where the engine's code can `include_bytes!` them.
 //!
-//! * Standard plugins (`plugins/system`, `plugins/window-stats`,
+//! * Standard plugins (`plugins/system`, `plugins/gpu`, `plugins/window-stats`,
 //!   `plugins/prometheus`) are copied to `OUT_DIR` and
 //!   embedded by `src/plugin_host/standard.rs`: the one binary is the whole product.
 //! * Test plugins (`tests/plugins/*`) are copied to `OUT_DIR/test-plugins/NAME.wasm`; the
@@ -37,6 +37,12 @@ const PLUGINS: &[PluginCrate] = &[
         package: "telltale-plugin-system",
         dir: "plugins/system",
         file: "system.wasm",
+        standard: true,
+    },
+    PluginCrate {
+        package: "telltale-plugin-gpu",
+        dir: "plugins/gpu",
+        file: "gpu.wasm",
         standard: true,
     },
     PluginCrate {

@@ -332,9 +332,12 @@ fn plugin_run_prints_a_table_and_refuses_ungranted_capabilities() {
     assert!(err.contains("not granted"), "{err}");
     assert!(err.contains("--grant system"), "{err}");
 
-    let out = tt(dir.path(), &["plugin", "run", "system", "--grant", "gpu"]);
+    let out = tt(
+        dir.path(),
+        &["plugin", "run", "system", "--grant", "teleport"],
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("unknown grant `gpu`"));
+    assert!(text(&out.stderr).contains("unknown grant `teleport`"));
 
     let out = tt(dir.path(), &["plugin", "run", "window-stats"]);
     assert!(!out.status.success());

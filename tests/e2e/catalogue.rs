@@ -8,6 +8,8 @@
 //!   metric is in its catalogue with the same labels; every entry is emitted or says why
 //!   not (`optional`); rate entries are absent from the first collection and present in the
 //!   second.
+//! * The `gpu` plugin emits nothing on these machines (no NVIDIA driver); its catalogue
+//!   marks every entry optional for that reason.
 //! * The `system` plugin's values agree with `/proc` read by this test around the same
 //!   collection (exact for sizes, bracketed for counters and rates).
 //! * `docs/metrics.md` is generated from the catalogues; this test fails when it is stale.
@@ -25,7 +27,7 @@ use telltale::plugin_host::{PluginHost, PluginSpec, standard_plugins};
 use crate::support::{StaticServer, closed_port, ray_fixture};
 
 /// Standard plugins with an output test in this file.
-const EXERCISED: &[&str] = &["system", "window-stats", "prometheus"];
+const EXERCISED: &[&str] = &["system", "gpu", "window-stats", "prometheus"];
 
 /// Units a catalogue entry may have. Extend it when a plugin measures something new.
 const UNITS: &[&str] = &[
@@ -36,6 +38,8 @@ const UNITS: &[&str] = &[
     "per_second",
     "seconds",
     "celsius",
+    "watts",
+    "hertz",
     "the input's",
 ];
 
@@ -172,6 +176,8 @@ fn catalogue_entries_follow_the_conventions() {
                 "per_second" => Some("_per_second"),
                 "seconds" => Some("_seconds"),
                 "celsius" => Some("_celsius"),
+                "watts" => Some("_watts"),
+                "hertz" => Some("_hertz"),
                 _ => None,
             };
             if let Some(suffix) = suffix {
@@ -357,6 +363,43 @@ async fn system_output_matches_catalogue() {
         std::fs::read_to_string("/proc/pressure/cpu").is_ok(),
         "pressure figures exactly when /proc/pressure is readable"
     );
+}
+
+/// The `gpu` plugin against its catalogue. These machines have no NVIDIA driver, so it
+/// emits nothing here, which its catalogue allows only because every entry says why it may
+/// be absent; on a machine with a GPU its output is checked like any other plugin's. (The
+/// mapping itself is tested on a recorded H100 snapshot in plugins/gpu/src/tests.rs.)
+#[tokio::test]
+async fn gpu_output_matches_catalogue() {
+    let cat = catalogue("gpu");
+    let cfg: CollectorConfig =
+        serde_yaml::from_str("name: gpu\nplugin: gpu\ngrants: { gpu: true }\n")
+            .expect("collector entry");
+    let host = PluginHost::new(None).expect("plugin host");
+    let mut plugin = host
+        .collector(PluginSpec::collector(&cfg, &repo()))
+        .await
+        .expect("the gpu plugin loads");
+    let samples = plugin
+        .collect()
+        .await
+        .expect("collecting never fails for want of a GPU");
+    let matched = check_samples(&cat, &samples, &[]);
+    assert_all_emitted(&cat, &matched);
+    let has_driver = Path::new("/proc/driver/nvidia").exists();
+    if !has_driver {
+        assert!(samples.is_empty(), "no GPU here, yet: {samples:?}");
+        for e in &cat.metrics {
+            let why = e.optional.as_deref().unwrap_or_default();
+            assert!(
+                why.contains("no NVIDIA GPU"),
+                "gpu: {} must be optional for want of a GPU",
+                e.name
+            );
+        }
+    } else {
+        assert!(matched.contains("gpu_memory_total_bytes"), "{samples:?}");
+    }
 }
 
 fn samples_named<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {

@@ -4,6 +4,7 @@
 
 mod author;
 mod catalogue;
+mod gpu;
 mod hostile;
 mod ingest;
 mod prometheus;

@@ -88,7 +88,7 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "JSON|YAML|@FILE")]
     config: Option<String>,
     /// Grant a capability, as in the config's `grants:`: `system`, `files=/proc`
-    /// (repeatable: one prefix each), `http=HOST:PORT`, `processes`.
+    /// (repeatable: one prefix each), `http=HOST:PORT`, `processes`, `gpu`.
     #[arg(long = "grant", value_name = "KIND[=VALUE]")]
     grants: Vec<String>,
     /// How many calls to make.
@@ -359,6 +359,7 @@ fn grant_placeholder(name: &str) -> &'static str {
 /// | `files: [/proc, /sys]`          | `--grant files=/proc --grant files=/sys` | list |
 /// | `http: ["127.0.0.1:9100"]`      | `--grant http=127.0.0.1:9100`         | list  |
 /// | `processes: true`               | `--grant processes`                   | flag  |
+/// | `gpu: true`                     | `--grant gpu`                         | flag  |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GrantShape {
     /// A boolean: `--grant NAME`.
@@ -812,8 +813,10 @@ mod tests {
             g.files,
             vec![PathBuf::from("/proc"), PathBuf::from("/work/data")]
         );
-        let e = parse_grants(&["gpu".into()], cwd).unwrap_err();
-        assert!(e.contains("unknown grant `gpu`"), "{e}");
+        // `gpu` is picked up from the schema like every other flag.
+        assert!(parse_grants(&["gpu".into()], cwd).unwrap().gpu);
+        let e = parse_grants(&["teleport".into()], cwd).unwrap_err();
+        assert!(e.contains("unknown grant `teleport`"), "{e}");
         assert!(e.contains("system") && e.contains("files"), "{e}");
         let e = parse_grants(&["files".into()], cwd).unwrap_err();
         assert!(e.contains("needs a value"), "{e}");

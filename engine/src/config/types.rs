@@ -190,6 +190,11 @@ pub struct Grants {
     /// The process table (pid, name, command line, CPU, memory, I/O, threads, open files).
     #[serde(default)]
     pub processes: bool,
+    /// NVIDIA GPUs through NVML (utilisation, memory, temperature, power, clocks, throttle
+    /// reasons, ECC errors, per-process memory). Without an NVIDIA driver the capability
+    /// answers "unavailable" with the reason.
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// One collector plugin instance.

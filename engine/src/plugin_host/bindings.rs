@@ -33,4 +33,4 @@ pub mod analyzer {
     });
 }
 
-pub use collector::telltale::plugin::{files, host, http, processes, system, types};
+pub use collector::telltale::plugin::{files, gpu, host, http, processes, system, types};

@@ -1,5 +1,5 @@
-//! What a plugin may do beyond computing: the host imports (`host`, `system`, `files`; `http`
-//! and `processes` live in their own modules), their implementations, and the load-time
+//! What a plugin may do beyond computing: the host imports (`host`, `system`, `files`; `http`,
+//! `processes` and `gpu` live in their own modules), their implementations, and the load-time
 //! check of a component's imports against the contract version and the grants of its
 //! configuration entry.
 
@@ -16,6 +16,7 @@ use wasmtime::component::Component;
 
 use super::bindings::{files, host, system, types};
 use super::error::{PluginError, format_bytes};
+use super::gpu::GpuSampler;
 use super::http::HttpClient;
 use super::instance::StoreState;
 use super::processes::ProcessSampler;
@@ -42,6 +43,7 @@ const INTERFACES: &[(&str, Option<&str>)] = &[
     ("files", Some("files: [\"/some/dir\"]")),
     ("http", Some("http: [\"HOST:PORT\"]")),
     ("processes", Some("processes: true")),
+    ("gpu", Some("gpu: true")),
 ];
 
 /// Whether `version` (`0.1.0`, `0.1.7`) is one this host accepts.
@@ -57,6 +59,8 @@ pub(crate) struct Samplers {
     pub(crate) system: Arc<SystemSampler>,
     /// The process table (grant `processes`).
     pub(crate) processes: Arc<ProcessSampler>,
+    /// NVML, initialised on first use (grant `gpu`).
+    pub(crate) gpu: Arc<GpuSampler>,
 }
 
 impl Samplers {
@@ -65,6 +69,7 @@ impl Samplers {
         Samplers {
             system: Arc::new(SystemSampler::new()),
             processes: Arc::new(ProcessSampler::new()),
+            gpu: Arc::new(GpuSampler::new()),
         }
     }
 }
@@ -78,6 +83,8 @@ pub(crate) struct Capabilities {
     pub(crate) system: Option<Arc<SystemSampler>>,
     /// The process sampler, present only with `grants.processes`.
     pub(crate) processes: Option<Arc<ProcessSampler>>,
+    /// The GPU sampler, present only with `grants.gpu`.
+    pub(crate) gpu: Option<Arc<GpuSampler>>,
     /// The HTTP client, present only with `grants.http`.
     pub(crate) http: Option<HttpClient>,
     /// Granted file prefixes, canonicalised when they exist.
@@ -112,6 +119,7 @@ impl Capabilities {
             instance: instance.to_string(),
             system: grants.system.then(|| Arc::clone(&samplers.system)),
             processes: grants.processes.then(|| Arc::clone(&samplers.processes)),
+            gpu: grants.gpu.then(|| Arc::clone(&samplers.gpu)),
             http,
             file_prefixes: grants
                 .files
@@ -247,6 +255,7 @@ pub(crate) fn check_imports(
             "files" => !grants.files.is_empty(),
             "http" => !grants.http.is_empty(),
             "processes" => grants.processes,
+            "gpu" => grants.gpu,
             _ => true,
         };
         if let (false, Some(grant)) = (granted, grant) {

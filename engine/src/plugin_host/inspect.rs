@@ -31,6 +31,7 @@ pub const GRANT_TABLE: &[(&str, &str, &str)] = &[
     ("telltale:plugin/files", "files", "files: [\"/some/dir\"]"),
     ("telltale:plugin/http", "http", "http: [\"host:port\"]"),
     ("telltale:plugin/processes", "processes", "processes: true"),
+    ("telltale:plugin/gpu", "gpu", "gpu: true"),
 ];
 
 /// Whether a contract version is one this host accepts: the same major and, for `0.x`,
@@ -367,7 +368,7 @@ mod tests {
         );
         assert_eq!(classify_import("wasi:io/streams@0.2.6"), ImportNeed::Wasi);
         assert_eq!(
-            classify_import("telltale:plugin/gpu@0.1.0"),
+            classify_import("telltale:plugin/teleport@0.1.0"),
             ImportNeed::UnknownContract
         );
         assert_eq!(classify_import("acme:x/y"), ImportNeed::Unknown);

@@ -9,8 +9,8 @@
 //!
 //! * **Sandbox.** A plugin gets no WASI preopens, environment, arguments or sockets; its
 //!   only capabilities are the host imports of the WIT contract (`sdk/wit/plugin.wit`):
-//!   `host` (log, clock) always; `system`, `files`, `http` and `processes` only when its
-//!   config entry grants them (`capabilities.rs`, `http.rs`, `processes.rs`). A component
+//!   `host` (log, clock) always; `system`, `files`, `http`, `processes` and `gpu` only when its
+//!   config entry grants them (`capabilities.rs`, `http.rs`, `processes.rs`, `gpu.rs`). A component
 //!   importing an ungranted interface, an interface the host does not provide, or another
 //!   contract version than `0.1.x` is refused at load time with the fix in the message.
 //! * **Limits** (`limits:` of its entry): all linear memories together are capped
@@ -37,6 +37,7 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+mod gpu;
 #[cfg(test)]
 mod hostile_tests;
 mod http;

@@ -16,13 +16,21 @@ pub struct StandardPlugin {
     pub wasm: &'static [u8],
 }
 
-static STANDARD_PLUGINS: [StandardPlugin; 3] = [
+static STANDARD_PLUGINS: [StandardPlugin; 4] = [
     StandardPlugin {
         name: "system",
         kind: PluginKind::Collector,
         description: "CPU, load, memory, swap, disks, network and uptime of this machine \
                       (needs `grants: { system: true, files: [/proc, /sys] }`)",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/system.wasm")),
+    },
+    StandardPlugin {
+        name: "gpu",
+        kind: PluginKind::Collector,
+        description: "NVIDIA GPUs through NVML: utilisation, memory, temperature, power, fan, \
+                      clocks, throttle reasons, ECC errors, per-process memory \
+                      (needs `grants: { gpu: true }`; emits nothing without a driver)",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/gpu.wasm")),
     },
     StandardPlugin {
         name: "window-stats",
