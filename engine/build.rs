@@ -1,7 +1,8 @@
 //! Builds the WebAssembly plugins that ship inside the binary (and the test plugins) for
 //! `wasm32-wasip2`, then copies them where the engine's code can `include_bytes!` them.
 //!
-//! * Standard plugins (`plugins/system`, `plugins/window-stats`) are copied to `OUT_DIR` and
+//! * Standard plugins (`plugins/system`, `plugins/window-stats`,
+//!   `plugins/process`) are copied to `OUT_DIR` and
 //!   embedded by `src/plugin_host/standard.rs`: the one binary is the whole product.
 //! * Test plugins (`tests/plugins/*`) are copied to `OUT_DIR/test-plugins/NAME.wasm`; the
 //!   directory is exported to this package's code as `TELLTALE_TEST_PLUGINS_DIR`.
@@ -42,6 +43,12 @@ const PLUGINS: &[PluginCrate] = &[
         package: "telltale-plugin-window-stats",
         dir: "plugins/window-stats",
         file: "window-stats.wasm",
+        standard: true,
+    },
+    PluginCrate {
+        package: "telltale-plugin-process",
+        dir: "plugins/process",
+        file: "process.wasm",
         standard: true,
     },
     PluginCrate {

@@ -6,6 +6,7 @@ mod author;
 mod catalogue;
 mod hostile;
 mod ingest;
+mod process;
 mod python;
 mod supervision;
 mod support;
@@ -295,7 +296,12 @@ fn check_accepts_the_defaults_and_the_examples() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
-        let path = entry.unwrap().path();
+        let mut path = entry.unwrap().path();
+        // An example with its own directory (`examples/chia-plotting/`) keeps its config
+        // in `telltale.yaml` there.
+        if path.join("telltale.yaml").is_file() {
+            path = path.join("telltale.yaml");
+        }
         if path.extension().is_some_and(|e| e == "yaml") {
             let out = telltale()
                 .args(["check", "-c", path.to_str().unwrap()])

@@ -16,13 +16,21 @@ pub struct StandardPlugin {
     pub wasm: &'static [u8],
 }
 
-static STANDARD_PLUGINS: [StandardPlugin; 2] = [
+static STANDARD_PLUGINS: [StandardPlugin; 3] = [
     StandardPlugin {
         name: "system",
         kind: PluginKind::Collector,
         description: "CPU, load, memory, swap, disks, network and uptime of this machine \
                       (needs `grants: { system: true, files: [/proc, /sys] }`)",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/system.wasm")),
+    },
+    StandardPlugin {
+        name: "process",
+        kind: PluginKind::Collector,
+        description: "groups of processes (by name, command line or regex): count, CPU, \
+                      memory, I/O, threads, fds per group and process, and exits \
+                      (needs `grants: { processes: true }`)",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/process.wasm")),
     },
     StandardPlugin {
         name: "window-stats",
