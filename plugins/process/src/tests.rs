@@ -303,7 +303,7 @@ fn an_exit_is_counted_logged_and_its_runtime_kept() {
     a.run_time_seconds = 3605;
     state.collect(&g, true, &[a.clone(), b.clone()], 6_000);
 
-    let after = state.collect(&g, true, &[b.clone()], 11_000);
+    let after = state.collect(&g, true, std::slice::from_ref(&b), 11_000);
     assert_eq!(
         after.exits,
         [Exit {
@@ -340,7 +340,7 @@ fn an_exit_is_counted_logged_and_its_runtime_kept() {
     );
 
     // Counted once: the next collection reports no new exit but keeps the figures.
-    let later = state.collect(&g, true, &[b.clone()], 16_000);
+    let later = state.collect(&g, true, std::slice::from_ref(&b), 16_000);
     assert!(later.exits.is_empty());
     assert_eq!(
         value(
