@@ -702,10 +702,13 @@ async fn window_stats_output_matches_catalogue() {
 #[tokio::test]
 async fn process_output_matches_catalogue() {
     let cat = catalogue("process");
-    let mut worker = crate::process::Worker::start("tt_cat_worker");
-    let yaml = "name: procs\nplugin: process\ngrants:\n  processes: true\nconfig:\n  groups:\n    \
-                worker: [{name: tt_cat_worker}]\n    none: [{name: tt_no_such_proc}]\n";
-    let cfg: CollectorConfig = serde_yaml::from_str(yaml).expect("collector entry");
+    let name = crate::process::worker_name("cat");
+    let mut worker = crate::process::Worker::start(&name);
+    let yaml = format!(
+        "name: procs\nplugin: process\ngrants:\n  processes: true\nconfig:\n  groups:\n    \
+         worker: [{{name: {name}}}]\n    none: [{{name: tt_no_such_proc}}]\n"
+    );
+    let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
     let host = PluginHost::new(None).expect("plugin host");
     let mut plugin = host
         .collector(PluginSpec::collector(&cfg, &repo()))
@@ -765,7 +768,7 @@ async fn process_output_matches_catalogue() {
         value_of(
             &third,
             "process_last_exit_runtime_seconds",
-            &[("group", "worker"), ("name", "tt_cat_worker")]
+            &[("group", "worker"), ("name", name.as_str())]
         ) >= 1.0
     );
 }

@@ -61,7 +61,11 @@ fn which_sleep() -> PathBuf {
         .to_path_buf()
 }
 
-const WORKER: &str = "tt_e2e_worker";
+/// A worker name unique to this test run and `role`: tests run in parallel (here and in
+/// other checkouts on the same machine) and each must see only its own worker.
+pub(crate) fn worker_name(role: &str) -> String {
+    format!("tt{role}{}", std::process::id())
+}
 
 const RUNNING_RULE: &str = r#"// fires while the worker group has exactly one process
 const RULE = #{ name: "worker_running", severity: "info", summary: "the worker runs" };
@@ -85,12 +89,13 @@ fn evaluate() {
 fn run_follows_a_child_process_and_alerts_when_it_dies() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
-    let mut worker = Worker::start(WORKER);
+    let worker_name = worker_name("run");
+    let mut worker = Worker::start(&worker_name);
     let config = write_config(
         dir.path(),
         &receiver.url,
         &format!(
-            "  - name: procs\n    plugin: process\n    interval: 200ms\n    grants:\n      processes: true\n    config:\n      groups:\n        worker: [{{name: {WORKER}}}]\n"
+            "  - name: procs\n    plugin: process\n    interval: 200ms\n    grants:\n      processes: true\n    config:\n      groups:\n        worker: [{{name: {worker_name}}}]\n"
         ),
     );
     std::fs::write(dir.path().join("rules/running.rhai"), RUNNING_RULE).unwrap();
@@ -127,7 +132,8 @@ fn run_follows_a_child_process_and_alerts_when_it_dies() {
         is_status(r, "resolved") && r.json()["alert"]["rule"] == "worker_running"
     });
 
-    let needle = format!("process exited: group=worker name={WORKER} pid={pid} runtime_seconds=");
+    let needle =
+        format!("process exited: group=worker name={worker_name} pid={pid} runtime_seconds=");
     let out = engine.wait_output(WAIT, &needle);
     let line = out
         .lines()
@@ -149,9 +155,10 @@ fn run_follows_a_child_process_and_alerts_when_it_dies() {
 
 #[test]
 fn plugin_run_lists_the_child_process() {
-    let worker = Worker::start(WORKER);
+    let listed = worker_name("ls");
+    let worker = Worker::start(&listed);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(r#"{{"groups": {{"worker": [{{"name": "{WORKER}"}}]}}}}"#);
+    let config = format!(r#"{{"groups": {{"worker": [{{"name": "{listed}"}}]}}}}"#);
     let out = telltale()
         .args(["plugin", "run", "process", "--grant", "processes"])
         .args(["--config", &config, "--count", "1", "--json"])
@@ -181,7 +188,7 @@ fn plugin_run_lists_the_child_process() {
     let rss = find("process_memory_rss_bytes");
     assert_eq!(rss.len(), 1, "{stdout}");
     assert_eq!(rss[0]["labels"]["pid"], worker.pid().to_string());
-    assert_eq!(rss[0]["labels"]["name"], WORKER);
+    assert_eq!(rss[0]["labels"]["name"], listed.as_str());
     assert!(rss[0]["value"].as_f64().unwrap() > 0.0);
     // Its start time is within the last minute.
     let start = find("process_start_time_seconds")[0]["value"]
