@@ -2,7 +2,7 @@
 //! `wasm32-wasip2`, then copies them where the engine's code can `include_bytes!` them.
 //!
 //! * Standard plugins (`plugins/system`, `plugins/gpu`, `plugins/window-stats`,
-//!   `plugins/prometheus`) are copied to `OUT_DIR` and
+//!   `plugins/prometheus`, `plugins/process`) are copied to `OUT_DIR` and
 //!   embedded by `src/plugin_host/standard.rs`: the one binary is the whole product.
 //! * Test plugins (`tests/plugins/*`) are copied to `OUT_DIR/test-plugins/NAME.wasm`; the
 //!   directory is exported to this package's code as `TELLTALE_TEST_PLUGINS_DIR`.
@@ -55,6 +55,12 @@ const PLUGINS: &[PluginCrate] = &[
         package: "telltale-plugin-prometheus",
         dir: "plugins/prometheus",
         file: "prometheus.wasm",
+        standard: true,
+    },
+    PluginCrate {
+        package: "telltale-plugin-process",
+        dir: "plugins/process",
+        file: "process.wasm",
         standard: true,
     },
     PluginCrate {

@@ -27,7 +27,7 @@ use telltale::plugin_host::{PluginHost, PluginSpec, standard_plugins};
 use crate::support::{StaticServer, closed_port, ray_fixture};
 
 /// Standard plugins with an output test in this file.
-const EXERCISED: &[&str] = &["system", "gpu", "window-stats", "prometheus"];
+const EXERCISED: &[&str] = &["system", "gpu", "window-stats", "prometheus", "process"];
 
 /// Units a catalogue entry may have. Extend it when a plugin measures something new.
 const UNITS: &[&str] = &[
@@ -809,6 +809,80 @@ async fn prometheus_output_matches_catalogue() {
     assert_eq!(
         value_of(&samples, "process_open_fds", &[("service", "ray")]),
         52.0
+    );
+}
+
+#[tokio::test]
+async fn process_output_matches_catalogue() {
+    let cat = catalogue("process");
+    let name = crate::process::worker_name("cat");
+    let mut worker = crate::process::Worker::start(&name);
+    let yaml = format!(
+        "name: procs\nplugin: process\ngrants:\n  processes: true\nconfig:\n  groups:\n    \
+         worker: [{{name: {name}}}]\n    none: [{{name: tt_no_such_proc}}]\n"
+    );
+    let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
+    let host = PluginHost::new(None).expect("plugin host");
+    let mut plugin = host
+        .collector(PluginSpec::collector(&cfg, &repo()))
+        .await
+        .expect("the process plugin loads");
+    let first = plugin.collect().await.expect("first collection");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = plugin.collect().await.expect("second collection");
+    worker.kill();
+    let third = plugin.collect().await.expect("third collection");
+
+    let rates: BTreeSet<&str> = cat
+        .metrics
+        .iter()
+        .filter(|e| e.rate)
+        .map(|e| e.name.as_str())
+        .collect();
+    let early: Vec<&str> = first
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| rates.contains(n))
+        .collect();
+    assert!(early.is_empty(), "rates in the first collection: {early:?}");
+    let mut matched = check_samples(&cat, &first, &[]);
+    let second_names = check_samples(&cat, &second, &[]);
+    for rate in &rates {
+        assert!(
+            second_names.contains(*rate),
+            "the second collection lacks {rate}"
+        );
+    }
+    matched.extend(second_names);
+    matched.extend(check_samples(&cat, &third, &[]));
+    assert_all_emitted(&cat, &matched);
+
+    assert_eq!(
+        value_of(&second, "process_group_count", &[("group", "worker")]),
+        1.0
+    );
+    assert_eq!(
+        value_of(&second, "process_group_count", &[("group", "none")]),
+        0.0
+    );
+    assert_eq!(
+        value_of(&third, "process_group_count", &[("group", "worker")]),
+        0.0
+    );
+    assert_eq!(
+        value_of(&third, "process_group_exits_total", &[("group", "worker")]),
+        1.0
+    );
+    assert_eq!(
+        value_of(&third, "process_group_exits_total", &[("group", "none")]),
+        0.0
+    );
+    assert!(
+        value_of(
+            &third,
+            "process_last_exit_runtime_seconds",
+            &[("group", "worker"), ("name", name.as_str())]
+        ) >= 1.0
     );
 }
 

@@ -7,6 +7,7 @@ mod catalogue;
 mod gpu;
 mod hostile;
 mod ingest;
+mod process;
 mod prometheus;
 mod python;
 mod supervision;
@@ -298,11 +299,12 @@ fn check_accepts_the_defaults_and_the_examples() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let mut path = entry.unwrap().path();
-        // A directory example (examples/feature-extraction/) keeps its config inside.
-        if path.is_dir() {
+        // An example with its own directory (`examples/chia-plotting/`) keeps its config
+        // in `telltale.yaml` there.
+        if path.join("telltale.yaml").is_file() {
             path = path.join("telltale.yaml");
         }
-        if path.extension().is_some_and(|e| e == "yaml") && path.exists() {
+        if path.extension().is_some_and(|e| e == "yaml") {
             let out = telltale()
                 .args(["check", "-c", path.to_str().unwrap()])
                 .env("XDG_DATA_HOME", dir.path())

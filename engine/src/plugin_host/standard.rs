@@ -16,7 +16,7 @@ pub struct StandardPlugin {
     pub wasm: &'static [u8],
 }
 
-static STANDARD_PLUGINS: [StandardPlugin; 4] = [
+static STANDARD_PLUGINS: [StandardPlugin; 5] = [
     StandardPlugin {
         name: "system",
         kind: PluginKind::Collector,
@@ -31,6 +31,14 @@ static STANDARD_PLUGINS: [StandardPlugin; 4] = [
                       clocks, throttle reasons, ECC errors, per-process memory \
                       (needs `grants: { gpu: true }`; emits nothing without a driver)",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/gpu.wasm")),
+    },
+    StandardPlugin {
+        name: "process",
+        kind: PluginKind::Collector,
+        description: "groups of processes (by name, command line or regex): count, CPU, \
+                      memory, I/O, threads, fds per group and process, and exits \
+                      (needs `grants: { processes: true }`)",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/process.wasm")),
     },
     StandardPlugin {
         name: "window-stats",

@@ -320,7 +320,7 @@ async fn load_errors_name_the_plugin_and_file() {
         .expect("unknown");
     assert!(
         err.to_string()
-            .contains("standard plugins: system, gpu, window-stats"),
+            .contains("standard plugins: system, gpu, process, window-stats, prometheus"),
         "{err}"
     );
 
@@ -470,7 +470,10 @@ fn plugin_source_is_standard_or_file() {
 #[test]
 fn standard_plugins_are_embedded() {
     let names: Vec<_> = standard_plugins().iter().map(|p| p.name).collect();
-    assert_eq!(names, ["system", "gpu", "window-stats", "prometheus"]);
+    assert_eq!(
+        names,
+        ["system", "gpu", "process", "window-stats", "prometheus"]
+    );
     for p in standard_plugins() {
         // A component starts with the wasm magic and the component-model layer.
         assert_eq!(&p.wasm[..4], b"\0asm", "{}", p.name);
