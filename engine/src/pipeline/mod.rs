@@ -403,6 +403,9 @@ fn status_line(store: &SeriesStore, now: i64) -> String {
             format!("{kind} {plugin}: QUARANTINED ({errors} errors)")
         } else if state("backing_off") {
             format!("{kind} {plugin}: BACKING OFF ({errors} errors)")
+        } else if errors == 0.0 {
+            // Loaded but not called yet (an analyzer waits for its inputs' first points).
+            format!("{kind} {plugin}: no calls yet")
         } else {
             format!("{kind} {plugin}: FAILING ({errors} errors)")
         });
