@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{self, LoadedConfig};
 use crate::diagnostic::Diagnostic;
 use crate::plugin_host::{PluginHost, PluginSpec};
-use crate::rules::{self, RuleSet};
+use crate::rules::RuleSet;
 use crate::store::{SeriesStore, StoreLimits};
 
 /// Telltale: collect → process → evaluate → notify, in one binary.
@@ -242,11 +242,10 @@ fn check(path: Option<&Path>) -> ExitCode {
                 );
                 rule_count = 0;
             } else {
-                let diags = rules::check_dir(&dir, &cfg.rules);
-                problems.extend(diags.iter().map(ToString::to_string));
                 let store = std::sync::Arc::new(SeriesStore::new(StoreLimits::default()));
                 let mut set = RuleSet::new(store, &cfg.rules);
-                let _ = set.load_dir(&dir);
+                let diags = set.load_dir(&dir);
+                problems.extend(diags.iter().map(ToString::to_string));
                 rule_count = set.rules().len();
             }
         }
