@@ -18,6 +18,7 @@ use super::bindings::{files, host, system, types};
 use super::error::{PluginError, format_bytes};
 use super::gpu::GpuSampler;
 use super::http::HttpClient;
+use super::inspect::{CONTRACT_PACKAGE, GRANT_TABLE, accepted_versions, version_accepted};
 use super::instance::StoreState;
 use super::processes::ProcessSampler;
 use crate::config::{Grants, PluginLimits};
@@ -25,32 +26,11 @@ use crate::config::{Grants, PluginLimits};
 /// The longest message `host.log` forwards; longer ones are cut (at a character boundary).
 pub(crate) const MAX_LOG_MESSAGE: usize = 4096;
 
-/// The WIT package of the contract.
-pub(crate) const CONTRACT_PACKAGE: &str = "telltale:plugin";
-
-/// The contract versions this host accepts, as shown in messages. Policy: the package
-/// version is the contract version; within `0.x`, a minor version is a contract, patch
-/// versions only add documentation or backwards-compatible items, so the host accepts any
-/// `0.1.z` (wasmtime's linker matches `0.1.z` imports to its `0.1.0` definitions).
-pub(crate) const ACCEPTED_VERSIONS: &str = "0.1.x";
-
-/// The interfaces of the contract this host provides, and the grant each needs (as YAML
-/// for the refusal message); `None` for the ones every plugin may import.
-const INTERFACES: &[(&str, Option<&str>)] = &[
-    ("types", None),
-    ("host", None),
-    ("system", Some("system: true")),
-    ("files", Some("files: [\"/some/dir\"]")),
-    ("http", Some("http: [\"HOST:PORT\"]")),
-    ("processes", Some("processes: true")),
-    ("gpu", Some("gpu: true")),
-];
-
-/// Whether `version` (`0.1.0`, `0.1.7`) is one this host accepts.
-fn accepts_version(version: &str) -> bool {
-    let mut parts = version.split('.');
-    parts.next() == Some("0") && parts.next() == Some("1")
-}
+/// Interfaces of the contract every plugin may import without a grant. The others, and
+/// the grant each needs, are in [`GRANT_TABLE`]; the contract's name and version policy are
+/// in [`super::inspect`], which `telltale plugin inspect` reports from, so that what inspect
+/// says and what the loader does cannot drift apart.
+const UNGRANTED_INTERFACES: &[&str] = &["types", "host"];
 
 /// The host-wide state capabilities read from, shared by every instance.
 #[derive(Debug)]
@@ -191,7 +171,7 @@ impl Capabilities {
 /// Checks a component's imports before anything is linked, so that a misconfiguration is
 /// reported once, clearly, before anything runs:
 ///
-/// * a `telltale:plugin` import of another version than [`ACCEPTED_VERSIONS`] is refused,
+/// * a `telltale:plugin` import of a version [`version_accepted`] refuses is refused,
 ///   naming both versions;
 /// * an unknown `telltale:plugin` interface, or a package other than `telltale:plugin` and
 ///   `wasi`, is refused, naming the import;
@@ -205,6 +185,7 @@ pub(crate) fn check_imports(
     origin: &str,
     grants: &Grants,
 ) -> Result<(), PluginError> {
+    let accepted = accepted_versions();
     for (name, _) in component.component_type().imports(engine) {
         let (path, version) = name.split_once('@').unwrap_or((name, ""));
         let (package, interface) = path.split_once('/').unwrap_or((path, ""));
@@ -217,12 +198,12 @@ pub(crate) fn check_imports(
                 origin: origin.to_string(),
                 import: name.to_string(),
                 hint: format!(
-                    "a plugin may import only `{CONTRACT_PACKAGE}/*@{ACCEPTED_VERSIONS}` \
+                    "a plugin may import only `{CONTRACT_PACKAGE}/*@{accepted}` \
                      and WASI 0.2 interfaces"
                 ),
             });
         }
-        if !accepts_version(version) {
+        if !version_accepted(version) {
             return Err(PluginError::WrongVersion {
                 instance: instance.to_string(),
                 origin: origin.to_string(),
@@ -232,24 +213,36 @@ pub(crate) fn check_imports(
                 } else {
                     version.to_string()
                 },
-                accepted: ACCEPTED_VERSIONS.to_string(),
+                accepted: accepted.clone(),
             });
         }
-        let Some((_, grant)) = INTERFACES.iter().find(|(i, _)| *i == interface) else {
+        let grant = GRANT_TABLE
+            .iter()
+            .find(|(full, _, _)| {
+                full.strip_prefix(CONTRACT_PACKAGE) == Some(&format!("/{interface}"))
+            })
+            .map(|&(_, _, yaml)| yaml);
+        if grant.is_none() && !UNGRANTED_INTERFACES.contains(&interface) {
+            let known: Vec<String> = UNGRANTED_INTERFACES
+                .iter()
+                .copied()
+                .chain(
+                    GRANT_TABLE
+                        .iter()
+                        .filter_map(|(full, _, _)| full.split('/').nth(1)),
+                )
+                .map(|i| format!("`{i}`"))
+                .collect();
             return Err(PluginError::UnknownImport {
                 instance: instance.to_string(),
                 origin: origin.to_string(),
                 import: name.to_string(),
                 hint: format!(
-                    "the interfaces of {CONTRACT_PACKAGE}@{ACCEPTED_VERSIONS} are {}",
-                    INTERFACES
-                        .iter()
-                        .map(|(i, _)| format!("`{i}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "the interfaces of {CONTRACT_PACKAGE}@{accepted} are {}",
+                    known.join(", ")
                 ),
             });
-        };
+        }
         let granted = match interface {
             "system" => grants.system,
             "files" => !grants.files.is_empty(),
@@ -292,9 +285,10 @@ pub(crate) fn unresolved_import(
         origin: origin.to_string(),
         import: import.to_string(),
         hint: format!(
-            "this host provides `{CONTRACT_PACKAGE}/*@{ACCEPTED_VERSIONS}` and the WASI 0.2 \
+            "this host provides `{CONTRACT_PACKAGE}/*@{}` and the WASI 0.2 \
              interfaces of wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random and \
              wasi:sockets ({:#})",
+            accepted_versions(),
             err.root_cause()
         ),
     })

@@ -29,7 +29,7 @@ pub const GRANT_TABLE: &[(&str, &str, &str)] = &[
     // (interface without version, grant name, YAML to add under `grants:`)
     ("telltale:plugin/system", "system", "system: true"),
     ("telltale:plugin/files", "files", "files: [\"/some/dir\"]"),
-    ("telltale:plugin/http", "http", "http: [\"host:port\"]"),
+    ("telltale:plugin/http", "http", "http: [\"HOST:PORT\"]"),
     ("telltale:plugin/processes", "processes", "processes: true"),
     ("telltale:plugin/gpu", "gpu", "gpu: true"),
 ];
