@@ -272,22 +272,16 @@ fn check(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
     let plugin_entries = config
         .collectors
         .iter()
-        .map(|c| ("collectors", &c.name, &c.plugin, c.interval, &c.limits))
+        .enumerate()
+        .map(|(i, c)| ("collectors", i, &c.name, &c.plugin, c.interval, &c.limits))
         .chain(
             config
                 .analyzers
                 .iter()
-                .map(|a| ("analyzers", &a.name, &a.plugin, a.interval, &a.limits)),
+                .enumerate()
+                .map(|(i, a)| ("analyzers", i, &a.name, &a.plugin, a.interval, &a.limits)),
         );
-    let mut index = (0usize, 0usize);
-    for (section, name, plugin, interval, limits) in plugin_entries {
-        let i = if section == "collectors" {
-            index.0 += 1;
-            index.0 - 1
-        } else {
-            index.1 += 1;
-            index.1 - 1
-        };
+    for (section, i, name, plugin, interval, limits) in plugin_entries {
         let item = [Seg::key(section), Seg::Index(i)];
         if !valid_name(name) {
             at(
