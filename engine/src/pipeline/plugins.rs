@@ -29,7 +29,7 @@ use crate::model::{Sample, Severity, duration_ms, now_ms};
 use crate::plugin_host::{
     AnalyzerInstance, CollectorInstance, PluginError, PluginHost, PluginSource, PluginSpec,
 };
-use crate::store::SeriesStore;
+use crate::store::{IngestReport, SeriesStore};
 
 use super::reload::{Reload, watch_key};
 use super::supervise::{FailureLog, PluginState, Policy, Supervisor, Transition};
@@ -109,6 +109,10 @@ struct Stats {
     duration_count: u64,
     emitted: usize,
     up: bool,
+    /// Samples the store refused: beyond `engine.max_series`, or older than their series'
+    /// newest point.
+    dropped_series_limit: u64,
+    dropped_out_of_order: u64,
 }
 
 /// One supervised plugin instance: the loaded plugin (if any), its supervisor and counters.
@@ -335,6 +339,12 @@ impl<I: Instance> Slot<I> {
         }
     }
 
+    /// Counts what the store refused of this instance's samples.
+    pub(crate) fn stored(&mut self, report: IngestReport) {
+        self.stats.dropped_series_limit += report.dropped_series_limit as u64;
+        self.stats.dropped_out_of_order += report.dropped_out_of_order as u64;
+    }
+
     /// The self-metrics of this instance, as of `ts`.
     pub(crate) fn samples(&self, ts: i64) -> Vec<Sample> {
         let (name, kind) = (self.name.as_str(), I::KIND);
@@ -344,6 +354,17 @@ impl<I: Instance> Slot<I> {
             out.push(self_metric(
                 "telltale_plugin_calls_total",
                 &[("plugin", name), ("kind", kind), ("outcome", outcome)],
+                n as f64,
+                ts,
+            ));
+        }
+        for (reason, n) in [
+            ("series_limit", self.stats.dropped_series_limit),
+            ("out_of_order", self.stats.dropped_out_of_order),
+        ] {
+            out.push(self_metric(
+                "telltale_plugin_samples_dropped_total",
+                &[("plugin", name), ("kind", kind), ("reason", reason)],
                 n as f64,
                 ts,
             ));
@@ -463,6 +484,7 @@ pub(crate) async fn collector_task(
                     if report.dropped_series_limit > 0 {
                         warn!(collector = %name, "{} samples dropped: the store holds its maximum of {} series", report.dropped_series_limit, store.limits().max_series);
                     }
+                    slot.stored(report);
                     if first {
                         info!(collector = %name, "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
                         first = false;
@@ -528,7 +550,8 @@ pub(crate) async fn analyzer_task(
                         }
                     }
                     let n = samples.len();
-                    store.ingest(samples);
+                    let report = store.ingest(samples);
+                    slot.stored(report);
                     slot.succeeded(took, n);
                 }
                 Err(e) => slot.failed(&e, took, live),
@@ -663,6 +686,24 @@ mod tests {
         assert_eq!(slot.stats.reloads_ok, 1);
         assert!(matches!(tick(&mut slot).await, Some(Ok(1))));
         assert_eq!(metric(&slot, "telltale_plugin_up", &[]), 1.0);
+
+        // What the store refuses is counted by reason.
+        slot.stored(IngestReport {
+            accepted: 1,
+            dropped_series_limit: 2,
+            dropped_out_of_order: 3,
+        });
+        let dropped = |reason| {
+            metric(
+                &slot,
+                "telltale_plugin_samples_dropped_total",
+                &[("reason", reason)],
+            )
+        };
+        assert_eq!(
+            (dropped("series_limit"), dropped("out_of_order")),
+            (2.0, 3.0)
+        );
 
         // Garbage: refused, the counter keeps collecting (its count goes on: same instance).
         install(&file, b"not wasm");
