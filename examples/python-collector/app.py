@@ -30,11 +30,13 @@ from componentize_py_types import Err
 import wit_world
 from wit_world.imports import files, host
 from wit_world.imports.types import (
-    Label,
+    BatchSample,
+    LabelSpan,
     PluginError_Failed,
     PluginError_InvalidConfig,
     PluginError_Unavailable,
-    Sample,
+    SampleBatch,
+    Span,
 )
 
 # Prometheus naming rules, as the host checks them.
@@ -118,6 +120,47 @@ def parse_meminfo(text: str) -> dict:
     return values
 
 
+class Batch:
+    """Builds the `sample-batch` that `collect` returns (contract 0.2).
+
+    Every metric name, label name and label value goes into one text, back to back; a
+    sample is a fixed-size record pointing into it by byte offsets (`span`: start, len in
+    UTF-8 bytes, not characters), and its labels are a range of the batch's label list.
+    A string written once may be pointed at many times: `span()` remembers what it wrote.
+    """
+
+    def __init__(self, timestamp_ms: int):
+        self.timestamp_ms = timestamp_ms
+        self._parts = []
+        self._size = 0
+        self._spans = {}
+        self.samples = []
+        self.labels = []
+
+    def span(self, text: str) -> Span:
+        """The span of `text` in the batch, writing it the first time."""
+        span = self._spans.get(text)
+        if span is None:
+            data = text.encode("utf-8")
+            span = Span(self._size, len(data))
+            self._parts.append(text)
+            self._size += len(data)
+            self._spans[text] = span
+        return span
+
+    def add(self, name: str, value: float, labels: dict) -> None:
+        """Adds the sample `name{labels} value`, timestamped with the batch's time."""
+        first = len(self.labels)
+        for k, v in labels.items():
+            self.labels.append(LabelSpan(self.span(k), self.span(v)))
+        self.samples.append(
+            BatchSample(self.span(name), first, len(labels), value, self.timestamp_ms)
+        )
+
+    def finish(self) -> SampleBatch:
+        return SampleBatch("".join(self._parts), self.samples, self.labels)
+
+
 def read_text(path: str) -> str:
     """Reads a file through the `files` capability, as text."""
     try:
@@ -145,16 +188,15 @@ class WitWorld(wit_world.WitWorld):
             raise Err(PluginError_InvalidConfig(str(e))) from None
         host.log(host.Level.INFO, f"python collector ready, prefix `{_config.prefix}`")
 
-    def collect(self) -> list:
+    def collect(self) -> SampleBatch:
         global _calls
         _calls += 1
-        now = host.now_ms()
-        samples = []
+        batch = Batch(host.now_ms())
 
         def emit(name: str, value: float, source: str) -> None:
-            labels = [Label(k, v) for k, v in sorted(_config.labels.items())]
-            labels.append(Label("source", source))
-            samples.append(Sample(f"{_config.prefix}_{name}", labels, value, now))
+            labels = dict(sorted(_config.labels.items()))
+            labels["source"] = source
+            batch.add(f"{_config.prefix}_{name}", value, labels)
 
         try:
             for name, value in parse_loadavg(read_text(LOADAVG)).items():
@@ -169,4 +211,4 @@ class WitWorld(wit_world.WitWorld):
                 emit("memory_available_bytes", available, MEMINFO)
                 emit("memory_used_percent", 100.0 * (1.0 - available / total), MEMINFO)
         emit("collect_calls_total", float(_calls), "self")
-        return samples
+        return batch.finish()

@@ -10,6 +10,12 @@ pub use crate::bindings::telltale::plugin::host::Level;
 pub use crate::bindings::telltale::plugin::types::{
     Analysis, Event, Label, PluginError, Point, Sample, SeriesWindow, Severity,
 };
+/// The wire shape `collect` returns (contract `0.2`); write it with [`Samples`], which
+/// fills these records for you.
+#[cfg(feature = "collector")]
+pub use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
+#[cfg(feature = "collector")]
+pub use crate::batch::{SampleRef, SampleWriter, Samples};
 
 /// The typed system snapshot import (grant `system`): call [`system::snapshot`].
 ///
@@ -18,13 +24,14 @@ pub use crate::bindings::telltale::plugin::types::{
 /// load it. Host imports only exist inside the engine: native unit tests must not call it.
 ///
 /// ```no_run
-/// use telltale_sdk::{PluginError, Sample, sample, system};
+/// use telltale_sdk::{PluginError, Samples, system};
 ///
-/// fn collect_memory() -> Result<Vec<Sample>, PluginError> {
+/// fn collect_memory(out: &mut Samples) -> Result<(), PluginError> {
 ///     let snap = system::snapshot();
-///     Ok(vec![sample("memory_available_bytes", snap.memory.available_bytes as f64)])
+///     out.sample("memory_available_bytes", snap.memory.available_bytes as f64);
+///     Ok(())
 /// }
-/// # collect_memory().unwrap();
+/// # collect_memory(&mut Samples::new()).unwrap();
 /// ```
 #[cfg(feature = "collector")]
 pub use crate::bindings::telltale::plugin::system;
@@ -37,9 +44,9 @@ pub use crate::bindings::telltale::plugin::system;
 /// file API (`std::fs`) sees no files at all: this import is the only way to read one.
 ///
 /// ```no_run
-/// use telltale_sdk::{PluginError, Sample, sample, files};
+/// use telltale_sdk::{PluginError, Samples, files};
 ///
-/// fn open_files() -> Result<Vec<Sample>, PluginError> {
+/// fn open_files(out: &mut Samples) -> Result<(), PluginError> {
 ///     let bytes = files::read("/proc/sys/fs/file-nr").map_err(PluginError::failed)?;
 ///     let text = String::from_utf8_lossy(&bytes);
 ///     let used: f64 = text
@@ -47,9 +54,10 @@ pub use crate::bindings::telltale::plugin::system;
 ///         .next()
 ///         .and_then(|n| n.parse().ok())
 ///         .ok_or_else(|| PluginError::failed("unexpected /proc/sys/fs/file-nr format"))?;
-///     Ok(vec![sample("fs_open_files", used)])
+///     out.sample("fs_open_files", used);
+///     Ok(())
 /// }
-/// # open_files().unwrap();
+/// # open_files(&mut Samples::new()).unwrap();
 /// ```
 #[cfg(feature = "collector")]
 pub use crate::bindings::telltale::plugin::files;
@@ -58,11 +66,12 @@ pub use crate::bindings::telltale::plugin::files;
 ///
 /// Register the type with [`export_collector!`](crate::export_collector). The engine calls
 /// `init` once per instantiation (again after the instance was restarted following a crash
-/// or a missed deadline), then `collect` on every interval of the config entry.
+/// or a missed deadline), then `collect` on every interval of the config entry, which
+/// writes its samples into the batch `out` (see [`Samples`]).
 ///
 /// ```
 /// use serde::Deserialize;
-/// use telltale_sdk::{Collector, PluginError, Sample, parse_config, sample};
+/// use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 ///
 /// /// The entry's `config:` section.
 /// #[derive(Deserialize)]
@@ -87,12 +96,11 @@ pub use crate::bindings::telltale::plugin::files;
 ///         Ok(QueueProbe { queue: cfg.queue, polls: 0 })
 ///     }
 ///
-///     fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+///     fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
 ///         self.polls += 1;
-///         Ok(vec![
-///             sample("queue_depth", 3.0).label("queue", self.queue.as_str()),
-///             sample("queue_probe_polls_total", self.polls as f64),
-///         ])
+///         out.sample("queue_depth", 3.0).label("queue", &self.queue);
+///         out.sample("queue_probe_polls_total", self.polls as f64);
+///         Ok(())
 ///     }
 /// }
 ///
@@ -101,9 +109,9 @@ pub use crate::bindings::telltale::plugin::files;
 /// # fn main() {
 /// // The logic runs natively as well, which is how a plugin's unit tests call it.
 /// let mut probe = QueueProbe::init(r#"{"queue": "mail"}"#).unwrap();
-/// let samples = probe.collect().unwrap();
+/// let samples = telltale_sdk::collect_to_vec(&mut probe).unwrap();
 /// assert_eq!(samples[0].labels[0].value, "mail");
-/// assert_eq!(probe.collect().unwrap()[1].value, 2.0);
+/// assert_eq!(telltale_sdk::collect_to_vec(&mut probe).unwrap()[1].value, 2.0);
 /// # }
 /// ```
 #[cfg(feature = "collector")]
@@ -112,8 +120,39 @@ pub trait Collector: Sized + 'static {
     /// entry has none). Use [`parse_config`] to read it into your own type.
     fn init(config: &str) -> Result<Self, PluginError>;
 
-    /// Returns the samples gathered now.
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError>;
+    /// Writes the samples gathered now into `out` (timestamped at the start of the call
+    /// unless a sample says otherwise). When it returns an error, what it wrote is
+    /// dropped.
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError>;
+}
+
+/// Calls `plugin.collect` with a fresh batch and returns the samples as owned values: how a
+/// plugin's native unit tests look at what it emits.
+///
+/// ```
+/// use telltale_sdk::{Collector, PluginError, Samples, collect_to_vec};
+///
+/// struct One;
+///
+/// impl Collector for One {
+///     fn init(_config: &str) -> Result<Self, PluginError> {
+///         Ok(One)
+///     }
+///     fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
+///         out.sample("one", 1.0).label("kind", "constant");
+///         Ok(())
+///     }
+/// }
+///
+/// let samples = collect_to_vec(&mut One).unwrap();
+/// assert_eq!(samples[0].name, "one");
+/// assert_eq!(samples[0].labels[0].value, "constant");
+/// ```
+#[cfg(feature = "collector")]
+pub fn collect_to_vec<C: Collector>(plugin: &mut C) -> Result<Vec<Sample>, PluginError> {
+    let mut out = Samples::new();
+    plugin.collect(&mut out)?;
+    Ok(out.to_vec())
 }
 
 /// An analyzer plugin: built once from its config, then given the windows of the series
@@ -200,12 +239,8 @@ macro_rules! export_collector {
                     $crate::__private::init::<$ty>(&config, <$ty as $crate::Collector>::init)
                 }
 
-                fn collect()
-                -> ::core::result::Result<::std::vec::Vec<$crate::Sample>, $crate::PluginError>
-                {
-                    $crate::__private::with_state::<$ty, _>(|plugin| {
-                        <$ty as $crate::Collector>::collect(plugin)
-                    })
+                fn collect() -> ::core::result::Result<$crate::SampleBatch, $crate::PluginError> {
+                    $crate::__private::collect::<$ty>()
                 }
             }
 
@@ -267,6 +302,17 @@ pub(crate) mod state {
         let plugin = build(config)?;
         STATE.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
         Ok(())
+    }
+
+    /// Runs the plugin's `collect` on the state stored by [`init`] with a batch sized like
+    /// the previous call's, and returns the batch in the contract's shape.
+    #[cfg(feature = "collector")]
+    pub fn collect<T: super::Collector>() -> Result<super::SampleBatch, PluginError> {
+        with_state::<T, _>(|plugin| {
+            let mut out = super::Samples::for_call();
+            plugin.collect(&mut out)?;
+            Ok(out.into_batch())
+        })
     }
 
     /// Runs `f` on the state stored by [`init`]; fails when `init` has not succeeded.
@@ -332,8 +378,11 @@ pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, PluginError> {
     serde_json::from_str(json).map_err(|e| PluginError::InvalidConfig(e.to_string()))
 }
 
-/// Starts a sample of metric `name` with `value`, timestamped now ([`now_ms`]).
-/// Add labels with [`Sample::label`] and change the time with [`Sample::at`].
+/// Starts an owned sample of metric `name` with `value`, timestamped now ([`now_ms`]).
+/// Add labels with [`Sample::label`] and change the time with [`Sample::at`]. Analyzers
+/// return these (`Analysis::samples`); a collector writes into its batch with
+/// `Samples::sample` instead, which allocates nothing per sample (or pushes these with
+/// `Samples::push`).
 ///
 /// Names follow Prometheus' conventions, which the engine checks
 /// (`[a-zA-Z_:][a-zA-Z0-9_:]*`): `snake_case`, prefixed with what is measured, in base units

@@ -1,14 +1,16 @@
 //! Write Telltale plugins in Rust.
 //!
 //! A Telltale plugin is a WebAssembly component built for `wasm32-wasip2` against the WIT
-//! contract in `wit/plugin.wit` (package `telltale:plugin@0.1.0`). This crate generates the
+//! contract in `wit/plugin.wit` (package `telltale:plugin@0.2.0`). This crate generates the
 //! guest bindings for you and adds a thin ergonomic layer:
 //!
 //! * a [`Collector`] or [`Analyzer`] trait: `init` builds your plugin's state from its JSON
 //!   config once, then `collect`/`analyze` is called on every interval with `&mut self`;
 //! * [`export_collector!`] / [`export_analyzer!`] to register your type as the component's
 //!   exports;
-//! * [`sample`] with [`Sample::label`] to build samples, [`now_ms`] and [`log`] (host imports),
+//! * for collectors, `Samples`: the batch `collect` writes into
+//!   (`out.sample("name", value).label("key", value)`, no allocation per sample); for
+//!   analyzers, [`sample`] with [`Sample::label`]; [`now_ms`] and [`log`] (host imports),
 //!   and [`parse_config`] to turn the JSON config into your own `serde` type with an
 //!   `invalid-config` error when it does not fit.
 //!
@@ -32,7 +34,7 @@
 // `analyzer` it cannot compile (it implements a collector), so it is shown only.
 #![cfg_attr(feature = "collector", doc = "```")]
 #![cfg_attr(not(feature = "collector"), doc = "```ignore")]
-//! use telltale_sdk::{Collector, PluginError, Sample, sample};
+//! use telltale_sdk::{Collector, PluginError, Samples};
 //!
 //! struct Hello;
 //!
@@ -40,14 +42,16 @@
 //!     fn init(_config: &str) -> Result<Self, PluginError> {
 //!         Ok(Hello)
 //!     }
-//!     fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-//!         Ok(vec![sample("hello_value", 1.0).label("greeting", "world")])
+//!     fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
+//!         out.sample("hello_value", 1.0).label("greeting", "world");
+//!         Ok(())
 //!     }
 //! }
 //!
 //! telltale_sdk::export_collector!(Hello);
 //! # fn main() {
-//! #     assert_eq!(Hello::init("null").unwrap().collect().unwrap()[0].name, "hello_value");
+//! #     let samples = telltale_sdk::collect_to_vec(&mut Hello).unwrap();
+//! #     assert_eq!(samples[0].name, "hello_value");
 //! # }
 //! ```
 //!
@@ -113,6 +117,8 @@ pub mod bindings {
 
 #[cfg(any(feature = "collector", feature = "analyzer"))]
 mod api;
+#[cfg(feature = "collector")]
+mod batch;
 #[cfg(feature = "collector")]
 pub mod http;
 #[cfg(feature = "collector")]

@@ -1,14 +1,14 @@
 //! The machine's process table, read by the host (grant `processes: true`).
 //!
 //! ```ignore
-//! use telltale_sdk::{Sample, processes, sample};
+//! use telltale_sdk::{Samples, processes};
 //!
-//! let samples: Vec<Sample> = processes::list()
-//!     .into_iter()
-//!     .map(|p| sample("process_resident_memory_bytes", p.rss_bytes as f64)
-//!         .label("pid", p.pid.to_string())
-//!         .label("name", p.name))
-//!     .collect();
+//! let mut out = Samples::new();
+//! for p in processes::list() {
+//!     out.sample("process_resident_memory_bytes", p.rss_bytes as f64)
+//!         .label("pid", p.pid)
+//!         .label("name", &p.name);
+//! }
 //! ```
 
 pub use crate::bindings::telltale::plugin::processes::Process;

@@ -21,6 +21,7 @@ const SDK_MANIFEST: &str = include_str!("../../../sdk/Cargo.toml");
 const SDK_FILES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     ("src/api.rs", include_str!("../../../sdk/src/api.rs")),
+    ("src/batch.rs", include_str!("../../../sdk/src/batch.rs")),
     ("src/http.rs", include_str!("../../../sdk/src/http.rs")),
     (
         "src/processes.rs",

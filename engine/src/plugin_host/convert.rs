@@ -2,6 +2,8 @@
 //! the checks that keep a plugin's output from hurting the rest of the engine: the
 //! configured caps on counts and lengths (`limits.max_*`), and valid metric and label names.
 
+use std::collections::HashMap;
+
 use crate::config::PluginLimits;
 use crate::model::{Event, Labels, Sample, SeriesWindow, Severity};
 
@@ -71,6 +73,82 @@ fn shown(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// Checks a label count against `limits.max_labels`.
+fn check_label_count(
+    count: usize,
+    owner: &impl Fn() -> String,
+    limits: &OutputLimits,
+) -> Result<(), OutputError> {
+    if count > limits.max_labels {
+        return Err(OutputError::Limit(format!(
+            "returned {} with {count} labels, more than limits.max_labels = {}",
+            owner(),
+            limits.max_labels
+        )));
+    }
+    Ok(())
+}
+
+/// Checks one label: its name's and value's lengths against `limits.max_label_bytes` and
+/// its name's syntax.
+fn check_label(
+    name: &str,
+    value: &str,
+    owner: &impl Fn() -> String,
+    limits: &OutputLimits,
+) -> Result<(), OutputError> {
+    if name.len() > limits.max_label_bytes {
+        return Err(OutputError::Limit(format!(
+            "returned {} with a {}-byte label name `{}`, longer than \
+             limits.max_label_bytes = {}",
+            owner(),
+            name.len(),
+            shown(name),
+            limits.max_label_bytes
+        )));
+    }
+    if !valid_label_name(name) {
+        return Err(OutputError::Invalid(format!(
+            "{} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
+             not starting with `__`)",
+            owner(),
+            shown(name)
+        )));
+    }
+    if value.len() > limits.max_label_bytes {
+        return Err(OutputError::Limit(format!(
+            "returned {} whose label `{name}` has a {}-byte value, longer than \
+             limits.max_label_bytes = {}",
+            owner(),
+            value.len(),
+            limits.max_label_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Checks sample #`i`'s metric name: its length against `limits.max_name_bytes`, then its
+/// syntax.
+fn check_metric_name(i: usize, name: &str, limits: &OutputLimits) -> Result<(), OutputError> {
+    if name.len() > limits.max_name_bytes {
+        return Err(OutputError::Limit(format!(
+            "returned sample #{i} with a {}-byte name `{}`, longer than \
+             limits.max_name_bytes = {}",
+            name.len(),
+            shown(name),
+            limits.max_name_bytes
+        )));
+    }
+    if !valid_metric_name(name) {
+        return Err(OutputError::Invalid(format!(
+            "sample #{i} has an invalid metric name `{}` (expected \
+             [a-zA-Z_:][a-zA-Z0-9_:]*)",
+            shown(name)
+        )));
+    }
+    Ok(())
+}
+
 /// `owner` names the sample or event in error messages; it is a closure because building
 /// that string for every valid sample dominated the cost of a call.
 fn convert_labels(
@@ -78,82 +156,25 @@ fn convert_labels(
     owner: impl Fn() -> String,
     limits: &OutputLimits,
 ) -> Result<Labels, OutputError> {
-    if labels.len() > limits.max_labels {
-        return Err(OutputError::Limit(format!(
-            "returned {} with {} labels, more than limits.max_labels = {}",
-            owner(),
-            labels.len(),
-            limits.max_labels
-        )));
+    check_label_count(labels.len(), &owner, limits)?;
+    for l in &labels {
+        check_label(&l.name, &l.value, &owner, limits)?;
     }
-    let mut out = Labels::new();
-    for l in labels {
-        if l.name.len() > limits.max_label_bytes {
-            return Err(OutputError::Limit(format!(
-                "returned {} with a {}-byte label name `{}`, longer than \
-                 limits.max_label_bytes = {}",
-                owner(),
-                l.name.len(),
-                shown(&l.name),
-                limits.max_label_bytes
-            )));
-        }
-        if !valid_label_name(&l.name) {
-            return Err(OutputError::Invalid(format!(
-                "{} has an invalid label name `{}` (expected [a-zA-Z_][a-zA-Z0-9_]*, \
-                 not starting with `__`)",
-                owner(),
-                shown(&l.name)
-            )));
-        }
-        if l.value.len() > limits.max_label_bytes {
-            return Err(OutputError::Limit(format!(
-                "returned {} whose label `{}` has a {}-byte value, longer than \
-                 limits.max_label_bytes = {}",
-                owner(),
-                l.name,
-                l.value.len(),
-                limits.max_label_bytes
-            )));
-        }
-        out.insert(l.name, l.value);
-    }
-    Ok(out)
+    Ok(labels.into_iter().map(|l| (l.name, l.value)).collect())
 }
 
-/// Checks and converts the samples a plugin returned. The error names the offending sample
-/// and, for a broken limit, the limit and its value.
+/// Checks and converts the samples an analyzer returned (`analysis.samples`). The error
+/// names the offending sample and, for a broken limit, the limit and its value.
 pub(crate) fn samples_from_wit(
     samples: Vec<types::Sample>,
     limits: &OutputLimits,
 ) -> Result<Vec<Sample>, OutputError> {
-    if samples.len() > limits.max_samples {
-        return Err(OutputError::Limit(format!(
-            "returned {} samples, more than limits.max_samples = {}",
-            samples.len(),
-            limits.max_samples
-        )));
-    }
+    check_sample_count(samples.len(), limits)?;
     samples
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            if s.name.len() > limits.max_name_bytes {
-                return Err(OutputError::Limit(format!(
-                    "returned sample #{i} with a {}-byte name `{}`, longer than \
-                     limits.max_name_bytes = {}",
-                    s.name.len(),
-                    shown(&s.name),
-                    limits.max_name_bytes
-                )));
-            }
-            if !valid_metric_name(&s.name) {
-                return Err(OutputError::Invalid(format!(
-                    "sample #{i} has an invalid metric name `{}` (expected \
-                     [a-zA-Z_:][a-zA-Z0-9_:]*)",
-                    shown(&s.name)
-                )));
-            }
+            check_metric_name(i, &s.name, limits)?;
             let name = &s.name;
             let labels = convert_labels(s.labels, || format!("sample #{i} `{name}`"), limits)?;
             Ok(Sample {
@@ -164,6 +185,208 @@ pub(crate) fn samples_from_wit(
             })
         })
         .collect()
+}
+
+fn check_sample_count(count: usize, limits: &OutputLimits) -> Result<(), OutputError> {
+    if count > limits.max_samples {
+        return Err(OutputError::Limit(format!(
+            "returned {count} samples, more than limits.max_samples = {}",
+            limits.max_samples
+        )));
+    }
+    Ok(())
+}
+
+/// The most series a [`SeriesCache`] remembers before it starts over.
+const SERIES_CACHE_MAX_ENTRIES: usize = 16_384;
+/// The most bytes of keys a [`SeriesCache`] holds before it starts over (its values take
+/// about as much again): bounds the memory a plugin with huge label values can pin.
+const SERIES_CACHE_MAX_KEY_BYTES: usize = 4 << 20;
+/// Separates the pieces of a cache key. It never occurs in UTF-8, so two different
+/// sequences of valid strings never make the same key.
+const KEY_SEPARATOR: u8 = 0xFF;
+
+/// The series one collector instance returned before, keyed by the raw bytes of the
+/// metric name and label spans as the batch holds them, each mapped to the checked name
+/// and label set. A collector returns mostly the same series on every call, so a series
+/// seen before costs a copy of its bytes into the key, a hash, a lookup and two clones
+/// instead of UTF-8, limit and syntax checks plus building a label map.
+///
+/// Only checked series are stored, and the checks depend on nothing but those bytes and
+/// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
+/// entry count and key bytes; when full it is emptied and refills from the next calls.
+pub(crate) struct SeriesCache {
+    map: HashMap<Box<[u8]>, (String, Labels), foldhash::fast::FixedState>,
+    key_bytes: usize,
+    /// The key being built, reused across samples.
+    scratch: Vec<u8>,
+}
+
+impl Default for SeriesCache {
+    /// An empty cache whose hash is seeded at random, so that a plugin cannot choose keys
+    /// that collide (and make every lookup slow).
+    fn default() -> SeriesCache {
+        SeriesCache {
+            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(rand::random())),
+            key_bytes: 0,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl SeriesCache {
+    /// How many series are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn insert(&mut self, key: &[u8], series: (String, Labels)) {
+        if self.map.len() >= SERIES_CACHE_MAX_ENTRIES
+            || self.key_bytes + key.len() > SERIES_CACHE_MAX_KEY_BYTES
+        {
+            self.map.clear();
+            self.key_bytes = 0;
+        }
+        self.key_bytes += key.len();
+        self.map.insert(key.into(), series);
+    }
+}
+
+/// The bytes of `span` in `text`, if it lies inside.
+fn span_bytes(text: &[u8], span: types::Span) -> Option<&[u8]> {
+    let start = usize::try_from(span.start).ok()?;
+    let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+    text.get(start..end)
+}
+
+/// What a span is, for error messages.
+#[derive(Clone, Copy)]
+enum SpanOf {
+    Name,
+    LabelName(usize),
+    LabelValue(usize),
+}
+
+impl std::fmt::Display for SpanOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpanOf::Name => f.write_str("metric name"),
+            SpanOf::LabelName(j) => write!(f, "label #{j}'s name"),
+            SpanOf::LabelValue(j) => write!(f, "label #{j}'s value"),
+        }
+    }
+}
+
+/// Resolves a span of sample #`i`, or says why it is malformed.
+fn resolve<'t>(
+    text: &'t [u8],
+    span: types::Span,
+    i: usize,
+    what: SpanOf,
+) -> Result<&'t [u8], OutputError> {
+    span_bytes(text, span).ok_or_else(|| {
+        OutputError::Invalid(format!(
+            "sample #{i}'s {what} is the span start {} + len {}, outside the batch's \
+             {}-byte text",
+            span.start,
+            span.len,
+            text.len()
+        ))
+    })
+}
+
+/// A span's bytes as text: they are a slice of a valid UTF-8 string, so they are valid
+/// UTF-8 exactly when the span starts and ends on character boundaries.
+fn as_str(bytes: &[u8], i: usize, what: SpanOf) -> Result<&str, OutputError> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        OutputError::Invalid(format!(
+            "sample #{i}'s {what} span does not start and end on UTF-8 character boundaries"
+        ))
+    })
+}
+
+/// Checks and converts the batch a collector returned. Every span is bounds-checked; a
+/// series not in `cache` is fully checked (UTF-8 boundaries, limits, name syntax) and
+/// remembered. The error names the offending sample and, for a broken limit, the limit and
+/// its value, with the same messages as for analyzers' samples.
+pub(crate) fn samples_from_batch(
+    batch: &types::SampleBatch,
+    limits: &OutputLimits,
+    cache: &mut SeriesCache,
+) -> Result<Vec<Sample>, OutputError> {
+    check_sample_count(batch.samples.len(), limits)?;
+    let text = batch.text.as_bytes();
+    let mut key = std::mem::take(&mut cache.scratch);
+    let mut out = Vec::with_capacity(batch.samples.len());
+    let result = (|| {
+        for (i, s) in batch.samples.iter().enumerate() {
+            let name = resolve(text, s.name, i, SpanOf::Name)?;
+            let count = s.label_count as usize;
+            if count > limits.max_labels {
+                let name = String::from_utf8_lossy(name);
+                check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
+            }
+            let first = s.first_label as usize;
+            let labels = first
+                .checked_add(count)
+                .and_then(|end| batch.labels.get(first..end))
+                .ok_or_else(|| {
+                    OutputError::Invalid(format!(
+                        "sample #{i} has the labels #{first} to #{} of a batch of {}",
+                        first as u64 + count as u64,
+                        batch.labels.len()
+                    ))
+                })?;
+            key.clear();
+            key.extend_from_slice(name);
+            for (j, l) in labels.iter().enumerate() {
+                key.push(KEY_SEPARATOR);
+                key.extend_from_slice(resolve(text, l.name, i, SpanOf::LabelName(j))?);
+                key.push(KEY_SEPARATOR);
+                key.extend_from_slice(resolve(text, l.value, i, SpanOf::LabelValue(j))?);
+            }
+            let (name, labels) = match cache.map.get(key.as_slice()) {
+                Some((name, labels)) => (name.clone(), labels.clone()),
+                None => {
+                    let series = check_series(text, i, name, labels, limits)?;
+                    cache.insert(&key, series.clone());
+                    series
+                }
+            };
+            out.push(Sample {
+                name,
+                labels,
+                value: s.value,
+                timestamp_ms: s.timestamp_ms,
+            });
+        }
+        Ok(())
+    })();
+    cache.scratch = key;
+    result.map(|()| out)
+}
+
+/// Checks a series not seen before: every span on character boundaries, the name and
+/// label limits and syntax (spans are already known to be in bounds).
+fn check_series(
+    text: &[u8],
+    i: usize,
+    name: &[u8],
+    labels: &[types::LabelSpan],
+    limits: &OutputLimits,
+) -> Result<(String, Labels), OutputError> {
+    let name = as_str(name, i, SpanOf::Name)?;
+    check_metric_name(i, name, limits)?;
+    let owner = || format!("sample #{i} `{name}`");
+    let mut pairs = Vec::with_capacity(labels.len());
+    for (j, l) in labels.iter().enumerate() {
+        let ln = as_str(resolve(text, l.name, i, SpanOf::LabelName(j))?, i, SpanOf::LabelName(j))?;
+        let lv = as_str(resolve(text, l.value, i, SpanOf::LabelValue(j))?, i, SpanOf::LabelValue(j))?;
+        check_label(ln, lv, &owner, limits)?;
+        pairs.push((ln.to_string(), lv.to_string()));
+    }
+    Ok((name.to_string(), pairs.into_iter().collect()))
 }
 
 /// Checks and converts the events an analyzer returned, attributing them to `source`.
@@ -334,5 +557,174 @@ mod tests {
         );
         // Exactly at the limits is fine.
         samples_from_wit(vec![sample("abcdefghij", &[("abcde", "12345")]); 3], &l).unwrap();
+    }
+
+    /// A batch of `(name, labels)` samples, each string written once into the text, like
+    /// the SDK writes it.
+    fn batch(samples: &[(&str, &[(&str, &str)])]) -> types::SampleBatch {
+        let mut text = String::new();
+        let mut span = |s: &str| {
+            let start = text.len() as u32;
+            text.push_str(s);
+            types::Span {
+                start,
+                len: s.len() as u32,
+            }
+        };
+        let mut out = Vec::new();
+        let mut labels = Vec::new();
+        for (i, (name, ls)) in samples.iter().enumerate() {
+            let name = span(name);
+            let first_label = labels.len() as u32;
+            for (n, v) in ls.iter() {
+                labels.push(types::LabelSpan {
+                    name: span(n),
+                    value: span(v),
+                });
+            }
+            out.push(types::BatchSample {
+                name,
+                first_label,
+                label_count: ls.len() as u32,
+                value: i as f64,
+                timestamp_ms: 7,
+            });
+        }
+        types::SampleBatch {
+            text,
+            samples: out,
+            labels,
+        }
+    }
+
+    #[test]
+    fn a_batch_converts_and_repeated_series_come_from_the_cache() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let b = batch(&[
+            ("up", &[("job", "a"), ("zone", "z1")]),
+            ("up", &[]),
+            ("up", &[("job", "b")]),
+        ]);
+        let first = samples_from_batch(&b, &l, &mut cache).unwrap();
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[0].name, "up");
+        assert_eq!(first[0].labels.get("zone").map(String::as_str), Some("z1"));
+        assert!(first[1].labels.is_empty());
+        assert_eq!(first[2].value, 2.0);
+        assert_eq!(first[2].timestamp_ms, 7);
+        assert_eq!(cache.len(), 3);
+        // The same series again: the same output, no new entries.
+        assert_eq!(samples_from_batch(&b, &l, &mut cache).unwrap(), first);
+        assert_eq!(cache.len(), 3);
+        // A name and label value that would run together do not collide.
+        let b2 = batch(&[("up", &[("job", "ab")]), ("up", &[("jo", "bab")])]);
+        let out = samples_from_batch(&b2, &l, &mut cache).unwrap();
+        assert_eq!(out[0].labels.get("job").map(String::as_str), Some("ab"));
+        assert_eq!(out[1].labels.get("jo").map(String::as_str), Some("bab"));
+    }
+
+    #[test]
+    fn a_batch_is_checked_like_a_list_of_samples() {
+        let l = OutputLimits {
+            max_samples: 3,
+            max_name_bytes: 10,
+            max_labels: 2,
+            max_label_bytes: 5,
+        };
+        let mut cache = SeriesCache::default();
+        let mut check = |b: types::SampleBatch| samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert_eq!(
+            check(batch(&[("up", &[]); 4])),
+            OutputError::Limit("returned 4 samples, more than limits.max_samples = 3".into())
+        );
+        assert_eq!(
+            check(batch(&[("abcdefghijk", &[])])),
+            OutputError::Limit(
+                "returned sample #0 with a 11-byte name `abcdefghijk`, longer than \
+                 limits.max_name_bytes = 10"
+                    .into()
+            )
+        );
+        let err = check(batch(&[("up", &[]), ("bad name", &[])]));
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("sample #1") && m.contains("`bad name`")),
+            "{err:?}"
+        );
+        let err = check(batch(&[("up", &[("a", "1"), ("b", "2"), ("c", "3")])]));
+        assert_eq!(
+            err,
+            OutputError::Limit(
+                "returned sample #0 `up` with 3 labels, more than limits.max_labels = 2".into()
+            )
+        );
+        let err = check(batch(&[("up", &[("a", "123456")])]));
+        assert_eq!(
+            err,
+            OutputError::Limit(
+                "returned sample #0 `up` whose label `a` has a 6-byte value, longer than \
+                 limits.max_label_bytes = 5"
+                    .into()
+            )
+        );
+        let err = check(batch(&[("up", &[("bad-l", "x")])]));
+        assert!(matches!(&err, OutputError::Invalid(m) if m.contains("`bad-l`")), "{err:?}");
+        // Exactly at the limits is fine.
+        samples_from_batch(&batch(&[("abcdefghij", &[("abcde", "12345")]); 3]), &l, &mut cache)
+            .unwrap();
+    }
+
+    #[test]
+    fn malformed_spans_are_refused_not_trusted() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        // A name span past the end of the text.
+        let mut b = batch(&[("up", &[("job", "a")])]);
+        b.samples[0].name = types::Span { start: 2, len: 100 };
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("sample #0's metric name") && m.contains("outside the batch's 6-byte text")),
+            "{err:?}"
+        );
+        // start + len overflowing u32 arithmetic.
+        b.samples[0].name = types::Span {
+            start: u32::MAX,
+            len: u32::MAX,
+        };
+        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        // A label range past the end of the label list.
+        let mut b = batch(&[("up", &[("job", "a")])]);
+        b.samples[0].first_label = 1;
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("labels #1 to #2 of a batch of 1")),
+            "{err:?}"
+        );
+        b.samples[0].first_label = u32::MAX;
+        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        // A span cutting a character in two.
+        let mut b = batch(&[("up", &[("job", "é")])]);
+        b.labels[0].value.len = 1;
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("label #0's value span does not start and end on UTF-8")),
+            "{err:?}"
+        );
+        assert_eq!(cache.len(), 0, "nothing invalid is remembered");
+    }
+
+    #[test]
+    fn the_series_cache_is_bounded() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let names: Vec<String> = (0..SERIES_CACHE_MAX_ENTRIES + 10)
+            .map(|i| format!("m{i}"))
+            .collect();
+        let samples: Vec<(&str, &[(&str, &str)])> =
+            names.iter().map(|n| (n.as_str(), &[][..])).collect();
+        let out = samples_from_batch(&batch(&samples), &l, &mut cache).unwrap();
+        assert_eq!(out.len(), SERIES_CACHE_MAX_ENTRIES + 10);
+        assert!(cache.len() <= SERIES_CACHE_MAX_ENTRIES);
+        assert_eq!(out[SERIES_CACHE_MAX_ENTRIES + 9].name, names[SERIES_CACHE_MAX_ENTRIES + 9]);
     }
 }

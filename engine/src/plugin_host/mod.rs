@@ -12,7 +12,7 @@
 //!   `host` (log, clock) always; `system`, `files`, `http`, `processes` and `gpu` only when its
 //!   config entry grants them (`capabilities.rs`, `http.rs`, `processes.rs`, `gpu.rs`). A component
 //!   importing an ungranted interface, an interface the host does not provide, or another
-//!   contract version than `0.1.x` is refused at load time with the fix in the message.
+//!   contract version than `0.2.x` is refused at load time with the fix in the message.
 //! * **Limits** (`limits:` of its entry): all linear memories together are capped
 //!   (`limits.rs`); every call (and instantiate + `init`) has a wall-clock deadline enforced
 //!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
@@ -67,7 +67,7 @@ pub use standard::{StandardPlugin, find_standard, standard_plugins};
 use bindings::{analyzer, collector};
 use cache::{ComponentCache, LoadError, WasmSource};
 use capabilities::{Capabilities, Samplers};
-use convert::{OutputError, OutputLimits};
+use convert::{OutputError, OutputLimits, SeriesCache};
 use instance::{EpochTicker, Runner, RunnerParts, StoreState, World};
 
 /// Where a plugin's component comes from.
@@ -229,7 +229,11 @@ impl PluginHost {
         let (runner, sha256) = self
             .load::<collector::FullCollector>(spec, &self.inner.collector_linker)
             .await?;
-        Ok(CollectorInstance { runner, sha256 })
+        Ok(CollectorInstance {
+            runner,
+            sha256,
+            series: SeriesCache::default(),
+        })
     }
 
     /// Loads an analyzer (see [`PluginHost::collector`]).
@@ -346,6 +350,9 @@ impl PluginHost {
 pub struct CollectorInstance {
     runner: Runner<collector::FullCollector>,
     sha256: [u8; 32],
+    /// The series this instance returned before, already checked (see [`SeriesCache`]);
+    /// kept across re-instantiations, since it depends only on the bytes and the limits.
+    series: SeriesCache,
 }
 
 impl CollectorInstance {
@@ -353,12 +360,12 @@ impl CollectorInstance {
     /// and returns the checked samples. Output beyond the instance's limits fails the call
     /// and discards the instance.
     pub async fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-        let samples = self
+        let batch = self
             .runner
             .call("collect", |w, store| Box::pin(w.call_collect(store)))
             .await?;
         let limits = self.runner.output_limits();
-        convert::samples_from_wit(samples, &limits)
+        convert::samples_from_batch(&batch, &limits, &mut self.series)
             .map_err(|e| output_error(&mut self.runner, "collect", e))
     }
 

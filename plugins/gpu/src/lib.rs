@@ -17,7 +17,7 @@
 
 use serde::Deserialize;
 use telltale_sdk::bindings::telltale::plugin::gpu::{Device, GpuSnapshot};
-use telltale_sdk::{Collector, Level, PluginError, Sample, log, parse_config, sample};
+use telltale_sdk::{Collector, Level, PluginError, Sample, Samples, log, parse_config, sample};
 
 /// The prefix the host puts on the reason when NVML cannot be used at all.
 const UNAVAILABLE: &str = "unavailable: ";
@@ -162,12 +162,13 @@ impl Collector for GpuCollector {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         let outcome = self.handle(telltale_sdk::bindings::telltale::plugin::gpu::snapshot())?;
         if let Some(line) = outcome.log {
             log(Level::Warn, &line);
         }
-        Ok(outcome.samples)
+        out.extend(&outcome.samples);
+        Ok(())
     }
 }
 

@@ -63,7 +63,7 @@
 
 pub mod groups;
 
-use telltale_sdk::{Collector, PluginError, Sample, parse_config};
+use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 
 pub use groups::{Config, Matcher, State};
 
@@ -85,23 +85,24 @@ impl Collector for ProcessCollector {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, samples: &mut Samples) -> Result<(), PluginError> {
         #[cfg(target_family = "wasm")]
         {
             let now = telltale_sdk::now_ms();
             let table = telltale_sdk::processes::list();
-            let out = self
+            let collected = self
                 .state
                 .collect(&self.groups, self.per_process, &table, now);
-            for exit in &out.exits {
+            for exit in &collected.exits {
                 telltale_sdk::log(telltale_sdk::Level::Warn, &exit.log_line());
             }
-            Ok(out.samples)
+            samples.extend(&collected.samples);
+            Ok(())
         }
         #[cfg(not(target_family = "wasm"))]
         {
             // Natively there is no host to read through; tests call `State::collect`.
-            let _ = (&mut self.state, &self.groups, self.per_process);
+            let _ = (&mut self.state, &self.groups, self.per_process, samples);
             Err(PluginError::Unavailable(
                 "the process plugin runs inside the Telltale host only".to_string(),
             ))

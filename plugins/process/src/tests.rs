@@ -2,7 +2,7 @@
 //! collections, pid reuse and exit detection.
 
 use telltale_sdk::processes::Process;
-use telltale_sdk::{Collector, PluginError, Sample};
+use telltale_sdk::{Collector, PluginError, Sample, Samples};
 
 use super::*;
 use crate::groups::{Exit, Groups};
@@ -409,5 +409,8 @@ fn counters_going_backwards_give_no_rate() {
 #[test]
 fn collect_outside_the_host_says_unavailable() {
     let mut c = ProcessCollector::init(r#"{"groups": {"a": ["x"]}}"#).expect("init");
-    assert!(matches!(c.collect(), Err(PluginError::Unavailable(_))));
+    assert!(matches!(
+        c.collect(&mut Samples::new()),
+        Err(PluginError::Unavailable(_))
+    ));
 }

@@ -33,7 +33,7 @@ pub mod scrape;
 use std::time::Instant;
 
 use telltale_formats::prometheus::parse_text;
-use telltale_sdk::{Collector, Level, PluginError, Sample, http, log, now_ms, sample};
+use telltale_sdk::{Collector, Level, PluginError, Samples, http, log, now_ms};
 
 use crate::scrape::{ACCEPT, Config, Out, ScrapeResult, Target, map_exposition, target_metrics};
 
@@ -60,12 +60,12 @@ fn scrape_one(config: &Config, target: &Target, now: i64) -> Result<ScrapeResult
     Ok(map_exposition(config, target, exposition, now))
 }
 
-fn to_sample(o: Out) -> Sample {
-    let mut s = sample(o.name, o.value).at(o.timestamp_ms);
+/// Writes one mapped sample into the call's batch.
+fn write_sample(out: &mut Samples, o: Out) {
+    let mut s = out.sample(o.name, o.value).at(o.timestamp_ms);
     for (k, v) in o.labels {
         s = s.label(k, v);
     }
-    s
 }
 
 impl Collector for Prometheus {
@@ -75,8 +75,7 @@ impl Collector for Prometheus {
         Ok(Prometheus { config, last_up })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-        let mut out = Vec::new();
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         for (i, target) in self.config.targets.iter().enumerate() {
             let now = now_ms();
             let started = Instant::now();
@@ -93,16 +92,16 @@ impl Collector for Prometheus {
                 }
                 self.last_up[i] = Some(up);
             }
-            out.extend(
-                target_metrics(target, result.as_ref().ok(), duration, now)
-                    .into_iter()
-                    .map(to_sample),
-            );
+            for o in target_metrics(target, result.as_ref().ok(), duration, now) {
+                write_sample(out, o);
+            }
             if let Ok(r) = result {
-                out.extend(r.samples.into_iter().map(to_sample));
+                for o in r.samples {
+                    write_sample(out, o);
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -40,7 +40,7 @@ pub mod collect;
 pub mod procfs;
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, parse_config};
+use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 
 /// The plugin's configuration (see the crate docs).
 #[derive(Debug, Clone, Deserialize)]
@@ -125,17 +125,18 @@ impl Collector for SystemCollector {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         #[cfg(target_family = "wasm")]
         {
             let now = telltale_sdk::now_ms();
             let snapshot = telltale_sdk::system::snapshot();
-            Ok(self.state.collect(&self.config, &HostFiles, &snapshot, now))
+            out.extend(self.state.collect(&self.config, &HostFiles, &snapshot, now));
+            Ok(())
         }
         #[cfg(not(target_family = "wasm"))]
         {
             // Natively there is no host to read through; tests call `State::collect`.
-            let _ = (&mut self.state, &self.config);
+            let _ = (&mut self.state, &self.config, out);
             Err(PluginError::Unavailable(
                 "the system plugin runs inside the Telltale host only".to_string(),
             ))

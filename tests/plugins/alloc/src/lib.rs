@@ -3,7 +3,7 @@
 //! naming the plugin and the limit, and the next call must get a fresh instance.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, parse_config, sample};
+use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -22,11 +22,12 @@ impl Collector for Alloc {
         Ok(Alloc { bytes: mib << 20 })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         // Touch every byte so that nothing can be optimised away.
         let buffer = core::hint::black_box(vec![1u8; self.bytes]);
         let sum: u64 = buffer.iter().map(|&b| u64::from(b)).sum();
-        Ok(vec![sample("alloc_bytes", sum as f64)])
+        out.sample("alloc_bytes", sum as f64);
+        Ok(())
     }
 }
 

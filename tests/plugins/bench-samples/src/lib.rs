@@ -1,11 +1,12 @@
 //! Test plugin for the benchmarks (`engine/benches/plugin_overhead.rs`): a collector whose
 //! `collect()` returns `samples` samples (config `{"samples": N}`, default 50), each with
-//! two labels, built the way a real collector builds them: fresh strings every call, one
-//! timestamp from the host per call. The benchmark's native baseline builds the very same
-//! samples, so the difference is the cost of the plugin boundary.
+//! two labels, written the way the SDK writes them: every name and label formatted into the
+//! call's batch (the `series` label from an integer), one timestamp from the host per call.
+//! The benchmark's native baseline builds the very same samples as `model::Sample`s, so
+//! the difference is the cost of the plugin boundary.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, Label, PluginError, Sample};
+use telltale_sdk::{Collector, PluginError, Samples};
 
 /// The most samples one call may be asked for; more is a config mistake, not a benchmark.
 const MAX_SAMPLES: usize = 1_000_000;
@@ -39,25 +40,13 @@ impl Collector for BenchSamples {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-        let now = telltale_sdk::now_ms();
-        Ok((0..self.samples)
-            .map(|i| Sample {
-                name: "bench_value".to_string(),
-                labels: vec![
-                    Label {
-                        name: "kind".to_string(),
-                        value: "bench".to_string(),
-                    },
-                    Label {
-                        name: "series".to_string(),
-                        value: i.to_string(),
-                    },
-                ],
-                value: i as f64,
-                timestamp_ms: now,
-            })
-            .collect())
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
+        for i in 0..self.samples {
+            out.sample("bench_value", i as f64)
+                .label("kind", "bench")
+                .label("series", i);
+        }
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! in for a broken plugin on disk to check that a changed `.wasm` file is reloaded without
 //! restarting the engine (a sample only this version emits appears).
 
-use telltale_sdk::{Collector, PluginError, Sample, sample};
+use telltale_sdk::{Collector, PluginError, Samples};
 
 struct Counter {
     calls: u64,
@@ -14,9 +14,10 @@ impl Collector for Counter {
         Ok(Counter { calls: 0 })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         self.calls += 1;
-        Ok(vec![sample("test_counter_calls_total", self.calls as f64)])
+        out.sample("test_counter_calls_total", self.calls as f64);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! host's message.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, http, parse_config, sample};
+use telltale_sdk::{Collector, PluginError, Samples, http, parse_config};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,13 +21,12 @@ impl Collector for Fetch {
         Ok(Fetch { url: config.url })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         let response = http::get_with_headers(&self.url, &[("accept", "text/plain")])
             .map_err(PluginError::Failed)?;
-        Ok(vec![
-            sample("fetch_status_code", f64::from(response.status)),
-            sample("fetch_body_bytes", response.body.len() as f64),
-        ])
+        out.sample("fetch_status_code", f64::from(response.status));
+        out.sample("fetch_body_bytes", response.body.len() as f64);
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@
 //! value, and keep running.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, parse_config, sample};
+use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +32,7 @@ impl Collector for Flood {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         let c = &self.config;
         if let Some(n) = c.output_bytes {
             let line = "x".repeat(99);
@@ -44,16 +44,15 @@ impl Collector for Flood {
             Some(n) => "f".repeat(n),
             None => "flood_value".to_string(),
         };
+        let blob = c.label_value_bytes.map(|n| "v".repeat(n));
         let count = c.samples.unwrap_or(1_000_000);
-        let mut out = Vec::with_capacity(count);
         for i in 0..count {
-            let mut s = sample(name.clone(), i as f64);
-            if let Some(n) = c.label_value_bytes {
-                s = s.label("blob", "v".repeat(n));
+            let s = out.sample(&name, i as f64);
+            if let Some(blob) = &blob {
+                s.label("blob", blob);
             }
-            out.push(s);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

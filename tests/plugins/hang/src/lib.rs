@@ -2,7 +2,7 @@
 //! check that a per-call deadline stops a plugin that spins forever without blocking the
 //! runtime, and that the instance is re-created afterwards.
 
-use telltale_sdk::{Collector, PluginError, Sample};
+use telltale_sdk::{Collector, PluginError, Samples};
 
 struct Hang {
     counter: u64,
@@ -13,7 +13,7 @@ impl Collector for Hang {
         Ok(Hang { counter: 0 })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, _out: &mut Samples) -> Result<(), PluginError> {
         loop {
             // black_box keeps the optimiser from proving the loop has no effect.
             self.counter = core::hint::black_box(self.counter.wrapping_add(1));

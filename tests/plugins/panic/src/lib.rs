@@ -1,7 +1,7 @@
 //! Test plugin: a collector whose `collect()` panics. The engine must report the panic
 //! message with the plugin's name, re-instantiate it, and keep running.
 
-use telltale_sdk::{Collector, PluginError, Sample};
+use telltale_sdk::{Collector, PluginError, Samples};
 
 struct Panic;
 
@@ -10,7 +10,7 @@ impl Collector for Panic {
         Ok(Panic)
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, _out: &mut Samples) -> Result<(), PluginError> {
         let calls = core::hint::black_box(1);
         panic!("the panic plugin gave up after {calls} call(s)");
     }

@@ -1,7 +1,7 @@
 //! Test plugin: a collector whose `collect()` recurses without bound. The engine must
 //! contain the stack overflow (a trap) and keep running.
 
-use telltale_sdk::{Collector, PluginError, Sample, sample};
+use telltale_sdk::{Collector, PluginError, Samples};
 
 struct Recurse;
 
@@ -19,8 +19,9 @@ impl Collector for Recurse {
         Ok(Recurse)
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-        Ok(vec![sample("recurse_depth", depth(0) as f64)])
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
+        out.sample("recurse_depth", depth(0) as f64);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`"mode": "sleep"`). Under its deadline it succeeds; over it, it must be stopped.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, now_ms, parse_config, sample};
+use telltale_sdk::{Collector, PluginError, Samples, now_ms, parse_config};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +35,7 @@ impl Collector for Slow {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
         let start = now_ms();
         if self.sleep {
             std::thread::sleep(std::time::Duration::from_millis(self.ms));
@@ -44,7 +44,8 @@ impl Collector for Slow {
                 core::hint::spin_loop();
             }
         }
-        Ok(vec![sample("slow_elapsed_ms", (now_ms() - start) as f64)])
+        out.sample("slow_elapsed_ms", (now_ms() - start) as f64);
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! fails with the refusal, or with `LEAKED` if the read worked.
 
 use serde::Deserialize;
-use telltale_sdk::{Collector, PluginError, Sample, files, parse_config};
+use telltale_sdk::{Collector, PluginError, Samples, files, parse_config};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +33,7 @@ impl Collector for Snoop {
         })
     }
 
-    fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
+    fn collect(&mut self, _out: &mut Samples) -> Result<(), PluginError> {
         let path = &self.path;
         let result = if self.mode == "wasi" {
             std::fs::read(path).map_err(|e| e.to_string())

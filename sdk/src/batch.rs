@@ -1,0 +1,311 @@
+//! [`Samples`]: the batch a collector writes its samples into.
+//!
+//! `collect` returns a `sample-batch` (contract `0.2`): one `text` holding every metric
+//! name, label name and label value back to back, a list of fixed-size sample records
+//! pointing into it, and a list of label records. Building it needs no allocation per
+//! sample (the three buffers grow, and start each call at the size the previous call
+//! needed), and crossing into the host costs three copies instead of a few allocations per
+//! sample. [`Samples::sample`] writes straight into it; names and values are anything that
+//! implements [`Display`], formatted in place.
+
+use std::cell::Cell;
+use std::fmt::{Display, Write};
+
+use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
+use crate::{Label, Sample, now_ms};
+
+thread_local! {
+    /// The sizes of the previous call's batch (text bytes, samples, labels): the next
+    /// call's batch starts with that capacity, so a collector that returns about the same
+    /// samples every time grows no buffer after its first call.
+    static LAST_SIZES: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
+}
+
+/// The samples one `collect` call returns, written into one flat batch.
+///
+/// Start a sample with [`Samples::sample`], which returns a [`SampleWriter`] to add labels
+/// and set the time. A sample is timestamped with the time the batch was created (the start
+/// of the `collect` call, read once from the host) unless [`SampleWriter::at`] says
+/// otherwise.
+///
+/// ```
+/// use telltale_sdk::Samples;
+///
+/// let mut out = Samples::new();
+/// for (core, busy) in [(0, 12.5), (1, 80.0)] {
+///     // Any `Display` value is a label value, formatted straight into the batch.
+///     out.sample("cpu_usage_percent", busy).label("cpu", core);
+/// }
+/// out.sample("cpu_count", 2.0);
+///
+/// assert_eq!(out.len(), 3);
+/// let first = out.iter().next().unwrap();
+/// assert_eq!(first.name(), "cpu_usage_percent");
+/// assert_eq!(first.label("cpu"), Some("0"));
+/// assert_eq!(first.value(), 12.5);
+/// assert_eq!(first.timestamp_ms(), out.timestamp_ms());
+/// ```
+#[derive(Debug)]
+pub struct Samples {
+    text: String,
+    samples: Vec<BatchSample>,
+    labels: Vec<LabelSpan>,
+    now: i64,
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        Samples::new()
+    }
+}
+
+/// The byte offset `n` as the contract's `u32`: a batch cannot exceed 4 GiB inside a
+/// 32-bit WebAssembly memory; natively the host would refuse the saturated span.
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Formats `value` at the end of `text` and returns its span.
+fn write_span(text: &mut String, value: impl Display) -> Span {
+    let start = text.len();
+    // Writing into a `String` cannot fail; a `Display` impl that reports an error leaves
+    // what it wrote so far.
+    let _ = write!(text, "{value}");
+    Span {
+        start: offset(start),
+        len: offset(text.len() - start),
+    }
+}
+
+impl Samples {
+    /// An empty batch whose samples are timestamped now ([`now_ms`]).
+    pub fn new() -> Samples {
+        Samples::with_timestamp(now_ms())
+    }
+
+    /// An empty batch whose samples are timestamped `timestamp_ms` (milliseconds since the
+    /// Unix epoch) unless a sample sets its own: for tests that compare exact output.
+    pub fn with_timestamp(timestamp_ms: i64) -> Samples {
+        Samples {
+            text: String::new(),
+            samples: Vec::new(),
+            labels: Vec::new(),
+            now: timestamp_ms,
+        }
+    }
+
+    /// The batch the SDK hands to `Collector::collect`: sized like the previous call's.
+    pub(crate) fn for_call() -> Samples {
+        let (text, samples, labels) = LAST_SIZES.with(Cell::get);
+        Samples {
+            text: String::with_capacity(text),
+            samples: Vec::with_capacity(samples),
+            labels: Vec::with_capacity(labels),
+            now: now_ms(),
+        }
+    }
+
+    /// The timestamp of samples that do not set their own.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.now
+    }
+
+    /// Starts a sample of metric `name` with `value`; add labels with
+    /// [`SampleWriter::label`]. The name is formatted into the batch, so
+    /// `format_args!("{prefix}_bytes")` costs no allocation.
+    ///
+    /// Names follow Prometheus' conventions, which the engine checks
+    /// (`[a-zA-Z_:][a-zA-Z0-9_:]*`): `snake_case`, prefixed with what is measured, in base
+    /// units (`_bytes`, `_seconds`), `_total` for counters, `_percent` for 0–100 ratios.
+    /// Label names are `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__`.
+    pub fn sample(&mut self, name: impl Display, value: f64) -> SampleWriter<'_> {
+        let name = write_span(&mut self.text, name);
+        self.samples.push(BatchSample {
+            name,
+            first_label: offset(self.labels.len()),
+            label_count: 0,
+            value,
+            timestamp_ms: self.now,
+        });
+        SampleWriter { batch: self }
+    }
+
+    /// Adds a sample built with [`sample`](crate::sample) (an owned [`Sample`], e.g. from
+    /// code shared with an analyzer). [`Samples::sample`] is cheaper: it allocates nothing
+    /// per sample.
+    pub fn push(&mut self, sample: Sample) {
+        self.push_ref(&sample);
+    }
+
+    fn push_ref(&mut self, s: &Sample) {
+        self.sample(&s.name, s.value)
+            .labels(&s.labels)
+            .at(s.timestamp_ms);
+    }
+
+    /// How many samples the batch holds.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the batch holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The samples in the order they were written, as views into the batch: what tests
+    /// look at.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = SampleRef<'_>> + '_ {
+        (0..self.samples.len()).map(move |index| SampleRef { batch: self, index })
+    }
+
+    /// The samples as owned [`Sample`]s (allocates every string): for tests.
+    pub fn to_vec(&self) -> Vec<Sample> {
+        self.iter().map(|s| s.to_sample()).collect()
+    }
+
+    /// The batch in the contract's shape, as `collect` returns it.
+    #[doc(hidden)]
+    pub fn into_batch(self) -> SampleBatch {
+        LAST_SIZES.with(|c| c.set((self.text.len(), self.samples.len(), self.labels.len())));
+        SampleBatch {
+            text: self.text,
+            samples: self.samples,
+            labels: self.labels,
+        }
+    }
+
+    fn text(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        self.text
+            .get(start..start.saturating_add(span.len as usize))
+            .unwrap_or("")
+    }
+}
+
+impl Extend<Sample> for Samples {
+    fn extend<I: IntoIterator<Item = Sample>>(&mut self, iter: I) {
+        for s in iter {
+            self.push_ref(&s);
+        }
+    }
+}
+
+impl<'a> Extend<&'a Sample> for Samples {
+    fn extend<I: IntoIterator<Item = &'a Sample>>(&mut self, iter: I) {
+        for s in iter {
+            self.push_ref(s);
+        }
+    }
+}
+
+/// Adds labels to (and sets the time of) the sample [`Samples::sample`] just started.
+/// Everything is written into the batch at once; dropping the writer finishes the sample.
+#[derive(Debug)]
+pub struct SampleWriter<'a> {
+    batch: &'a mut Samples,
+}
+
+impl SampleWriter<'_> {
+    /// Adds the label `name="value"`; both are formatted into the batch, so an integer or
+    /// a `format_args!` needs no `String`.
+    ///
+    /// ```
+    /// use telltale_sdk::Samples;
+    ///
+    /// let mut out = Samples::new();
+    /// let pid = 4242;
+    /// out.sample("process_threads", 3.0).label("pid", pid).label("name", "nginx");
+    /// let s = out.iter().next().unwrap();
+    /// assert_eq!(s.labels().collect::<Vec<_>>(), [("pid", "4242"), ("name", "nginx")]);
+    /// ```
+    pub fn label(self, name: impl Display, value: impl Display) -> Self {
+        let b = &mut *self.batch;
+        let name = write_span(&mut b.text, name);
+        let value = write_span(&mut b.text, value);
+        b.labels.push(LabelSpan { name, value });
+        if let Some(s) = b.samples.last_mut() {
+            s.label_count += 1;
+        }
+        self
+    }
+
+    /// Adds every label of `labels` (e.g. those of a config section).
+    pub fn labels<'l>(mut self, labels: impl IntoIterator<Item = &'l Label>) -> Self {
+        for l in labels {
+            self = self.label(&l.name, &l.value);
+        }
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch) of this sample.
+    pub fn at(self, timestamp_ms: i64) -> Self {
+        if let Some(s) = self.batch.samples.last_mut() {
+            s.timestamp_ms = timestamp_ms;
+        }
+        self
+    }
+}
+
+/// One sample of a [`Samples`] batch, read back (see [`Samples::iter`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    batch: &'a Samples,
+    index: usize,
+}
+
+impl<'a> SampleRef<'a> {
+    fn record(&self) -> &'a BatchSample {
+        &self.batch.samples[self.index]
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &'a str {
+        self.batch.text(self.record().name)
+    }
+
+    /// The value.
+    pub fn value(&self) -> f64 {
+        self.record().value
+    }
+
+    /// The timestamp, milliseconds since the Unix epoch.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.record().timestamp_ms
+    }
+
+    /// The labels, `(name, value)`, in the order they were added.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let batch = self.batch;
+        let r = self.record();
+        let first = r.first_label as usize;
+        let end = first.saturating_add(r.label_count as usize);
+        batch
+            .labels
+            .get(first..end)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |l| (batch.text(l.name), batch.text(l.value)))
+    }
+
+    /// The value of the label `name`, if the sample has it.
+    pub fn label(&self, name: &str) -> Option<&'a str> {
+        self.labels().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// The sample as an owned [`Sample`].
+    pub fn to_sample(&self) -> Sample {
+        Sample {
+            name: self.name().to_string(),
+            labels: self
+                .labels()
+                .map(|(name, value)| Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            value: self.value(),
+            timestamp_ms: self.timestamp_ms(),
+        }
+    }
+}
