@@ -20,6 +20,9 @@
 //! builds it (`<target>/tmp/python-collector/python-collector.wasm`); build it with
 //! `examples/python-collector/build.sh DIR` or by running `cargo test -p telltale --test e2e python`.
 //!
+//! `TELLTALE_BENCH_COLLECT_ONLY=1` stops the summary after the `collect()` figures (for
+//! profiling with `perf record`).
+//!
 //! Run: `cargo bench -p telltale --bench plugin_overhead` (about 80 s, 12 s of it compiling
 //! the Python plugin cold). Figures and how to read them: `docs/benchmarks.md`.
 
@@ -59,10 +62,15 @@ fn python_plugin() -> Option<PathBuf> {
 }
 
 fn bench_samples_spec(samples: usize) -> PluginSpec {
+    bench_samples_spec_with(samples, false)
+}
+
+/// With `discard`, the plugin builds its batch and returns none: the guest's own work.
+fn bench_samples_spec_with(samples: usize, discard: bool) -> PluginSpec {
     PluginSpec {
         instance: format!("bench-{samples}"),
         source: PluginSource::File(test_plugin("bench-samples")),
-        config_json: format!(r#"{{"samples": {samples}}}"#),
+        config_json: format!(r#"{{"samples": {samples}, "discard": {discard}}}"#),
         grants: Grants::default(),
         limits: PluginLimits::default(),
     }
@@ -288,26 +296,35 @@ fn summary() {
     let host = PluginHost::new(None).expect("plugin host");
     println!("\n== summary (medians of a plain timing loop, same run) ==");
     println!(
-        "{:>6} {:>14} {:>14} {:>8}",
-        "N", "plugin", "native", "ratio"
+        "{:>6} {:>14} {:>14} {:>8} {:>16}",
+        "N", "plugin", "native", "ratio", "guest alone"
     );
     let mut rows = Vec::new();
+    let mut guest = Vec::new();
     for n in SIZES {
         let mut plugin = rt
             .block_on(host.collector(bench_samples_spec(n)))
+            .expect("bench-samples plugin");
+        let mut discarding = rt
+            .block_on(host.collector(bench_samples_spec_with(n, true)))
             .expect("bench-samples plugin");
         let budget = Duration::from_millis(700);
         let p = median_of(budget, 20, 3, || {
             std::hint::black_box(rt.block_on(plugin.collect()).expect("collect"))
         });
         let nat = median_of(budget, 20, 3, || std::hint::black_box(native_samples(n)));
+        let g = median_of(budget, 20, 3, || {
+            std::hint::black_box(rt.block_on(discarding.collect()).expect("collect"))
+        });
         println!(
-            "{n:>6} {:>11.2} µs {:>11.2} µs {:>7.1}x",
+            "{n:>6} {:>11.2} µs {:>11.2} µs {:>7.1}x {:>13.2} µs",
             ns(p) / 1e3,
             ns(nat) / 1e3,
-            ns(p) / ns(nat)
+            ns(p) / ns(nat),
+            ns(g) / 1e3
         );
         rows.push((n, p, nat));
+        guest.push(g);
     }
     // The fixed part of a call: deadline, async call, an empty list, output forwarding.
     let mut empty = rt
@@ -337,6 +354,15 @@ fn summary() {
         slope_plugin - slope_native,
         verdict(slope_plugin <= 100.0)
     );
+    let slope_guest = (ns(guest[guest.len() - 1]) - ns(guest[0])) / extra;
+    println!(
+        "  of which the guest building its batch: {slope_guest:.1} ns/sample; lowering, \
+         lifting, checks and conversion on the host: {:.1} ns/sample",
+        slope_plugin - slope_guest
+    );
+    if std::env::var_os("TELLTALE_BENCH_COLLECT_ONLY").is_some() {
+        return;
+    }
 
     println!("\nstart of one instance, per plugin (median; compile: fresh host, empty cache dir)");
     println!(

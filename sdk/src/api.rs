@@ -6,6 +6,8 @@
 
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "collector")]
+pub use crate::batch::{Displayed, SampleRef, SampleWriter, Samples, Text, display};
 pub use crate::bindings::telltale::plugin::host::Level;
 pub use crate::bindings::telltale::plugin::types::{
     Analysis, Event, Label, PluginError, Point, Sample, SeriesWindow, Severity,
@@ -14,8 +16,6 @@ pub use crate::bindings::telltale::plugin::types::{
 /// fills these records for you.
 #[cfg(feature = "collector")]
 pub use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
-#[cfg(feature = "collector")]
-pub use crate::batch::{SampleRef, SampleWriter, Samples};
 
 /// The typed system snapshot import (grant `system`): call [`system::snapshot`].
 ///

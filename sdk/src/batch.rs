@@ -6,10 +6,12 @@
 //! sample (the three buffers grow, and start each call at the size the previous call
 //! needed), and crossing into the host costs three copies instead of a few allocations per
 //! sample. [`Samples::sample`] writes straight into it; names and values are anything that
-//! implements [`Display`], formatted in place.
+//! implements [`Text`]: strings, integers, `bool`, `char`, `format_args!(...)`, and any
+//! [`Display`] through [`display`].
 
+use std::borrow::Cow;
 use std::cell::Cell;
-use std::fmt::{Display, Write};
+use std::fmt::{self, Display, Write};
 
 use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
 use crate::{Label, Sample, now_ms};
@@ -33,7 +35,7 @@ thread_local! {
 ///
 /// let mut out = Samples::new();
 /// for (core, busy) in [(0, 12.5), (1, 80.0)] {
-///     // Any `Display` value is a label value, formatted straight into the batch.
+///     // Strings, integers and `format_args!` are written straight into the batch.
 ///     out.sample("cpu_usage_percent", busy).label("cpu", core);
 /// }
 /// out.sample("cpu_count", 2.0);
@@ -65,12 +67,170 @@ fn offset(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Formats `value` at the end of `text` and returns its span.
-fn write_span(text: &mut String, value: impl Display) -> Span {
+/// A value the batch can write as text: a metric name, a label name or a label value.
+///
+/// Implemented for `str`, `String`, `Cow<str>`, references to any of them, the integer
+/// types, `bool`, `char`, `fmt::Arguments` (`format_args!("{x}_bytes")`) and, through
+/// [`display`], anything that implements [`Display`]. Strings and integers are copied
+/// straight into the batch; only `Display` goes through the formatting machinery, which
+/// costs several times more inside WebAssembly.
+pub trait Text {
+    /// Appends the text to `out`.
+    fn write_to(&self, out: &mut String);
+}
+
+impl Text for str {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Text for String {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Text for Cow<'_, str> {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl<T: Text + ?Sized> Text for &T {
+    fn write_to(&self, out: &mut String) {
+        (**self).write_to(out);
+    }
+}
+
+impl Text for fmt::Arguments<'_> {
+    fn write_to(&self, out: &mut String) {
+        match self.as_str() {
+            Some(s) => out.push_str(s),
+            // Writing into a `String` cannot fail.
+            None => {
+                let _ = out.write_fmt(*self);
+            }
+        }
+    }
+}
+
+impl Text for bool {
+    fn write_to(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+}
+
+impl Text for char {
+    fn write_to(&self, out: &mut String) {
+        out.push(*self);
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn write_u128(mut n: u128, out: &mut String) {
+    let mut digits = [0u8; 39];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+/// Appends the decimal digits of `n` (the common case, without 128-bit division).
+fn write_u64(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+}
+
+macro_rules! unsigned_text {
+    ($($t:ty),*) => {$(
+        impl Text for $t {
+            fn write_to(&self, out: &mut String) {
+                write_u64(*self as u64, out);
+            }
+        }
+    )*};
+}
+unsigned_text!(u8, u16, u32, u64, usize);
+
+macro_rules! signed_text {
+    ($($t:ty),*) => {$(
+        impl Text for $t {
+            fn write_to(&self, out: &mut String) {
+                if *self < 0 {
+                    out.push('-');
+                }
+                write_u64(self.unsigned_abs() as u64, out);
+            }
+        }
+    )*};
+}
+signed_text!(i8, i16, i32, i64, isize);
+
+impl Text for u128 {
+    fn write_to(&self, out: &mut String) {
+        write_u128(*self, out);
+    }
+}
+
+impl Text for i128 {
+    fn write_to(&self, out: &mut String) {
+        if *self < 0 {
+            out.push('-');
+        }
+        write_u128(self.unsigned_abs(), out);
+    }
+}
+
+/// Any [`Display`] value as [`Text`], formatted straight into the batch (no `String`).
+///
+/// ```
+/// use telltale_sdk::{Samples, display};
+///
+/// let mut out = Samples::new();
+/// let addr: std::net::Ipv4Addr = "10.0.0.7".parse().unwrap();
+/// out.sample("peer_up", 1.0).label("addr", display(addr)).label("ratio", display(0.5));
+/// let s = out.iter().next().unwrap();
+/// assert_eq!(s.label("addr"), Some("10.0.0.7"));
+/// assert_eq!(s.label("ratio"), Some("0.5"));
+/// ```
+pub fn display<T: Display>(value: T) -> Displayed<T> {
+    Displayed(value)
+}
+
+/// A [`Display`] value wrapped as [`Text`]; made by [`display`].
+#[derive(Debug, Clone, Copy)]
+pub struct Displayed<T>(pub T);
+
+impl<T: Display> Text for Displayed<T> {
+    fn write_to(&self, out: &mut String) {
+        // Writing into a `String` cannot fail; a `Display` impl that reports an error
+        // leaves what it wrote so far.
+        let _ = write!(out, "{}", self.0);
+    }
+}
+
+/// Writes `value` at the end of `text` and returns its span.
+fn write_span(text: &mut String, value: impl Text) -> Span {
     let start = text.len();
-    // Writing into a `String` cannot fail; a `Display` impl that reports an error leaves
-    // what it wrote so far.
-    let _ = write!(text, "{value}");
+    value.write_to(text);
     Span {
         start: offset(start),
         len: offset(text.len() - start),
@@ -111,14 +271,14 @@ impl Samples {
     }
 
     /// Starts a sample of metric `name` with `value`; add labels with
-    /// [`SampleWriter::label`]. The name is formatted into the batch, so
+    /// [`SampleWriter::label`]. The name is written into the batch, so
     /// `format_args!("{prefix}_bytes")` costs no allocation.
     ///
     /// Names follow Prometheus' conventions, which the engine checks
     /// (`[a-zA-Z_:][a-zA-Z0-9_:]*`): `snake_case`, prefixed with what is measured, in base
     /// units (`_bytes`, `_seconds`), `_total` for counters, `_percent` for 0–100 ratios.
     /// Label names are `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__`.
-    pub fn sample(&mut self, name: impl Display, value: f64) -> SampleWriter<'_> {
+    pub fn sample(&mut self, name: impl Text, value: f64) -> SampleWriter<'_> {
         let name = write_span(&mut self.text, name);
         self.samples.push(BatchSample {
             name,
@@ -207,8 +367,8 @@ pub struct SampleWriter<'a> {
 }
 
 impl SampleWriter<'_> {
-    /// Adds the label `name="value"`; both are formatted into the batch, so an integer or
-    /// a `format_args!` needs no `String`.
+    /// Adds the label `name="value"`; both are written into the batch, so an integer or
+    /// a `format_args!` needs no `String` (see [`Text`]).
     ///
     /// ```
     /// use telltale_sdk::Samples;
@@ -219,7 +379,7 @@ impl SampleWriter<'_> {
     /// let s = out.iter().next().unwrap();
     /// assert_eq!(s.labels().collect::<Vec<_>>(), [("pid", "4242"), ("name", "nginx")]);
     /// ```
-    pub fn label(self, name: impl Display, value: impl Display) -> Self {
+    pub fn label(self, name: impl Text, value: impl Text) -> Self {
         let b = &mut *self.batch;
         let name = write_span(&mut b.text, name);
         let value = write_span(&mut b.text, value);

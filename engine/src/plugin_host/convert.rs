@@ -381,8 +381,16 @@ fn check_series(
     let owner = || format!("sample #{i} `{name}`");
     let mut pairs = Vec::with_capacity(labels.len());
     for (j, l) in labels.iter().enumerate() {
-        let ln = as_str(resolve(text, l.name, i, SpanOf::LabelName(j))?, i, SpanOf::LabelName(j))?;
-        let lv = as_str(resolve(text, l.value, i, SpanOf::LabelValue(j))?, i, SpanOf::LabelValue(j))?;
+        let ln = as_str(
+            resolve(text, l.name, i, SpanOf::LabelName(j))?,
+            i,
+            SpanOf::LabelName(j),
+        )?;
+        let lv = as_str(
+            resolve(text, l.value, i, SpanOf::LabelValue(j))?,
+            i,
+            SpanOf::LabelValue(j),
+        )?;
         check_label(ln, lv, &owner, limits)?;
         pairs.push((ln.to_string(), lv.to_string()));
     }
@@ -635,7 +643,7 @@ mod tests {
         let mut cache = SeriesCache::default();
         let mut check = |b: types::SampleBatch| samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert_eq!(
-            check(batch(&[("up", &[]); 4])),
+            check(batch(&[("up", &[][..]); 4])),
             OutputError::Limit("returned 4 samples, more than limits.max_samples = 3".into())
         );
         assert_eq!(
@@ -668,10 +676,17 @@ mod tests {
             )
         );
         let err = check(batch(&[("up", &[("bad-l", "x")])]));
-        assert!(matches!(&err, OutputError::Invalid(m) if m.contains("`bad-l`")), "{err:?}");
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("`bad-l`")),
+            "{err:?}"
+        );
         // Exactly at the limits is fine.
-        samples_from_batch(&batch(&[("abcdefghij", &[("abcde", "12345")]); 3]), &l, &mut cache)
-            .unwrap();
+        samples_from_batch(
+            &batch(&[("abcdefghij", &[("abcde", "12345")][..]); 3]),
+            &l,
+            &mut cache,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -725,6 +740,9 @@ mod tests {
         let out = samples_from_batch(&batch(&samples), &l, &mut cache).unwrap();
         assert_eq!(out.len(), SERIES_CACHE_MAX_ENTRIES + 10);
         assert!(cache.len() <= SERIES_CACHE_MAX_ENTRIES);
-        assert_eq!(out[SERIES_CACHE_MAX_ENTRIES + 9].name, names[SERIES_CACHE_MAX_ENTRIES + 9]);
+        assert_eq!(
+            out[SERIES_CACHE_MAX_ENTRIES + 9].name,
+            names[SERIES_CACHE_MAX_ENTRIES + 9]
+        );
     }
 }

@@ -447,7 +447,9 @@ async fn unknown_imports_and_other_versions_are_refused_clearly() {
     assert!(
         err.to_string()
             .contains("was built for telltale:plugin@0.1.0")
-            && err.to_string().contains("this host accepts telltale:plugin@0.2.x"),
+            && err
+                .to_string()
+                .contains("this host accepts telltale:plugin@0.2.x"),
         "{err}"
     );
 }

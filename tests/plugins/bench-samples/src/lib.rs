@@ -4,6 +4,10 @@
 //! call's batch (the `series` label from an integer), one timestamp from the host per call.
 //! The benchmark's native baseline builds the very same samples as `model::Sample`s, so
 //! the difference is the cost of the plugin boundary.
+//!
+//! With `{"discard": true}` it builds the same batch and drops it, returning none: the
+//! benchmark subtracts that from a full call to tell the guest's own work from the
+//! boundary (lowering, lifting, checks, conversion).
 
 use serde::Deserialize;
 use telltale_sdk::{Collector, PluginError, Samples};
@@ -16,6 +20,8 @@ const MAX_SAMPLES: usize = 1_000_000;
 struct Config {
     #[serde(default = "default_samples")]
     samples: usize,
+    #[serde(default)]
+    discard: bool,
 }
 
 fn default_samples() -> usize {
@@ -24,6 +30,7 @@ fn default_samples() -> usize {
 
 struct BenchSamples {
     samples: usize,
+    discard: bool,
 }
 
 impl Collector for BenchSamples {
@@ -37,16 +44,27 @@ impl Collector for BenchSamples {
         }
         Ok(BenchSamples {
             samples: cfg.samples,
+            discard: cfg.discard,
         })
     }
 
     fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
-        for i in 0..self.samples {
-            out.sample("bench_value", i as f64)
-                .label("kind", "bench")
-                .label("series", i);
+        if self.discard {
+            let mut scratch = Samples::with_timestamp(out.timestamp_ms());
+            write(&mut scratch, self.samples);
+            core::hint::black_box(&scratch);
+        } else {
+            write(out, self.samples);
         }
         Ok(())
+    }
+}
+
+fn write(out: &mut Samples, n: usize) {
+    for i in 0..n {
+        out.sample("bench_value", i as f64)
+            .label("kind", "bench")
+            .label("series", i);
     }
 }
 
