@@ -279,12 +279,7 @@ impl std::fmt::Display for SpanOf {
 }
 
 /// Resolves a span of sample #`i`, or says why it is malformed.
-fn resolve<'t>(
-    text: &'t [u8],
-    span: types::Span,
-    i: usize,
-    what: SpanOf,
-) -> Result<&'t [u8], OutputError> {
+fn resolve(text: &[u8], span: types::Span, i: usize, what: SpanOf) -> Result<&[u8], OutputError> {
     span_bytes(text, span).ok_or_else(|| {
         OutputError::Invalid(format!(
             "sample #{i}'s {what} is the span start {} + len {}, outside the batch's \

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use telltale_sdk::Sample;
 use telltale_sdk::system::{Cpu, Disk, LoadAverage, Memory, Network, SystemSnapshot};
 
 use super::*;
