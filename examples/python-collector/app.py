@@ -36,7 +36,6 @@ from wit_world.imports.types import (
     PluginError_InvalidConfig,
     PluginError_Unavailable,
     SampleBatch,
-    Span,
 )
 
 # Prometheus naming rules, as the host checks them.
@@ -124,7 +123,7 @@ class Batch:
     """Builds the `sample-batch` that `collect` returns (contract 0.2).
 
     Every metric name, label name and label value goes into one text, back to back; a
-    sample is a fixed-size record pointing into it by byte offsets (`span`: start, len in
+    sample is a fixed-size record pointing into it by byte offsets (start and length in
     UTF-8 bytes, not characters), and its labels are a range of the batch's label list.
     A string written once may be pointed at many times: `span()` remembers what it wrote.
     """
@@ -137,12 +136,12 @@ class Batch:
         self.samples = []
         self.labels = []
 
-    def span(self, text: str) -> Span:
-        """The span of `text` in the batch, writing it the first time."""
+    def span(self, text: str) -> tuple:
+        """(start, len) of `text` in the batch, writing it the first time."""
         span = self._spans.get(text)
         if span is None:
             data = text.encode("utf-8")
-            span = Span(self._size, len(data))
+            span = (self._size, len(data))
             self._parts.append(text)
             self._size += len(data)
             self._spans[text] = span
@@ -152,9 +151,9 @@ class Batch:
         """Adds the sample `name{labels} value`, timestamped with the batch's time."""
         first = len(self.labels)
         for k, v in labels.items():
-            self.labels.append(LabelSpan(self.span(k), self.span(v)))
+            self.labels.append(LabelSpan(*self.span(k), *self.span(v)))
         self.samples.append(
-            BatchSample(self.span(name), first, len(labels), value, self.timestamp_ms)
+            BatchSample(*self.span(name), first, len(labels), value, self.timestamp_ms)
         )
 
     def finish(self) -> SampleBatch:

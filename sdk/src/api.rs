@@ -15,7 +15,7 @@ pub use crate::bindings::telltale::plugin::types::{
 /// The wire shape `collect` returns (contract `0.2`); write it with [`Samples`], which
 /// fills these records for you.
 #[cfg(feature = "collector")]
-pub use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
+pub use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch};
 
 /// The typed system snapshot import (grant `system`): call [`system::snapshot`].
 ///

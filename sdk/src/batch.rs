@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Display, Write};
 
-use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch, Span};
+use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch};
 use crate::{Label, Sample, now_ms};
 
 thread_local! {
@@ -227,14 +227,11 @@ impl<T: Display> Text for Displayed<T> {
     }
 }
 
-/// Writes `value` at the end of `text` and returns its span.
-fn write_span(text: &mut String, value: impl Text) -> Span {
+/// Writes `value` at the end of `text` and returns where: `(start, len)` in bytes.
+fn write_span(text: &mut String, value: impl Text) -> (u32, u32) {
     let start = text.len();
     value.write_to(text);
-    Span {
-        start: offset(start),
-        len: offset(text.len() - start),
-    }
+    (offset(start), offset(text.len() - start))
 }
 
 impl Samples {
@@ -279,9 +276,10 @@ impl Samples {
     /// units (`_bytes`, `_seconds`), `_total` for counters, `_percent` for 0–100 ratios.
     /// Label names are `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__`.
     pub fn sample(&mut self, name: impl Text, value: f64) -> SampleWriter<'_> {
-        let name = write_span(&mut self.text, name);
+        let (name_start, name_len) = write_span(&mut self.text, name);
         self.samples.push(BatchSample {
-            name,
+            name_start,
+            name_len,
             first_label: offset(self.labels.len()),
             label_count: 0,
             value,
@@ -335,10 +333,10 @@ impl Samples {
         }
     }
 
-    fn text(&self, span: Span) -> &str {
-        let start = span.start as usize;
+    fn text(&self, start: u32, len: u32) -> &str {
+        let start = start as usize;
         self.text
-            .get(start..start.saturating_add(span.len as usize))
+            .get(start..start.saturating_add(len as usize))
             .unwrap_or("")
     }
 }
@@ -381,9 +379,14 @@ impl SampleWriter<'_> {
     /// ```
     pub fn label(self, name: impl Text, value: impl Text) -> Self {
         let b = &mut *self.batch;
-        let name = write_span(&mut b.text, name);
-        let value = write_span(&mut b.text, value);
-        b.labels.push(LabelSpan { name, value });
+        let (name_start, name_len) = write_span(&mut b.text, name);
+        let (value_start, value_len) = write_span(&mut b.text, value);
+        b.labels.push(LabelSpan {
+            name_start,
+            name_len,
+            value_start,
+            value_len,
+        });
         if let Some(s) = b.samples.last_mut() {
             s.label_count += 1;
         }
@@ -421,7 +424,8 @@ impl<'a> SampleRef<'a> {
 
     /// The metric name.
     pub fn name(&self) -> &'a str {
-        self.batch.text(self.record().name)
+        let r = self.record();
+        self.batch.text(r.name_start, r.name_len)
     }
 
     /// The value.
@@ -445,7 +449,12 @@ impl<'a> SampleRef<'a> {
             .get(first..end)
             .unwrap_or(&[])
             .iter()
-            .map(move |l| (batch.text(l.name), batch.text(l.value)))
+            .map(move |l| {
+                (
+                    batch.text(l.name_start, l.name_len),
+                    batch.text(l.value_start, l.value_len),
+                )
+            })
     }
 
     /// The value of the label `name`, if the sample has it.

@@ -253,8 +253,39 @@ impl SeriesCache {
     }
 }
 
+/// A piece of a batch's text: `len` bytes from `start` (the WIT records carry the two
+/// numbers as plain fields).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn name(s: &types::BatchSample) -> Span {
+        Span {
+            start: s.name_start,
+            len: s.name_len,
+        }
+    }
+
+    fn label_name(l: &types::LabelSpan) -> Span {
+        Span {
+            start: l.name_start,
+            len: l.name_len,
+        }
+    }
+
+    fn label_value(l: &types::LabelSpan) -> Span {
+        Span {
+            start: l.value_start,
+            len: l.value_len,
+        }
+    }
+}
+
 /// The bytes of `span` in `text`, if it lies inside.
-fn span_bytes(text: &[u8], span: types::Span) -> Option<&[u8]> {
+fn span_bytes(text: &[u8], span: Span) -> Option<&[u8]> {
     let start = usize::try_from(span.start).ok()?;
     let end = start.checked_add(usize::try_from(span.len).ok()?)?;
     text.get(start..end)
@@ -279,7 +310,7 @@ impl std::fmt::Display for SpanOf {
 }
 
 /// Resolves a span of sample #`i`, or says why it is malformed.
-fn resolve(text: &[u8], span: types::Span, i: usize, what: SpanOf) -> Result<&[u8], OutputError> {
+fn resolve(text: &[u8], span: Span, i: usize, what: SpanOf) -> Result<&[u8], OutputError> {
     span_bytes(text, span).ok_or_else(|| {
         OutputError::Invalid(format!(
             "sample #{i}'s {what} is the span start {} + len {}, outside the batch's \
@@ -316,7 +347,7 @@ pub(crate) fn samples_from_batch(
     let mut out = Vec::with_capacity(batch.samples.len());
     let result = (|| {
         for (i, s) in batch.samples.iter().enumerate() {
-            let name = resolve(text, s.name, i, SpanOf::Name)?;
+            let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
             let count = s.label_count as usize;
             if count > limits.max_labels {
                 let name = String::from_utf8_lossy(name);
@@ -337,9 +368,14 @@ pub(crate) fn samples_from_batch(
             key.extend_from_slice(name);
             for (j, l) in labels.iter().enumerate() {
                 key.push(KEY_SEPARATOR);
-                key.extend_from_slice(resolve(text, l.name, i, SpanOf::LabelName(j))?);
+                key.extend_from_slice(resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?);
                 key.push(KEY_SEPARATOR);
-                key.extend_from_slice(resolve(text, l.value, i, SpanOf::LabelValue(j))?);
+                key.extend_from_slice(resolve(
+                    text,
+                    Span::label_value(l),
+                    i,
+                    SpanOf::LabelValue(j),
+                )?);
             }
             let (name, labels) = match cache.map.get(key.as_slice()) {
                 Some((name, labels)) => (name.clone(), labels.clone()),
@@ -377,12 +413,12 @@ fn check_series(
     let mut pairs = Vec::with_capacity(labels.len());
     for (j, l) in labels.iter().enumerate() {
         let ln = as_str(
-            resolve(text, l.name, i, SpanOf::LabelName(j))?,
+            resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?,
             i,
             SpanOf::LabelName(j),
         )?;
         let lv = as_str(
-            resolve(text, l.value, i, SpanOf::LabelValue(j))?,
+            resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?,
             i,
             SpanOf::LabelValue(j),
         )?;
@@ -569,24 +605,26 @@ mod tests {
         let mut span = |s: &str| {
             let start = text.len() as u32;
             text.push_str(s);
-            types::Span {
-                start,
-                len: s.len() as u32,
-            }
+            (start, s.len() as u32)
         };
         let mut out = Vec::new();
         let mut labels = Vec::new();
         for (i, (name, ls)) in samples.iter().enumerate() {
-            let name = span(name);
+            let (name_start, name_len) = span(name);
             let first_label = labels.len() as u32;
             for (n, v) in ls.iter() {
+                let (name_start, name_len) = span(n);
+                let (value_start, value_len) = span(v);
                 labels.push(types::LabelSpan {
-                    name: span(n),
-                    value: span(v),
+                    name_start,
+                    name_len,
+                    value_start,
+                    value_len,
                 });
             }
             out.push(types::BatchSample {
-                name,
+                name_start,
+                name_len,
                 first_label,
                 label_count: ls.len() as u32,
                 value: i as f64,
@@ -690,17 +728,14 @@ mod tests {
         let mut cache = SeriesCache::default();
         // A name span past the end of the text.
         let mut b = batch(&[("up", &[("job", "a")])]);
-        b.samples[0].name = types::Span { start: 2, len: 100 };
+        (b.samples[0].name_start, b.samples[0].name_len) = (2, 100);
         let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("sample #0's metric name") && m.contains("outside the batch's 6-byte text")),
             "{err:?}"
         );
         // start + len overflowing u32 arithmetic.
-        b.samples[0].name = types::Span {
-            start: u32::MAX,
-            len: u32::MAX,
-        };
+        (b.samples[0].name_start, b.samples[0].name_len) = (u32::MAX, u32::MAX);
         assert!(samples_from_batch(&b, &l, &mut cache).is_err());
         // A label range past the end of the label list.
         let mut b = batch(&[("up", &[("job", "a")])]);
@@ -714,7 +749,7 @@ mod tests {
         assert!(samples_from_batch(&b, &l, &mut cache).is_err());
         // A span cutting a character in two.
         let mut b = batch(&[("up", &[("job", "é")])]);
-        b.labels[0].value.len = 1;
+        b.labels[0].value_len = 1;
         let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("label #0's value span does not start and end on UTF-8")),
