@@ -18,7 +18,7 @@
 //! expires. When a group is deleted, expires or loses series to a PUT/POST, those series
 //! are removed from the store at once (as Prometheus' staleness would hide them).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,15 +27,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use hashbrown::HashTable;
 use telltale_formats::is_valid_label_name;
 use telltale_formats::prometheus::{Format, parse_text};
 use tracing::info;
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, check_count, check_sample, check_store_capacity, locate};
+use super::limits::{Reason, Rejection, check_count, check_labels, check_store_capacity, locate};
 use super::{Shared, Source};
-use crate::model::{Labels, Sample, SeriesKey, TimestampMs, duration_ms};
-use crate::store::SeriesStore;
+use crate::model::{Labels, Point, SeriesKey, TimestampMs, duration_ms};
+use crate::store::{SeriesId, SeriesStore, StoreSample};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
 pub(crate) const PUSH_TIME: &str = "push_time_seconds";
@@ -43,44 +44,107 @@ pub(crate) const PUSH_TIME: &str = "push_time_seconds";
 /// The pushed groups.
 pub(crate) struct PushRegistry {
     groups: HashMap<Labels, Group>,
+    /// Series of all groups (`Group::series` summed), kept as groups change.
+    series: usize,
     expire_after: Duration,
     max_groups: usize,
 }
 
+/// One pushed series: identity (grouping labels applied, sorted), value and the store's
+/// hash of the identity, computed once when the push is parsed and reused for every
+/// store write, removal and key comparison afterwards.
+pub(crate) struct PushedSample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    hash: u64,
+}
+
+impl SeriesId for PushedSample {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// A pushed sample stamped with the time of a store write.
+struct Stamped<'a>(&'a PushedSample, TimestampMs);
+
+impl SeriesId for Stamped<'_> {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.0.label_pairs()
+    }
+}
+
+impl StoreSample for Stamped<'_> {
+    fn point(&self) -> Point {
+        Point {
+            timestamp_ms: self.1,
+            value: self.0.value,
+        }
+    }
+}
+
+/// Pushed families by name.
+type Families = BTreeMap<String, Vec<PushedSample>>;
+
 struct Group {
     /// Family name → its samples (grouping labels applied; timestamps are set on write).
-    families: BTreeMap<String, Vec<Sample>>,
+    families: Families,
+    /// `push_time_seconds` with the grouping labels.
+    push_time: PushedSample,
     pushed_ms: TimestampMs,
+    /// Samples in `families`, plus one for `push_time`.
+    series: usize,
 }
 
 impl Group {
-    fn series(&self) -> usize {
-        self.families.values().map(Vec::len).sum::<usize>() + 1
-    }
-
-    fn keys<'a>(&'a self, grouping: &'a Labels) -> impl Iterator<Item = (&'a str, &'a Labels)> {
+    /// Every series of the group, `push_time_seconds` last.
+    fn all(&self) -> impl Iterator<Item = &PushedSample> {
         self.families
             .values()
             .flatten()
-            .map(|s| (s.name.as_str(), &s.labels))
-            .chain(std::iter::once((PUSH_TIME, grouping)))
+            .chain(std::iter::once(&self.push_time))
     }
 
-    /// Every sample of the group plus `push_time_seconds`, stamped `now`.
-    fn samples(&self, grouping: &Labels, now: TimestampMs, out: &mut Vec<Sample>) {
-        for s in self.families.values().flatten() {
-            out.push(Sample {
-                timestamp_ms: now,
-                ..s.clone()
-            });
-        }
-        out.push(Sample {
-            name: PUSH_TIME.to_string(),
-            labels: grouping.clone(),
-            value: self.pushed_ms as f64 / 1000.0,
-            timestamp_ms: now,
-        });
+    /// Every sample of the group, stamped `now`, with its hash.
+    fn stamped(&self, now: TimestampMs) -> impl Iterator<Item = (u64, Stamped<'_>)> {
+        self.all().map(move |s| (s.hash, Stamped(s, now)))
     }
+}
+
+/// A set of pushed series, compared exactly (hash first, then name and labels).
+struct KeySet<'a>(HashTable<&'a PushedSample>);
+
+impl<'a> KeySet<'a> {
+    fn new<'b>(samples: impl Iterator<Item = &'b PushedSample>) -> KeySet<'b> {
+        let mut table = HashTable::with_capacity(samples.size_hint().0);
+        for s in samples {
+            if let hashbrown::hash_table::Entry::Vacant(v) =
+                table.entry(s.hash, |x: &&PushedSample| same(x, s), |x| x.hash)
+            {
+                v.insert(s);
+            }
+        }
+        KeySet(table)
+    }
+
+    fn contains(&self, s: &PushedSample) -> bool {
+        self.0.find(s.hash, |x| same(x, s)).is_some()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a PushedSample> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+fn same(a: &PushedSample, b: &PushedSample) -> bool {
+    a.hash == b.hash && a.name == b.name && a.labels == b.labels
 }
 
 impl PushRegistry {
@@ -88,6 +152,7 @@ impl PushRegistry {
     pub(crate) fn new(expire_after: Duration, max_groups: usize) -> Self {
         PushRegistry {
             groups: HashMap::new(),
+            series: 0,
             expire_after,
             max_groups,
         }
@@ -98,16 +163,12 @@ impl PushRegistry {
         self.groups.len()
     }
 
-    fn series_count(&self) -> usize {
-        self.groups.values().map(Group::series).sum()
-    }
-
     /// Applies a PUT (`replace_all`) or POST to a group and writes the result to the store.
-    /// Every check happens before the first change.
+    /// Every check happens before the first change; nothing pushed is copied.
     fn apply(
         &mut self,
         grouping: Labels,
-        families: BTreeMap<String, Vec<Sample>>,
+        families: Families,
         replace_all: bool,
         now: TimestampMs,
         store: &SeriesStore,
@@ -126,20 +187,39 @@ impl PushRegistry {
             .hint("delete groups no longer needed (DELETE /metrics/job/…), or raise ingest.pushgateway.max_groups"));
         }
         let pushed: usize = families.values().map(Vec::len).sum();
-        let merged = match (old, replace_all) {
-            (Some(old), false) => {
-                let mut m = old.families.clone();
-                m.extend(families);
-                m
+        // A POST keeps the old group's families the push does not name.
+        let kept: Vec<&Vec<PushedSample>> = match (old, replace_all) {
+            (Some(old), false) => old
+                .families
+                .iter()
+                .filter(|(name, _)| !families.contains_key(*name))
+                .map(|(_, samples)| samples)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let push_time = match old {
+            Some(old) => PushedSample {
+                value: now as f64 / 1000.0,
+                ..clone_pushed(&old.push_time)
+            },
+            None => {
+                let labels: Vec<(String, String)> = grouping
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let mut s = PushedSample {
+                    name: PUSH_TIME.to_string(),
+                    labels,
+                    value: now as f64 / 1000.0,
+                    hash: 0,
+                };
+                s.hash = store.series_hash(&s);
+                s
             }
-            _ => families,
         };
-        let group = Group {
-            families: merged,
-            pushed_ms: now,
-        };
-        let old_series = old.map_or(0, Group::series);
-        let total = self.series_count() - old_series + group.series();
+        let new_series = pushed + kept.iter().map(|f| f.len()).sum::<usize>() + 1;
+        let old_series = old.map_or(0, |g| g.series);
+        let total = self.series - old_series + new_series;
         if total > max_series {
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
@@ -150,41 +230,65 @@ impl PushRegistry {
             )
             .hint("push fewer series, delete unused groups, or raise ingest.limits.max_series_per_source"));
         }
-        let old_keys: HashSet<(&str, &Labels)> =
-            old.map(|g| g.keys(&grouping).collect()).unwrap_or_default();
-        let new_keys: HashSet<(&str, &Labels)> = group.keys(&grouping).collect();
-        let added = new_keys.difference(&old_keys).count();
-        check_store_capacity(store, added)?;
-        let removed: Vec<SeriesKey> = old_keys
-            .difference(&new_keys)
-            .map(|(n, l)| SeriesKey {
-                name: n.to_string(),
-                labels: (*l).clone(),
-            })
-            .collect();
-        store.remove_series(&removed);
-        let mut samples = Vec::with_capacity(group.series());
-        group.samples(&grouping, now, &mut samples);
-        store.ingest(samples);
-        self.groups.insert(grouping, group);
+        let new_view = || {
+            families
+                .values()
+                .flatten()
+                .chain(kept.iter().copied().flatten())
+                .chain(std::iter::once(&push_time))
+        };
+        {
+            let new_keys = KeySet::new(new_view());
+            let old_keys = KeySet::new(old.into_iter().flat_map(Group::all));
+            let added = new_keys.iter().filter(|s| !old_keys.contains(s)).count();
+            check_store_capacity(store, added)?;
+            store.remove_hashed(
+                old_keys
+                    .iter()
+                    .filter(|s| !new_keys.contains(s))
+                    .map(|s| (s.hash, s)),
+            );
+        }
+        store.ingest_hashed(new_view().map(|s| (s.hash, Stamped(s, now))));
+        drop(kept);
+        let mut families = families;
+        if let Some(old) = self.groups.remove(&grouping) {
+            self.series -= old.series;
+            if !replace_all {
+                for (name, samples) in old.families {
+                    families.entry(name).or_insert(samples);
+                }
+            }
+        }
+        self.series += new_series;
+        self.groups.insert(
+            grouping,
+            Group {
+                families,
+                push_time,
+                pushed_ms: now,
+                series: new_series,
+            },
+        );
         Ok(pushed)
     }
 
     /// Removes a group and its series.
     fn delete(&mut self, grouping: &Labels, store: &SeriesStore) {
         if let Some(g) = self.groups.remove(grouping) {
-            store.remove_series(&keys_of(&g, grouping));
+            self.series -= g.series;
+            store.remove_hashed(g.all().map(|s| (s.hash, s)));
         }
     }
 }
 
-fn keys_of(g: &Group, grouping: &Labels) -> Vec<SeriesKey> {
-    g.keys(grouping)
-        .map(|(n, l)| SeriesKey {
-            name: n.to_string(),
-            labels: l.clone(),
-        })
-        .collect()
+fn clone_pushed(s: &PushedSample) -> PushedSample {
+    PushedSample {
+        name: s.name.clone(),
+        labels: s.labels.clone(),
+        value: s.value,
+        hash: s.hash,
+    }
 }
 
 /// Re-stores every live group stamped `now`; drops groups not pushed for `expire_after`.
@@ -208,12 +312,10 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
         );
         reg.delete(&key, &shared.store);
     }
-    let mut samples = Vec::new();
-    for (key, g) in &reg.groups {
-        g.samples(key, now, &mut samples);
-    }
     // Under the registry lock, so a concurrent push cannot be overwritten by older values.
-    shared.store.ingest(samples);
+    shared
+        .store
+        .ingest_hashed(reg.groups.values().flat_map(|g| g.stamped(now)));
 }
 
 /// `PUT`, `POST` or `DELETE /metrics/…`.
@@ -280,13 +382,14 @@ fn parse_body(
     text: &str,
     format: Format,
     grouping: &Labels,
-) -> Result<BTreeMap<String, Vec<Sample>>, Rejection> {
+) -> Result<Families, Rejection> {
     let exposition = parse_text(text, format).map_err(|e| Rejection::parse(&e))?;
     check_count(&shared.limits, exposition.sample_count())?;
-    let mut families: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    let mut families = Families::new();
     let mut index = 0;
     for fam in exposition.families {
         let out = families.entry(fam.name).or_default();
+        out.reserve(fam.samples.len());
         for s in fam.samples {
             if s.timestamp_ms.is_some() {
                 return Err(Rejection {
@@ -299,22 +402,47 @@ fn parse_body(
                 }
                 .hint("remove it: pushed samples are stamped when they are stored, as with the Pushgateway"));
             }
-            let mut labels: Labels = s.labels.into_iter().collect();
-            // The grouping key wins over a sample's own label (Pushgateway semantics).
-            for (k, v) in grouping {
-                labels.insert(k.clone(), v.clone());
-            }
-            check_sample(&shared.limits, &s.name, &labels, index, Some(text))?;
+            let labels = with_grouping(s.labels, grouping);
+            check_labels(
+                &shared.limits,
+                &s.name,
+                labels.len(),
+                labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                index,
+                Some(text),
+            )?;
             index += 1;
-            out.push(Sample {
+            let mut sample = PushedSample {
                 name: s.name,
                 labels,
                 value: s.value,
-                timestamp_ms: 0,
-            });
+                hash: 0,
+            };
+            sample.hash = shared.store.series_hash(&sample);
+            out.push(sample);
         }
     }
     Ok(families)
+}
+
+/// Merges a sample's own labels (sorted, unique, as the parser returns them) with the
+/// grouping labels, which win over the sample's own label of the same name (Pushgateway
+/// semantics); the result stays sorted and unique.
+fn with_grouping(own: Vec<(String, String)>, grouping: &Labels) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(own.len() + grouping.len());
+    let mut group = grouping.iter().peekable();
+    for (k, v) in own {
+        while let Some((gk, gv)) = group.next_if(|(gk, _)| gk.as_str() < k.as_str()) {
+            out.push((gk.clone(), gv.clone()));
+        }
+        match group.next_if(|(gk, _)| gk.as_str() == k.as_str()) {
+            Some((gk, gv)) => out.push((gk.clone(), gv.clone())),
+            None => out.push((k, v)),
+        }
+    }
+    out.extend(group.map(|(k, v)| (k.clone(), v.clone())));
+    debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "labels not sorted");
+    out
 }
 
 /// Parses `/metrics/job/<job>{/<label>/<value>}` into the grouping labels.
