@@ -9,13 +9,167 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A label set. Sorted so that equal sets compare, hash and print the same way.
-pub type Labels = BTreeMap<String, String>;
+///
+/// Shared behind an [`Arc`]: a series' label set is cloned on every hop (plugin output,
+/// store, rule results, alerts), and a clone here is a reference-count increment instead
+/// of copying every string. Reads go through [`Deref`] to the map; writes
+/// ([`DerefMut`]) copy the map first only when it is shared (clone-on-write), so a
+/// mutation never shows through another holder's copy. Equality and ordering look at the
+/// pointer first, so comparing two clones of one set costs nothing.
+///
+/// ```
+/// use telltale::model::Labels;
+///
+/// let mut a = Labels::from([("host".to_string(), "db1".to_string())]);
+/// let b = a.clone(); // shares the map
+/// a.insert("core".into(), "0".into()); // `a` gets its own copy
+/// assert_eq!(b.len(), 1);
+/// assert_eq!(a.get("core").map(String::as_str), Some("0"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Labels(Arc<BTreeMap<String, String>>);
+
+impl Labels {
+    /// An empty label set.
+    pub fn new() -> Labels {
+        Labels::default()
+    }
+
+    /// Whether both are the same shared map (a clone of one another), without looking
+    /// at the contents.
+    pub fn ptr_eq(&self, other: &Labels) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The map, taken out of the [`Arc`] (copied only when it is shared).
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        Arc::unwrap_or_clone(self.0)
+    }
+}
+
+impl Deref for Labels {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Labels {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::hash::Hash for Labels {
+    // By content, as equality is (the pointer check there is only a shortcut).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        self.ptr_eq(other) || self.0 == other.0
+    }
+}
+
+impl Eq for Labels {}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
+        if self.ptr_eq(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<BTreeMap<String, String>> for Labels {
+    fn from(map: BTreeMap<String, String>) -> Labels {
+        Labels(Arc::new(map))
+    }
+}
+
+impl<const N: usize> From<[(String, String); N]> for Labels {
+    fn from(pairs: [(String, String); N]) -> Labels {
+        Labels(Arc::new(BTreeMap::from(pairs)))
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Labels {
+        Labels(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl IntoIterator for Labels {
+    type Item = (String, String);
+    type IntoIter = std::collections::btree_map::IntoIter<String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_map().into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+        BTreeMap::deserialize(deserializer).map(Labels::from)
+    }
+}
+
+impl JsonSchema for Labels {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, String>>::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, String>>::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <BTreeMap<String, String>>::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
 
 /// Milliseconds since the Unix epoch, the time unit of every sample.
 pub type TimestampMs = i64;

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{AnalyzerConfig, CollectorConfig, SupervisionConfig};
-use crate::model::{Sample, Severity, duration_ms, now_ms};
+use crate::model::{Labels, Sample, SeriesKey, Severity, duration_ms, now_ms};
 use crate::plugin_host::{
     AnalyzerInstance, CollectorInstance, PluginError, PluginHost, PluginSource, PluginSpec,
 };
@@ -113,7 +113,27 @@ struct Stats {
     /// newest point.
     dropped_series_limit: u64,
     dropped_out_of_order: u64,
+    /// The newest failure: its [`PluginError::reason`], message and time.
+    last_error: Option<LastError>,
+    /// The last-error series published before the newest failure replaced it: removed
+    /// from the store at the next publish so that only the newest one is there.
+    replaced_error: Option<SeriesKey>,
 }
+
+/// The newest failure of a plugin instance, published as
+/// `telltale_plugin_last_error_timestamp_seconds{reason,error}`.
+#[derive(Debug, Clone)]
+struct LastError {
+    reason: &'static str,
+    /// The message, cut to [`MAX_ERROR_LABEL`] characters: it becomes a label value.
+    message: String,
+    at_ms: i64,
+}
+
+/// The longest error message kept in the `error` label; the log has the whole message.
+const MAX_ERROR_LABEL: usize = 240;
+
+const LAST_ERROR_METRIC: &str = "telltale_plugin_last_error_timestamp_seconds";
 
 /// One supervised plugin instance: the loaded plugin (if any), its supervisor and counters.
 pub(crate) struct Slot<I: Instance> {
@@ -202,6 +222,7 @@ impl<I: Instance> Slot<I> {
     pub(crate) fn failed(&mut self, e: &PluginError, took: Duration, live: bool) {
         self.count_call(took);
         self.stats.errors += 1;
+        self.note_error(e);
         self.stats.emitted = 0;
         self.stats.up = false;
         if discards_instance(e, live) {
@@ -210,6 +231,44 @@ impl<I: Instance> Slot<I> {
             // The plugin is healthy and said why it could not deliver: call it as usual.
             self.guest_errors.failure(&e.to_string());
         }
+    }
+
+    /// Makes `e` the published last error. The previous one's series (another `error`
+    /// label) is queued for removal, unless it was replaced before it was ever published.
+    fn note_error(&mut self, e: &PluginError) {
+        let last = LastError {
+            reason: e.reason(),
+            message: e.to_string().chars().take(MAX_ERROR_LABEL).collect(),
+            at_ms: now_ms(),
+        };
+        if let Some(previous) = &self.stats.last_error
+            && (previous.reason, &previous.message) != (last.reason, &last.message)
+            && self.stats.replaced_error.is_none()
+        {
+            self.stats.replaced_error = Some(SeriesKey {
+                name: LAST_ERROR_METRIC.to_string(),
+                labels: self.last_error_labels(previous),
+            });
+        }
+        self.stats.last_error = Some(last);
+    }
+
+    fn last_error_labels(&self, e: &LastError) -> Labels {
+        Labels::from([
+            ("plugin".to_string(), self.name.clone()),
+            ("kind".to_string(), I::KIND.to_string()),
+            ("reason".to_string(), e.reason.to_string()),
+            ("error".to_string(), e.message.clone()),
+        ])
+    }
+
+    /// Publishes this instance's self-metrics into `store` as of `ts`, first removing the
+    /// series of a last error that a newer one replaced.
+    pub(crate) fn publish(&mut self, store: &SeriesStore, ts: i64) {
+        if let Some(key) = self.stats.replaced_error.take() {
+            store.remove_series(std::slice::from_ref(&key));
+        }
+        store.ingest(self.samples(ts));
     }
 
     fn count_call(&mut self, took: Duration) {
@@ -419,6 +478,14 @@ impl<I: Instance> Slot<I> {
         ] {
             out.push(self_metric(metric, &base, value, ts));
         }
+        if let Some(e) = &self.stats.last_error {
+            out.push(Sample {
+                name: LAST_ERROR_METRIC.to_string(),
+                labels: self.last_error_labels(e),
+                value: e.at_ms as f64 / 1000.0,
+                timestamp_ms: ts,
+            });
+        }
         out
     }
 }
@@ -446,7 +513,7 @@ async fn handle_reload<I: Instance>(
         Ok(r) => slot.reload(&r).await,
         Err(_lagged) => slot.recheck_file().await,
     }
-    store.ingest(slot.samples(now_ms()));
+    slot.publish(store, now_ms());
 }
 
 /// Runs one collector: calls `collect()` every interval under supervision and stores what
@@ -494,7 +561,7 @@ pub(crate) async fn collector_task(
                 Err(e) => slot.failed(&e, took, live),
             }
         }
-        store.ingest(slot.samples(now_ms()));
+        slot.publish(&store, now_ms());
     }
 }
 
@@ -557,7 +624,7 @@ pub(crate) async fn analyzer_task(
                 Err(e) => slot.failed(&e, took, live),
             }
         }
-        store.ingest(slot.samples(now_ms()));
+        slot.publish(&store, now_ms());
     }
 }
 
@@ -565,6 +632,8 @@ pub(crate) async fn analyzer_task(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    use crate::store::StoreLimits;
 
     fn test_plugin(name: &str) -> PathBuf {
         PathBuf::from(env!("TELLTALE_TEST_PLUGINS_DIR")).join(format!("{name}.wasm"))
@@ -616,6 +685,51 @@ mod tests {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes).unwrap();
         std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_newest_error_is_published_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.wasm");
+        std::fs::copy(test_plugin("hang"), &file).unwrap();
+        let cfg = collector(
+            "name: p\nplugin: p.wasm\nlimits: { timeout: 100ms }\n\
+             supervision: { initial_backoff: 0s }\n",
+        );
+        let mut slot = slot(&cfg, dir.path());
+        let store = SeriesStore::new(StoreLimits::default());
+        let errors =
+            |store: &SeriesStore| store.latest(LAST_ERROR_METRIC, &Labels::new(), now_ms());
+        assert!(matches!(
+            tick(&mut slot).await,
+            Some(Err(PluginError::Timeout { .. }))
+        ));
+        slot.publish(&store, now_ms());
+        let first = errors(&store);
+        assert_eq!(first.len(), 1, "{first:?}");
+        let (labels, point) = &first[0];
+        assert_eq!(labels.get("reason").map(String::as_str), Some("timeout"));
+        assert!(labels["error"].contains("deadline"), "{labels:?}");
+        assert_eq!(labels.get("plugin").map(String::as_str), Some("p"));
+        let age_s = now_ms() as f64 / 1000.0 - point.value;
+        assert!(
+            (0.0..60.0).contains(&age_s),
+            "the value is the failure time: {age_s}"
+        );
+
+        // A different failure replaces it: one series, the newest reason.
+        install(&file, &std::fs::read(test_plugin("panic")).unwrap());
+        slot.reload(&Reload::File(watch_key(&file).unwrap())).await;
+        assert!(matches!(
+            tick(&mut slot).await,
+            Some(Err(PluginError::Trap { .. }))
+        ));
+        slot.publish(&store, now_ms());
+        let now = errors(&store);
+        assert_eq!(now.len(), 1, "the replaced error is removed: {now:?}");
+        assert_eq!(now[0].0.get("reason").map(String::as_str), Some("trap"));
+        assert!(now[0].0["error"].contains("gave up"), "{:?}", now[0].0);
+        assert!(now[0].0["error"].chars().count() <= MAX_ERROR_LABEL);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

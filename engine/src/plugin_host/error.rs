@@ -238,6 +238,30 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// A short machine-readable name of the failure, the `reason` label of
+    /// `telltale_plugin_last_error_timestamp_seconds` (a rule can alert on a kind of
+    /// failure without parsing messages).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PluginError::Engine { .. } | PluginError::CacheDir { .. } => "engine",
+            PluginError::Read { .. } => "read",
+            PluginError::UnknownStandard { .. }
+            | PluginError::Compile { .. }
+            | PluginError::Incompatible { .. }
+            | PluginError::UnknownImport { .. }
+            | PluginError::WrongVersion { .. } => "incompatible",
+            PluginError::InvalidGrant { .. } | PluginError::NotGranted { .. } => "grant",
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::MemoryLimit { .. } => "memory_limit",
+            PluginError::LimitExceeded { .. } => "output_limit",
+            PluginError::Trap { .. } => "trap",
+            PluginError::InvalidConfig { .. } => "invalid_config",
+            PluginError::Unavailable { .. } => "unavailable",
+            PluginError::Failed { .. } => "failed",
+            PluginError::InvalidOutput { .. } => "invalid_output",
+        }
+    }
+
     /// Whether the failure was a limit or crash that stopped the instance (it is
     /// re-instantiated on the next call); `false` for errors the plugin reported itself.
     pub fn stopped_instance(&self) -> bool {
