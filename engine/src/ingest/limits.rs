@@ -57,7 +57,7 @@ impl Limits {
 pub(crate) enum Reason {
     /// Syntax or semantic error in the body.
     Parse,
-    /// Not UTF-8.
+    /// Not UTF-8, or a corrupt gzip body.
     Encoding,
     /// Body larger than `max_body`.
     BodySize,
@@ -73,7 +73,7 @@ pub(crate) enum Reason {
     StoreFull,
     /// Missing or wrong token.
     Unauthorized,
-    /// Protobuf, gzip, or another body the endpoint does not take.
+    /// Protobuf, a compression other than gzip, or another body the endpoint does not take.
     MediaType,
     /// `max_in_flight` requests already running.
     Overloaded,

@@ -232,10 +232,7 @@ impl Inner {
         }
         let slots = &self.slots;
         self.index.insert_unique(hash, slot, |&i| {
-            slots
-                .get(i)
-                .and_then(Option::as_ref)
-                .map_or(0, |s| s.hash)
+            slots.get(i).and_then(Option::as_ref).map_or(0, |s| s.hash)
         });
         self.len += 1;
         slot
@@ -557,5 +554,132 @@ mod tests {
         assert_eq!(store.remove_series(&[gone]), 0, "already gone");
         assert_eq!(store.series_count(), 1);
         assert_eq!(store.label_values("pushed", "job"), vec!["b"]);
+    }
+
+    /// A borrowed sample, as the ingest listeners pass them.
+    struct Borrowed<'a>(&'a str, &'a [(&'a str, &'a str)], f64, i64);
+
+    impl SeriesId for Borrowed<'_> {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+            self.1.iter().copied()
+        }
+    }
+
+    impl StoreSample for Borrowed<'_> {
+        fn point(&self) -> Point {
+            Point {
+                timestamp_ms: self.3,
+                value: self.2,
+            }
+        }
+    }
+
+    #[test]
+    fn series_limit_counts_live_series_and_frees_slots() {
+        let store = SeriesStore::new(StoreLimits {
+            max_series: 3,
+            ..StoreLimits::default()
+        });
+        let r = store.ingest((0..5).map(|i| sample("m", &[("i", &i.to_string())], 1.0, 1)));
+        assert_eq!((r.accepted, r.dropped_series_limit), (3, 2));
+        assert_eq!(store.series_count(), 3);
+        // Existing series still take points when the store is full.
+        let r = store.ingest([sample("m", &[("i", "0")], 2.0, 2)]);
+        assert_eq!((r.accepted, r.dropped_series_limit), (1, 0));
+        let r = store.ingest([sample("other", &[], 1.0, 2)]);
+        assert_eq!(r.dropped_series_limit, 1);
+        assert_eq!(
+            store.metric_names(),
+            vec!["m"],
+            "a refused series leaves no family"
+        );
+
+        let gone = SeriesKey {
+            name: "m".into(),
+            labels: [("i".to_string(), "1".to_string())].into(),
+        };
+        assert_eq!(store.remove_series(&[gone]), 1);
+        assert_eq!(store.series_count(), 2);
+        // The freed slot takes a new series; the others are untouched.
+        let r = store.ingest([sample("other", &[], 7.0, 3)]);
+        assert_eq!(r.accepted, 1);
+        assert_eq!(store.series_count(), 3);
+        assert_eq!(store.latest("other", &Labels::new(), 3)[0].1.value, 7.0);
+        assert_eq!(store.label_values("m", "i"), vec!["0", "2"]);
+        assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 2);
+    }
+
+    #[test]
+    fn prune_removes_emptied_series_from_index_and_families() {
+        let store = SeriesStore::new(StoreLimits {
+            retention: Duration::from_secs(10),
+            max_series: 2,
+            ..StoreLimits::default()
+        });
+        store.ingest([
+            sample("old", &[("a", "1")], 1.0, 1_000),
+            sample("new", &[("a", "1")], 1.0, 15_000),
+        ]);
+        store.prune(20_000);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.metric_names(), vec!["new"]);
+        assert!(store.window("old", &Labels::new(), 0).is_empty());
+        // The pruned series can come back (and counts against the limit again).
+        let r = store.ingest([
+            sample("old", &[("a", "1")], 2.0, 21_000),
+            sample("third", &[], 1.0, 21_000),
+        ]);
+        assert_eq!((r.accepted, r.dropped_series_limit), (1, 1));
+        assert_eq!(store.latest("old", &Labels::new(), 21_000)[0].1.value, 2.0);
+    }
+
+    #[test]
+    fn borrowed_and_owned_samples_find_the_same_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([sample("cpu", &[("core", "0"), ("host", "a")], 1.0, 1)]);
+        let b = Borrowed("cpu", &[("core", "0"), ("host", "a")], 2.0, 2);
+        let r = store.ingest_hashed([(store.series_hash(&b), &b)]);
+        assert_eq!(r.accepted, 1);
+        assert_eq!(store.series_count(), 1, "same identity, same series");
+        // Same labels under another name, and a subset of the labels, are other series.
+        let c = Borrowed("cpu2", &[("core", "0"), ("host", "a")], 1.0, 2);
+        let d = Borrowed("cpu", &[("core", "0")], 1.0, 2);
+        store.ingest_hashed([(store.series_hash(&c), &c), (store.series_hash(&d), &d)]);
+        assert_eq!(store.series_count(), 3);
+        let w = store.window("cpu", &Labels::new(), 0);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].points.len(), 1, "{{core=0}} sorts first");
+        assert_eq!(w[1].points.len(), 2, "two writes, one series");
+        assert_eq!(
+            store.remove_hashed([(store.series_hash(&b), &b)]),
+            1,
+            "removable by a borrowed key"
+        );
+        assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn many_series_read_back_in_label_order() {
+        let store = SeriesStore::new(StoreLimits::default());
+        // Written in reverse; reads must come back sorted by labels.
+        store.ingest(
+            (0..2000)
+                .rev()
+                .map(|i| sample("m", &[("k", &format!("{i:05}"))], i as f64, 1)),
+        );
+        store.ingest((0..2000).map(|i| sample("m", &[("k", &format!("{i:05}"))], i as f64, 2)));
+        assert_eq!(store.series_count(), 2000);
+        let mut seen = Vec::new();
+        store.for_each_series("m", &Labels::new(), |labels, points| {
+            assert_eq!(points.len(), 2);
+            seen.push(labels["k"].clone());
+        });
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+        assert_eq!(seen.len(), 2000);
     }
 }
