@@ -18,9 +18,7 @@
 //! expires. When a group is deleted, expires or loses series to a PUT/POST, those series
 //! are removed from the store at once (as Prometheus' staleness would hide them).
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +44,6 @@ pub(crate) const PUSH_TIME: &str = "push_time_seconds";
 /// The pushed groups.
 pub(crate) struct PushRegistry {
     groups: HashMap<Labels, Group>,
-    /// Keys `PushedSample::check`.
-    pub(crate) fingerprint: RandomState,
     /// Series of all groups (`Group::series` summed), kept as groups change.
     series: usize,
     expire_after: Duration,
@@ -64,8 +60,9 @@ pub(crate) struct PushedSample {
     labels: Vec<(String, String)>,
     value: f64,
     hash: u64,
-    /// A second, independently keyed hash of the identity. Together with `hash` it is a
-    /// 128-bit fingerprint that [`KeySet`] compares instead of the strings: comparing
+    /// The second half of the store's 128-bit fingerprint of the identity
+    /// (`SeriesStore::series_fingerprint`), which [`KeySet`] compares instead of the
+    /// strings: comparing
     /// the strings of a 10,000-series group meant a cache miss per string (the old group
     /// is scattered over the heap) and cost more than parsing the push.
     check: u64,
@@ -181,37 +178,16 @@ impl<'a> KeySet<'a> {
     }
 }
 
-/// Same series: equal 128-bit fingerprints. Both hashes are keyed randomly per process,
-/// so two different series collide with a probability near 2^-128 and a sender cannot
-/// make them collide on purpose.
+/// Same series: equal 128-bit fingerprints. The hash is keyed randomly per store, so two
+/// different series collide with a probability near 2^-128 and a sender cannot make them
+/// collide on purpose.
 fn same(a: &PushedSample, b: &PushedSample) -> bool {
     a.hash == b.hash && a.check == b.check
 }
 
-/// The second fingerprint half (`PushedSample::check`).
-fn check_hash(hasher: &RandomState, id: &impl SeriesId) -> u64 {
-    let mut h = hasher.build_hasher();
-    id.name().hash(&mut h);
-    for (k, v) in id.label_pairs() {
-        k.hash(&mut h);
-        v.hash(&mut h);
-    }
-    h.finish()
-}
-
 /// Fills in both hashes of a sample of the group `grouping`.
-fn fingerprint(
-    mut sample: PushedSample,
-    grouping: &Labels,
-    store: &SeriesStore,
-    hasher: &RandomState,
-) -> PushedSample {
-    let id = InGroup {
-        sample: &sample,
-        grouping,
-        now: 0,
-    };
-    let (hash, check) = (store.series_hash(&id), check_hash(hasher, &id));
+fn fingerprint(mut sample: PushedSample, grouping: &Labels, store: &SeriesStore) -> PushedSample {
+    let (hash, check) = store.series_fingerprint(&in_group(&sample, grouping));
     sample.hash = hash;
     sample.check = check;
     sample
@@ -222,7 +198,6 @@ impl PushRegistry {
     pub(crate) fn new(expire_after: Duration, max_groups: usize) -> Self {
         PushRegistry {
             groups: HashMap::new(),
-            fingerprint: RandomState::new(),
             series: 0,
             expire_after,
             max_groups,
@@ -285,7 +260,6 @@ impl PushRegistry {
                 },
                 &grouping,
                 store,
-                &self.fingerprint,
             ),
         };
         let new_series = pushed + kept.iter().map(|f| f.len()).sum::<usize>() + 1;
@@ -478,8 +452,6 @@ fn parse_body(
 ) -> Result<Families, Rejection> {
     let exposition = parse_text(text, format).map_err(|e| Rejection::parse(&e))?;
     check_count(&shared.limits, exposition.sample_count())?;
-    // Copied out so the registry lock is not held while parsing.
-    let hasher = &shared.push.lock().fingerprint.clone();
     let mut families = Families::new();
     let mut index = 0;
     for fam in exposition.families {
@@ -516,7 +488,7 @@ fn parse_body(
                 hash: 0,
                 check: 0,
             };
-            out.push(fingerprint(sample, grouping, &shared.store, hasher));
+            out.push(fingerprint(sample, grouping, &shared.store));
         }
     }
     Ok(families)

@@ -294,6 +294,22 @@ impl SeriesStore {
         h.finish()
     }
 
+    /// [`series_hash`](SeriesStore::series_hash) together with a second 64-bit value from
+    /// the same pass (the hasher's state continued by one more byte). The pair is a 128-bit
+    /// fingerprint of the identity: two different series share it with a probability near
+    /// 2^-128, and as the key is random per store a sender cannot aim for a collision.
+    pub fn series_fingerprint(&self, id: &impl SeriesId) -> (u64, u64) {
+        let mut h = self.hasher.build_hasher();
+        id.name().hash(&mut h);
+        for (k, v) in id.label_pairs() {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        let first = h.finish();
+        h.write_u8(0x80);
+        (first, h.finish())
+    }
+
     /// Stores a batch. A sample with the same timestamp as its series' newest point
     /// replaces it; an older one is dropped.
     pub fn ingest(&self, samples: impl IntoIterator<Item = Sample>) -> IngestReport {
@@ -659,6 +675,18 @@ mod tests {
             "removable by a borrowed key"
         );
         assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn fingerprint_extends_the_index_hash() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let a = Borrowed("m", &[("k", "v")], 1.0, 1);
+        let b = Borrowed("m", &[("k", "w")], 1.0, 1);
+        let (ha, ca) = store.series_fingerprint(&a);
+        assert_eq!(ha, store.series_hash(&a), "first half is the index hash");
+        assert_ne!(ha, ca);
+        assert_eq!(store.series_fingerprint(&a), (ha, ca), "stable");
+        assert_ne!(store.series_fingerprint(&b), (ha, ca));
     }
 
     #[test]
