@@ -72,10 +72,10 @@ pub struct IngestReport {
 pub trait SeriesId {
     /// The metric name.
     fn name(&self) -> &str;
-    /// The labels as (name, value) pairs, sorted by name, without duplicates and without
-    /// empty values — exactly what iterating the equivalent [`Labels`] yields. The hash
-    /// and equality of a series are computed over this sequence, so an unsorted one
-    /// would silently make a second series.
+    /// The labels as (name, value) pairs, sorted by name and without duplicate names —
+    /// exactly what iterating the equivalent [`Labels`] yields. The hash and equality of a
+    /// series are computed over this sequence, so an unsorted one would silently make a
+    /// second series (checked by a debug assertion when a series is created).
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone;
 
     /// An owned copy of the identity (for messages).
@@ -149,6 +149,14 @@ impl<T: StoreSample + ?Sized> StoreSample for &T {
     fn point(&self) -> Point {
         (**self).point()
     }
+}
+
+/// Whether `id`'s label pairs are as [`SeriesId::label_pairs`] requires: sorted by name and
+/// unique (otherwise its hash would not match the label set it is stored under).
+fn canonical(id: &impl SeriesId) -> bool {
+    id.label_pairs()
+        .zip(id.label_pairs().skip(1))
+        .all(|(a, b)| a.0 < b.0)
 }
 
 /// One stored series.
@@ -340,6 +348,7 @@ impl SeriesStore {
                         report.dropped_series_limit += 1;
                         continue;
                     }
+                    debug_assert!(canonical(&sample), "labels not sorted and unique");
                     let (name, labels) = sample.into_key();
                     inner.create(hash, name, labels)
                 }
