@@ -9,7 +9,8 @@
 //! `max_body`, and a flood of new series beyond `max_series_per_source`, showing that what
 //! cannot be taken is refused rather than buffered and that peak RSS (VmHWM) stays put.
 //!
-//! Run: `cargo bench -p telltale --bench ingest` (about a minute once built). The client
+//! Run: `cargo bench -p telltale --bench ingest` (about a minute once built); for profiling
+//! one path, `INGEST_BENCH_ONLY=influx` or `=prom` runs only that HTTP measurement. The client
 //! runs in the same process and shares the machine's cores with the server, so the HTTP
 //! figures include the client's cost.
 
@@ -207,45 +208,52 @@ fn main() {
         prom.len() as f64 / 1024.0
     );
 
-    // ---- baseline 1: parse only ------------------------------------------------------
-    let t = Instant::now();
-    for b in &influx {
-        std::hint::black_box(
-            parse_lines(std::str::from_utf8(b).unwrap(), Precision::Milliseconds, 0).unwrap(),
-        );
-    }
-    let influx_parse = rate(influx_samples * BATCHES, t.elapsed());
-    let t = Instant::now();
-    for _ in 0..BATCHES {
-        std::hint::black_box(
-            parse_text(std::str::from_utf8(&prom).unwrap(), Format::Text004).unwrap(),
-        );
-    }
-    let prom_parse = rate(prom_samples * BATCHES, t.elapsed());
-
-    // ---- baseline 2: parse + convert + store, in-process ------------------------------
-    let store = SeriesStore::new(StoreLimits::default());
-    let t = Instant::now();
-    for b in &influx {
-        let parsed =
-            parse_lines(std::str::from_utf8(b).unwrap(), Precision::Milliseconds, 0).unwrap();
-        store.ingest(to_samples(parsed));
-    }
-    let influx_local = rate(influx_samples * BATCHES, t.elapsed());
-    let store = SeriesStore::new(StoreLimits::default());
-    let t = Instant::now();
-    for i in 0..BATCHES {
-        let parsed = parse_text(std::str::from_utf8(&prom).unwrap(), Format::Text004)
-            .unwrap()
-            .into_samples();
-        let mut samples = to_samples(parsed);
-        for s in &mut samples {
-            s.timestamp_ms = T0_MS + i as i64;
+    // For profiling one path: INGEST_BENCH_ONLY=influx or =prom runs only that HTTP
+    // measurement (no baselines, no overload part).
+    let only = std::env::var("INGEST_BENCH_ONLY").unwrap_or_default();
+    let (influx_parse, prom_parse, influx_local, prom_local) = if only.is_empty() {
+        // ---- baseline 1: parse only ------------------------------------------------------
+        let t = Instant::now();
+        for b in &influx {
+            std::hint::black_box(
+                parse_lines(std::str::from_utf8(b).unwrap(), Precision::Milliseconds, 0).unwrap(),
+            );
         }
-        store.ingest(samples);
-    }
-    let prom_local = rate(prom_samples * BATCHES, t.elapsed());
-    drop(store);
+        let influx_parse = rate(influx_samples * BATCHES, t.elapsed());
+        let t = Instant::now();
+        for _ in 0..BATCHES {
+            std::hint::black_box(
+                parse_text(std::str::from_utf8(&prom).unwrap(), Format::Text004).unwrap(),
+            );
+        }
+        let prom_parse = rate(prom_samples * BATCHES, t.elapsed());
+
+        // ---- baseline 2: parse + convert + store, in-process ------------------------------
+        let store = SeriesStore::new(StoreLimits::default());
+        let t = Instant::now();
+        for b in &influx {
+            let parsed =
+                parse_lines(std::str::from_utf8(b).unwrap(), Precision::Milliseconds, 0).unwrap();
+            store.ingest(to_samples(parsed));
+        }
+        let influx_local = rate(influx_samples * BATCHES, t.elapsed());
+        let store = SeriesStore::new(StoreLimits::default());
+        let t = Instant::now();
+        for i in 0..BATCHES {
+            let parsed = parse_text(std::str::from_utf8(&prom).unwrap(), Format::Text004)
+                .unwrap()
+                .into_samples();
+            let mut samples = to_samples(parsed);
+            for s in &mut samples {
+                s.timestamp_ms = T0_MS + i as i64;
+            }
+            store.ingest(samples);
+        }
+        let prom_local = rate(prom_samples * BATCHES, t.elapsed());
+        (influx_parse, prom_parse, influx_local, prom_local)
+    } else {
+        (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
+    };
 
     // ---- HTTP ---------------------------------------------------------------------------
     let (influx_http, prom_http, hwm_after_http) = rt.block_on(async {
@@ -285,10 +293,10 @@ fn main() {
                 )
             })
             .collect();
+        let reqs = if only == "prom" { Vec::new() } else { reqs };
         let (codes, took) = send_all(&client, &s.url, reqs, CONCURRENCY).await;
-        assert_eq!(
-            codes.get(&204),
-            Some(&BATCHES),
+        assert!(
+            only == "prom" || codes.get(&204) == Some(&BATCHES),
             "influx statuses: {codes:?}"
         );
         let influx_http = rate(influx_samples * BATCHES, took);
@@ -302,10 +310,10 @@ fn main() {
                 )
             })
             .collect();
+        let reqs = if only == "influx" { Vec::new() } else { reqs };
         let (codes, took) = send_all(&client, &s.url, reqs, CONCURRENCY).await;
-        assert_eq!(
-            codes.get(&200),
-            Some(&BATCHES),
+        assert!(
+            only == "influx" || codes.get(&200) == Some(&BATCHES),
             "pushgateway statuses: {codes:?}"
         );
         let prom_http = rate(prom_samples * BATCHES, took);
@@ -347,6 +355,10 @@ fn main() {
     );
     println!("goal: 1,000,000 samples/s over HTTP");
     println!("peak RSS after the throughput runs: {hwm_after_http:.1} MiB");
+
+    if !only.is_empty() {
+        return;
+    }
 
     // ---- overload ------------------------------------------------------------------------
     rt.block_on(async {

@@ -1,6 +1,6 @@
 //! The ingest HTTP listener: routes, authentication, bounded body reading, and the one
 //! request path every write endpoint shares (auth → in-flight permit → bounded body →
-//! UTF-8 → parse + check + store → response and self-metrics).
+//! gzip (bounded too) → UTF-8 → parse + check + store → response and self-metrics).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -135,21 +135,27 @@ async fn write_inner(
         )
         .hint("retry after a short pause, send fewer concurrent requests, or raise ingest.limits.max_in_flight"));
     };
-    if let Some(enc) = headers
+    let gzip = match headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+        .map(|v| v.to_str().map(str::trim))
     {
-        return Err(Rejection::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Reason::MediaType,
-            format!("Content-Encoding `{enc}` is not supported"),
-        )
-        .hint("send the body uncompressed"));
-    }
+        None => false,
+        Some(Ok(e)) if e.is_empty() || e.eq_ignore_ascii_case("identity") => false,
+        Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => true,
+        Some(enc) => {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Reason::MediaType,
+                format!(
+                    "Content-Encoding `{}` is not supported",
+                    enc.unwrap_or("(not text)")
+                ),
+            )
+            .hint("send the body uncompressed or gzip-compressed"));
+        }
+    };
     let max = shared.limits.max_body;
-    let too_large = |what: String| {
+    let too_large = move |what: String| {
         Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, Reason::BodySize, what)
             .hint("split the data into smaller requests, or raise ingest.limits.max_body")
     };
@@ -181,10 +187,16 @@ async fn write_inner(
     let shared = shared.clone();
     let run = move || {
         let _permit = permit;
+        let bytes = if gzip {
+            gunzip(&bytes, max, too_large)?
+        } else {
+            bytes
+        };
         let text = std::str::from_utf8(&bytes).map_err(|e| utf8_rejection(&bytes, e))?;
         work(&shared, text, now_ms())
     };
-    if bytes_len_hint(headers) > BLOCKING_THRESHOLD {
+    // A small gzip body may inflate to `max_body`: decompress it off the async workers too.
+    if gzip || bytes_len_hint(headers) > BLOCKING_THRESHOLD {
         tokio::task::spawn_blocking(run).await.map_err(|e| {
             Rejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -195,6 +207,36 @@ async fn write_inner(
     } else {
         run()
     }
+}
+
+/// Decompresses a gzip body (all members, as Go's and Python's readers do), refusing it
+/// as soon as it inflates beyond `max` bytes: the limit bounds the decompressed size, so a
+/// small "gzip bomb" costs at most `max` bytes of memory.
+fn gunzip(
+    compressed: &[u8],
+    max: usize,
+    too_large: impl Fn(String) -> Rejection,
+) -> Result<bytes::Bytes, Rejection> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(max));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                Reason::Encoding,
+                format!("the body is not valid gzip: {e}"),
+            )
+            .hint("send a complete gzip stream, or drop the Content-Encoding header")
+        })?;
+    if out.len() > max {
+        return Err(too_large(format!(
+            "the body decompresses to more than the limit of {max} bytes"
+        )));
+    }
+    Ok(out.into())
 }
 
 /// The declared body length, 0 when unknown (chunked bodies are parsed in place).

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use telltale_formats::influx::{Precision, parse_lines};
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, convert};
+use super::limits::{ParsedAt, Reason, Rejection, check_parsed};
 use super::{Shared, Source};
 
 /// `POST /api/v2/write`.
@@ -66,11 +66,12 @@ async fn handle(
     };
     let work: Work = Box::new(move |shared: &Shared, text: &str, now| {
         let parsed = parse_lines(text, precision, now).map_err(|e| Rejection::parse(&e))?;
-        let samples = convert(&shared.limits, parsed, now, text)?;
+        check_parsed(&shared.limits, &parsed, text)?;
+        let samples: Vec<ParsedAt<'_>> = parsed.iter().map(|p| ParsedAt(p, now)).collect();
         let n = samples.len();
         let report = shared.influx_series.admit_and_store(
             &shared.store,
-            samples,
+            &samples,
             now,
             Source::Influx.as_str(),
         )?;

@@ -85,7 +85,7 @@ pub(crate) async fn write_json(
         let n = samples.len();
         let report = shared.json_series.admit_and_store(
             &shared.store,
-            samples,
+            &samples,
             now,
             Source::Json.as_str(),
         )?;

@@ -4,16 +4,15 @@
 //! stores, so a request refused here leaves the store untouched.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
 use telltale_formats::ParsedSample;
 
 use crate::config::IngestLimitsConfig;
-use crate::model::{Labels, Sample, TimestampMs};
-use crate::store::SeriesStore;
+use crate::model::{Labels, Point, TimestampMs};
+use crate::store::{SeriesId, SeriesStore, StoreSample};
 
 /// The ingest limits in effect (see `IngestLimitsConfig` for their meaning).
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +57,7 @@ impl Limits {
 pub(crate) enum Reason {
     /// Syntax or semantic error in the body.
     Parse,
-    /// Not UTF-8.
+    /// Not UTF-8, or a corrupt gzip body.
     Encoding,
     /// Body larger than `max_body`.
     BodySize,
@@ -74,7 +73,7 @@ pub(crate) enum Reason {
     StoreFull,
     /// Missing or wrong token.
     Unauthorized,
-    /// Protobuf, gzip, or another body the endpoint does not take.
+    /// Protobuf, a compression other than gzip, or another body the endpoint does not take.
     MediaType,
     /// `max_in_flight` requests already running.
     Overloaded,
@@ -184,6 +183,26 @@ pub(crate) fn check_sample(
     index: usize,
     body: Option<&str>,
 ) -> Result<(), Rejection> {
+    check_labels(
+        limits,
+        name,
+        labels.len(),
+        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        index,
+        body,
+    )
+}
+
+/// [`check_sample`] on borrowed labels (`count` of them), so the ingest paths can check
+/// parsed samples without building a label map first. Allocates only on the error path.
+pub(crate) fn check_labels<'a>(
+    limits: &Limits,
+    name: &str,
+    count: usize,
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    index: usize,
+    body: Option<&str>,
+) -> Result<(), Rejection> {
     let at = |needle: &str| body.and_then(|b| locate(b, needle));
     if name.len() > limits.max_metric_name_length {
         return Err(Rejection {
@@ -202,7 +221,7 @@ pub(crate) fn check_sample(
         }
         .hint("shorten the name, or raise ingest.limits.max_metric_name_length"));
     }
-    if labels.len() > limits.max_labels_per_sample {
+    if count > limits.max_labels_per_sample {
         return Err(Rejection {
             position: at(name),
             ..Rejection::new(
@@ -211,7 +230,7 @@ pub(crate) fn check_sample(
                 format!(
                     "sample {} (`{name}`) has {} labels; the limit is {}",
                     index + 1,
-                    labels.len(),
+                    count,
                     limits.max_labels_per_sample
                 ),
             )
@@ -272,27 +291,46 @@ pub(crate) fn check_count(limits: &Limits, n: usize) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Converts parsed samples (checking every limit) to the store's samples. Samples without a
-/// timestamp get `now`. Nothing is stored here.
-pub(crate) fn convert(
+/// Checks parsed samples against every limit, in place: nothing is converted or stored.
+pub(crate) fn check_parsed(
     limits: &Limits,
-    parsed: Vec<ParsedSample>,
-    now: TimestampMs,
+    parsed: &[ParsedSample],
     body: &str,
-) -> Result<Vec<Sample>, Rejection> {
+) -> Result<(), Rejection> {
     check_count(limits, parsed.len())?;
-    let mut out = Vec::with_capacity(parsed.len());
-    for (i, p) in parsed.into_iter().enumerate() {
-        let labels: Labels = p.labels.into_iter().collect();
-        check_sample(limits, &p.name, &labels, i, Some(body))?;
-        out.push(Sample {
-            name: p.name,
-            labels,
-            value: p.value,
-            timestamp_ms: p.timestamp_ms.unwrap_or(now),
-        });
+    for (i, p) in parsed.iter().enumerate() {
+        check_labels(
+            limits,
+            &p.name,
+            p.labels.len(),
+            p.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            i,
+            Some(body),
+        )?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A parsed sample as the store takes it, by reference: samples without a timestamp get
+/// the request's `now`. (The parsers keep labels sorted and unique, as the store needs.)
+pub(crate) struct ParsedAt<'a>(pub(crate) &'a ParsedSample, pub(crate) TimestampMs);
+
+impl SeriesId for ParsedAt<'_> {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.0.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl StoreSample for ParsedAt<'_> {
+    fn point(&self) -> Point {
+        Point {
+            timestamp_ms: self.0.timestamp_ms.unwrap_or(self.1),
+            value: self.0.value,
+        }
+    }
 }
 
 fn truncate(s: &str, chars: usize) -> &str {
@@ -302,37 +340,54 @@ fn truncate(s: &str, chars: usize) -> &str {
     }
 }
 
-/// The live series of one source, as hashes with the time each was last written, so a
-/// request that would take the source beyond `max_series_per_source` is refused whole.
-/// Entries older than the store's retention are forgotten (the store has pruned them).
+/// The live series of one source, as the store's series hashes with the time each was
+/// last written, so a request that would take the source beyond `max_series_per_source` is
+/// refused whole. Entries older than the store's retention are forgotten (the store has
+/// pruned them).
 pub(crate) struct SeriesTracker {
-    seen: Mutex<HashMap<u64, TimestampMs>>,
-    hasher: RandomState,
+    seen: Mutex<HashMap<u64, TimestampMs, BuildHasherDefault<PassHasher>>>,
     limit: usize,
+}
+
+/// The keys are already random-keyed hashes (`SeriesStore::series_hash`): hashing them
+/// again would only cost time.
+#[derive(Default)]
+pub(crate) struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than lose it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl SeriesTracker {
     pub(crate) fn new(limit: usize) -> Self {
         SeriesTracker {
-            seen: Mutex::new(HashMap::new()),
-            hasher: RandomState::new(),
+            seen: Mutex::new(HashMap::default()),
             limit,
         }
     }
 
     /// Checks the series budget and the store's capacity, then stores the batch; the lock
     /// is held throughout so concurrent requests of one source cannot both pass the check.
-    pub(crate) fn admit_and_store(
+    pub(crate) fn admit_and_store<S: StoreSample>(
         &self,
         store: &SeriesStore,
-        samples: Vec<Sample>,
+        samples: &[S],
         now: TimestampMs,
         source: &str,
     ) -> Result<crate::store::IngestReport, Rejection> {
-        let hashes: Vec<u64> = samples
-            .iter()
-            .map(|s| self.hasher.hash_one((&s.name, &s.labels)))
-            .collect();
+        // Hashed once, outside the lock, for both this budget and the store's index.
+        let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
         let mut seen = self.seen.lock();
         let mut new: Vec<u64> = hashes
             .iter()
@@ -346,10 +401,7 @@ impl SeriesTracker {
                 .iter()
                 .zip(&hashes)
                 .find(|(_, h)| new.binary_search(h).is_ok())
-                .map(|(s, _)| crate::model::SeriesKey {
-                    name: s.name.clone(),
-                    labels: s.labels.clone(),
-                });
+                .map(|(s, _)| s.to_key());
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 Reason::SeriesLimit,
@@ -364,7 +416,7 @@ impl SeriesTracker {
             .hint("send fewer distinct label combinations, or raise ingest.limits.max_series_per_source"));
         }
         check_store_capacity(store, new.len())?;
-        let report = store.ingest(samples);
+        let report = store.ingest_hashed(hashes.iter().copied().zip(samples));
         for h in hashes {
             seen.insert(h, now);
         }

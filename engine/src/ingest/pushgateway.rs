@@ -18,7 +18,7 @@
 //! expires. When a group is deleted, expires or loses series to a PUT/POST, those series
 //! are removed from the store at once (as Prometheus' staleness would hide them).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,15 +27,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use hashbrown::HashTable;
 use telltale_formats::is_valid_label_name;
 use telltale_formats::prometheus::{Format, parse_text};
 use tracing::info;
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, check_count, check_sample, check_store_capacity, locate};
+use super::limits::{Reason, Rejection, check_count, check_labels, check_store_capacity, locate};
 use super::{Shared, Source};
-use crate::model::{Labels, Sample, SeriesKey, TimestampMs, duration_ms};
-use crate::store::SeriesStore;
+use crate::model::{Labels, Point, SeriesKey, TimestampMs, duration_ms};
+use crate::store::{SeriesId, SeriesStore, StoreSample};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
 pub(crate) const PUSH_TIME: &str = "push_time_seconds";
@@ -43,44 +44,153 @@ pub(crate) const PUSH_TIME: &str = "push_time_seconds";
 /// The pushed groups.
 pub(crate) struct PushRegistry {
     groups: HashMap<Labels, Group>,
+    /// Series of all groups (`Group::series` summed), kept as groups change.
+    series: usize,
     expire_after: Duration,
     max_groups: usize,
 }
 
+/// One pushed series: its own labels (sorted, without those the grouping key overrides),
+/// value and the store's hash of the full identity (grouping labels merged in), computed
+/// once when the push is parsed and reused for every store write, removal and key
+/// comparison afterwards. The grouping labels are merged in when the identity is read
+/// ([`InGroup`]), not copied into every sample.
+pub(crate) struct PushedSample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    hash: u64,
+    /// The second half of the store's 128-bit fingerprint of the identity
+    /// (`SeriesStore::series_fingerprint`), which [`KeySet`] compares instead of the
+    /// strings: comparing
+    /// the strings of a 10,000-series group meant a cache miss per string (the old group
+    /// is scattered over the heap) and cost more than parsing the push.
+    check: u64,
+}
+
+/// A pushed sample in its group (whose grouping labels complete its identity), stamped
+/// with the time of a store write.
+struct InGroup<'a> {
+    sample: &'a PushedSample,
+    grouping: &'a Labels,
+    now: TimestampMs,
+}
+
+impl SeriesId for InGroup<'_> {
+    fn name(&self) -> &str {
+        &self.sample.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        merged(&self.sample.labels, self.grouping)
+    }
+}
+
+impl StoreSample for InGroup<'_> {
+    fn point(&self) -> Point {
+        Point {
+            timestamp_ms: self.now,
+            value: self.sample.value,
+        }
+    }
+}
+
+/// A sample's own labels and the grouping labels as one sorted sequence. The two never
+/// share a name (the sample's own label of a grouping name is dropped when it is parsed).
+fn merged<'a>(
+    own: &'a [(String, String)],
+    grouping: &'a Labels,
+) -> impl Iterator<Item = (&'a str, &'a str)> + Clone {
+    let mut a = own.iter().map(|(k, v)| (k.as_str(), v.as_str())).peekable();
+    let mut b = grouping
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 < y.0 => a.next(),
+        (Some(_), Some(_)) | (None, _) => b.next(),
+        (Some(_), None) => a.next(),
+    })
+}
+
+/// Pushed families by name.
+type Families = BTreeMap<String, Vec<PushedSample>>;
+
 struct Group {
     /// Family name → its samples (grouping labels applied; timestamps are set on write).
-    families: BTreeMap<String, Vec<Sample>>,
+    families: Families,
+    /// `push_time_seconds` with the grouping labels.
+    push_time: PushedSample,
     pushed_ms: TimestampMs,
+    /// Samples in `families`, plus one for `push_time`.
+    series: usize,
 }
 
 impl Group {
-    fn series(&self) -> usize {
-        self.families.values().map(Vec::len).sum::<usize>() + 1
-    }
-
-    fn keys<'a>(&'a self, grouping: &'a Labels) -> impl Iterator<Item = (&'a str, &'a Labels)> {
+    /// Every series of the group, `push_time_seconds` last.
+    fn all(&self) -> impl Iterator<Item = &PushedSample> {
         self.families
             .values()
             .flatten()
-            .map(|s| (s.name.as_str(), &s.labels))
-            .chain(std::iter::once((PUSH_TIME, grouping)))
+            .chain(std::iter::once(&self.push_time))
     }
 
-    /// Every sample of the group plus `push_time_seconds`, stamped `now`.
-    fn samples(&self, grouping: &Labels, now: TimestampMs, out: &mut Vec<Sample>) {
-        for s in self.families.values().flatten() {
-            out.push(Sample {
-                timestamp_ms: now,
-                ..s.clone()
-            });
-        }
-        out.push(Sample {
-            name: PUSH_TIME.to_string(),
-            labels: grouping.clone(),
-            value: self.pushed_ms as f64 / 1000.0,
-            timestamp_ms: now,
-        });
+    /// Every sample of the group, stamped `now`, with its hash.
+    fn stamped<'a>(
+        &'a self,
+        grouping: &'a Labels,
+        now: TimestampMs,
+    ) -> impl Iterator<Item = (u64, InGroup<'a>)> {
+        self.all().map(move |sample| {
+            (
+                sample.hash,
+                InGroup {
+                    sample,
+                    grouping,
+                    now,
+                },
+            )
+        })
     }
+}
+
+/// A set of pushed series, compared exactly (hash first, then name and labels).
+struct KeySet<'a>(HashTable<&'a PushedSample>);
+
+impl<'a> KeySet<'a> {
+    fn new<'b>(samples: impl Iterator<Item = &'b PushedSample>) -> KeySet<'b> {
+        let mut table = HashTable::with_capacity(samples.size_hint().0);
+        for s in samples {
+            if let hashbrown::hash_table::Entry::Vacant(v) =
+                table.entry(s.hash, |x: &&PushedSample| same(x, s), |x| x.hash)
+            {
+                v.insert(s);
+            }
+        }
+        KeySet(table)
+    }
+
+    fn contains(&self, s: &PushedSample) -> bool {
+        self.0.find(s.hash, |x| same(x, s)).is_some()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a PushedSample> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// Same series: equal 128-bit fingerprints. The hash is keyed randomly per store, so two
+/// different series collide with a probability near 2^-128 and a sender cannot make them
+/// collide on purpose.
+fn same(a: &PushedSample, b: &PushedSample) -> bool {
+    a.hash == b.hash && a.check == b.check
+}
+
+/// Fills in both hashes of a sample of the group `grouping`.
+fn fingerprint(mut sample: PushedSample, grouping: &Labels, store: &SeriesStore) -> PushedSample {
+    let (hash, check) = store.series_fingerprint(&in_group(&sample, grouping));
+    sample.hash = hash;
+    sample.check = check;
+    sample
 }
 
 impl PushRegistry {
@@ -88,6 +198,7 @@ impl PushRegistry {
     pub(crate) fn new(expire_after: Duration, max_groups: usize) -> Self {
         PushRegistry {
             groups: HashMap::new(),
+            series: 0,
             expire_after,
             max_groups,
         }
@@ -98,21 +209,19 @@ impl PushRegistry {
         self.groups.len()
     }
 
-    fn series_count(&self) -> usize {
-        self.groups.values().map(Group::series).sum()
-    }
-
     /// Applies a PUT (`replace_all`) or POST to a group and writes the result to the store.
-    /// Every check happens before the first change.
+    /// Every check happens before the first change; nothing pushed is copied. Returns the
+    /// samples taken and the replaced group, for the caller to drop once the registry lock
+    /// is released (freeing 10,000 samples is not free).
     fn apply(
         &mut self,
         grouping: Labels,
-        families: BTreeMap<String, Vec<Sample>>,
+        families: Families,
         replace_all: bool,
         now: TimestampMs,
         store: &SeriesStore,
         max_series: usize,
-    ) -> Result<usize, Rejection> {
+    ) -> Result<(usize, Option<Group>), Rejection> {
         let old = self.groups.get(&grouping);
         if old.is_none() && self.groups.len() >= self.max_groups {
             return Err(Rejection::new(
@@ -126,20 +235,36 @@ impl PushRegistry {
             .hint("delete groups no longer needed (DELETE /metrics/job/…), or raise ingest.pushgateway.max_groups"));
         }
         let pushed: usize = families.values().map(Vec::len).sum();
-        let merged = match (old, replace_all) {
-            (Some(old), false) => {
-                let mut m = old.families.clone();
-                m.extend(families);
-                m
-            }
-            _ => families,
+        // A POST keeps the old group's families the push does not name.
+        let kept: Vec<&Vec<PushedSample>> = match (old, replace_all) {
+            (Some(old), false) => old
+                .families
+                .iter()
+                .filter(|(name, _)| !families.contains_key(*name))
+                .map(|(_, samples)| samples)
+                .collect(),
+            _ => Vec::new(),
         };
-        let group = Group {
-            families: merged,
-            pushed_ms: now,
+        let push_time = match old {
+            Some(old) => PushedSample {
+                value: now as f64 / 1000.0,
+                ..clone_pushed(&old.push_time)
+            },
+            None => fingerprint(
+                PushedSample {
+                    name: PUSH_TIME.to_string(),
+                    labels: Vec::new(),
+                    value: now as f64 / 1000.0,
+                    hash: 0,
+                    check: 0,
+                },
+                &grouping,
+                store,
+            ),
         };
-        let old_series = old.map_or(0, Group::series);
-        let total = self.series_count() - old_series + group.series();
+        let new_series = pushed + kept.iter().map(|f| f.len()).sum::<usize>() + 1;
+        let old_series = old.map_or(0, |g| g.series);
+        let total = self.series - old_series + new_series;
         if total > max_series {
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
@@ -150,41 +275,85 @@ impl PushRegistry {
             )
             .hint("push fewer series, delete unused groups, or raise ingest.limits.max_series_per_source"));
         }
-        let old_keys: HashSet<(&str, &Labels)> =
-            old.map(|g| g.keys(&grouping).collect()).unwrap_or_default();
-        let new_keys: HashSet<(&str, &Labels)> = group.keys(&grouping).collect();
-        let added = new_keys.difference(&old_keys).count();
-        check_store_capacity(store, added)?;
-        let removed: Vec<SeriesKey> = old_keys
-            .difference(&new_keys)
-            .map(|(n, l)| SeriesKey {
-                name: n.to_string(),
-                labels: (*l).clone(),
-            })
-            .collect();
-        store.remove_series(&removed);
-        let mut samples = Vec::with_capacity(group.series());
-        group.samples(&grouping, now, &mut samples);
-        store.ingest(samples);
-        self.groups.insert(grouping, group);
-        Ok(pushed)
+        let new_view = || {
+            families
+                .values()
+                .flatten()
+                .chain(kept.iter().copied().flatten())
+                .chain(std::iter::once(&push_time))
+        };
+        {
+            let new_keys = KeySet::new(new_view());
+            let old_keys = KeySet::new(old.into_iter().flat_map(Group::all));
+            let added = new_keys.iter().filter(|s| !old_keys.contains(s)).count();
+            check_store_capacity(store, added)?;
+            store.remove_hashed(
+                old_keys
+                    .iter()
+                    .filter(|s| !new_keys.contains(s))
+                    .map(|sample| (sample.hash, in_group(sample, &grouping))),
+            );
+        }
+        store.ingest_hashed(new_view().map(|sample| {
+            (
+                sample.hash,
+                InGroup {
+                    sample,
+                    grouping: &grouping,
+                    now,
+                },
+            )
+        }));
+        drop(kept);
+        let mut families = families;
+        let mut replaced = None;
+        if let Some(mut old) = self.groups.remove(&grouping) {
+            self.series -= old.series;
+            if !replace_all {
+                for (name, samples) in std::mem::take(&mut old.families) {
+                    families.entry(name).or_insert(samples);
+                }
+            }
+            replaced = Some(old);
+        }
+        self.series += new_series;
+        self.groups.insert(
+            grouping,
+            Group {
+                families,
+                push_time,
+                pushed_ms: now,
+                series: new_series,
+            },
+        );
+        Ok((pushed, replaced))
     }
 
     /// Removes a group and its series.
     fn delete(&mut self, grouping: &Labels, store: &SeriesStore) {
         if let Some(g) = self.groups.remove(grouping) {
-            store.remove_series(&keys_of(&g, grouping));
+            self.series -= g.series;
+            store.remove_hashed(g.stamped(grouping, 0));
         }
     }
 }
 
-fn keys_of(g: &Group, grouping: &Labels) -> Vec<SeriesKey> {
-    g.keys(grouping)
-        .map(|(n, l)| SeriesKey {
-            name: n.to_string(),
-            labels: l.clone(),
-        })
-        .collect()
+fn in_group<'a>(sample: &'a PushedSample, grouping: &'a Labels) -> InGroup<'a> {
+    InGroup {
+        sample,
+        grouping,
+        now: 0,
+    }
+}
+
+fn clone_pushed(s: &PushedSample) -> PushedSample {
+    PushedSample {
+        name: s.name.clone(),
+        labels: s.labels.clone(),
+        value: s.value,
+        hash: s.hash,
+        check: s.check,
+    }
 }
 
 /// Re-stores every live group stamped `now`; drops groups not pushed for `expire_after`.
@@ -208,12 +377,10 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
         );
         reg.delete(&key, &shared.store);
     }
-    let mut samples = Vec::new();
-    for (key, g) in &reg.groups {
-        g.samples(key, now, &mut samples);
-    }
     // Under the registry lock, so a concurrent push cannot be overwritten by older values.
-    shared.store.ingest(samples);
+    shared
+        .store
+        .ingest_hashed(reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)));
 }
 
 /// `PUT`, `POST` or `DELETE /metrics/…`.
@@ -240,14 +407,16 @@ pub(crate) async fn handle(
         }
         let format = format_of(&content_type)?;
         let families = parse_body(shared, text, format, &grouping)?;
-        shared.push.lock().apply(
+        let (pushed, replaced) = shared.push.lock().apply(
             grouping,
             families,
             replace_all,
             now,
             &shared.store,
             shared.limits.max_series_per_source,
-        )
+        )?;
+        drop(replaced);
+        Ok(pushed)
     });
     match write(&shared, Source::Pushgateway, &headers, body, work).await {
         Ok(_) if delete => StatusCode::ACCEPTED.into_response(),
@@ -280,13 +449,14 @@ fn parse_body(
     text: &str,
     format: Format,
     grouping: &Labels,
-) -> Result<BTreeMap<String, Vec<Sample>>, Rejection> {
+) -> Result<Families, Rejection> {
     let exposition = parse_text(text, format).map_err(|e| Rejection::parse(&e))?;
     check_count(&shared.limits, exposition.sample_count())?;
-    let mut families: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    let mut families = Families::new();
     let mut index = 0;
     for fam in exposition.families {
         let out = families.entry(fam.name).or_default();
+        out.reserve(fam.samples.len());
         for s in fam.samples {
             if s.timestamp_ms.is_some() {
                 return Err(Rejection {
@@ -299,19 +469,26 @@ fn parse_body(
                 }
                 .hint("remove it: pushed samples are stamped when they are stored, as with the Pushgateway"));
             }
-            let mut labels: Labels = s.labels.into_iter().collect();
+            let mut labels = s.labels;
             // The grouping key wins over a sample's own label (Pushgateway semantics).
-            for (k, v) in grouping {
-                labels.insert(k.clone(), v.clone());
-            }
-            check_sample(&shared.limits, &s.name, &labels, index, Some(text))?;
+            labels.retain(|(k, _)| !grouping.contains_key(k));
+            check_labels(
+                &shared.limits,
+                &s.name,
+                labels.len() + grouping.len(),
+                merged(&labels, grouping),
+                index,
+                Some(text),
+            )?;
             index += 1;
-            out.push(Sample {
+            let sample = PushedSample {
                 name: s.name,
                 labels,
                 value: s.value,
-                timestamp_ms: 0,
-            });
+                hash: 0,
+                check: 0,
+            };
+            out.push(fingerprint(sample, grouping, &shared.store));
         }
     }
     Ok(families)

@@ -212,6 +212,53 @@ async fn pushgateway_refuses_bad_requests_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushgateway_series_budget_follows_put_post_delete() {
+    // 6 series for the source, `push_time_seconds` included (one per group).
+    let s = start("http: { listen: \"127.0.0.1:0\" }\nlimits: { max_series_per_source: 6 }").await;
+    // Pushed series in the store (the self-metrics live there too).
+    let pushed = |s: &Server| {
+        ["a", "b", "c", "d", "e", "push_time_seconds"]
+            .iter()
+            .map(|n| s.store.window(n, &Labels::new(), 0).len())
+            .sum::<usize>()
+    };
+    let three = "a{i=\"1\"} 1\na{i=\"2\"} 1\nb 1\n";
+    assert_eq!(s.put("/metrics/job/one", three).await.0, 200); // 4 series
+    // Re-pushing the same group replaces its series, it does not add to them.
+    assert_eq!(s.put("/metrics/job/one", three).await.0, 200);
+    assert_eq!(s.put("/metrics/job/one", three).await.0, 200);
+    let (code, body) = s.put("/metrics/job/two", "c 1\nd 1\n").await; // would be 7
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("would hold 7 series"), "{body}");
+    assert!(s.value("c", &[]).is_none(), "nothing of it stored");
+    // POST replaces family `a` (2 series → 1) and keeps `b`: 3 series in group one.
+    assert_eq!(
+        s.post("/metrics/job/one", TEXT, "a{i=\"3\"} 3\n").await.0,
+        200
+    );
+    assert!(s.value("a", &[("i", "1")]).is_none(), "replaced by POST");
+    assert_eq!(s.value("a", &[("i", "3")]), Some(3.0));
+    assert_eq!(s.value("b", &[("job", "one")]), Some(1.0), "kept by POST");
+    assert_eq!(pushed(&s), 3);
+    assert_eq!(s.put("/metrics/job/two", "c 1\nd 1\n").await.0, 200); // 3 + 3
+    assert_eq!(pushed(&s), 6);
+    let (code, _) = s.put("/metrics/job/three", "e 1\n").await;
+    assert_eq!(code, 400, "full");
+    // DELETE gives the group's series back to the budget and removes them from the store.
+    let (code, _) = s
+        .send(reqwest::Method::DELETE, "/metrics/job/one", TEXT, "")
+        .await;
+    assert_eq!(code, 202);
+    assert_eq!(pushed(&s), 3);
+    assert_eq!(s.put("/metrics/job/three", "e 1\n").await.0, 200);
+    assert_eq!(pushed(&s), 5);
+    assert!(
+        s.value("a", &[("i", "3")]).is_none(),
+        "deleted with its group"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_groups_are_republished_then_expire() {
     let s = start(
         "http: { listen: \"127.0.0.1:0\" }\npushgateway: { republish: 50ms, expire_after: 400ms }",
@@ -433,6 +480,73 @@ async fn limits_refuse_whole_requests() {
         s.shared
             .stats
             .rejected_count(Source::Influx, Reason::SeriesLimit),
+        1
+    );
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("compress");
+    enc.finish().expect("compress")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_bodies_are_taken_and_bounded_when_decompressed() {
+    let s = start("http: { listen: \"127.0.0.1:0\" }\nlimits: { max_body: 4KiB }").await;
+    let send = |path: &'static str, encoding: &'static str, body: Vec<u8>| {
+        let req = s
+            .client
+            .post(format!("{}{path}", s.url))
+            .header("content-encoding", encoding)
+            .header("content-type", TEXT)
+            .body(body);
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.expect("body"))
+        }
+    };
+    // Influx lines as Telegraf sends them.
+    let (code, body) = send(
+        "/api/v2/write?precision=s",
+        "gzip",
+        gzip(b"zipped,host=a v=1.5\n"),
+    )
+    .await;
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(s.value("zipped_v", &[("host", "a")]), Some(1.5));
+    // A Pushgateway push, compressed.
+    let (code, body) = send("/metrics/job/zip", "gzip", gzip(b"pushed_zipped 7\n")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.value("pushed_zipped", &[("job", "zip")]), Some(7.0));
+
+    // A bomb: 1 MiB of lines compresses to far less than the 4 KiB limit, but the
+    // limit applies to what it inflates to. Refused, nothing stored.
+    let bomb = gzip(&b"bomb v=1\n".repeat(1 << 17));
+    assert!(bomb.len() < 4096, "compressed to {} bytes", bomb.len());
+    let (code, body) = send("/api/v2/write", "gzip", bomb).await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body.contains("decompresses to more than the limit of 4096 bytes"),
+        "{body}"
+    );
+    assert!(s.value("bomb_v", &[]).is_none());
+
+    // Not gzip at all, a truncated stream, and an encoding we do not take.
+    let (code, body) = send("/api/v2/write", "gzip", b"plain v=1\n".to_vec()).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not valid gzip"), "{body}");
+    let mut cut = gzip(b"cut v=1\n");
+    cut.truncate(cut.len() - 6);
+    assert_eq!(send("/api/v2/write", "gzip", cut).await.0, 400);
+    assert!(s.value("cut_v", &[]).is_none());
+    let (code, body) = send("/api/v2/write", "br", b"x".to_vec()).await;
+    assert_eq!(code, 415, "{body}");
+    assert_eq!(
+        s.shared
+            .stats
+            .rejected_count(Source::Influx, Reason::BodySize),
         1
     );
 }
