@@ -164,20 +164,55 @@ fn canonical(id: &impl SeriesId) -> bool {
 struct Series {
     name: String,
     labels: Labels,
+    /// The identity as one run of bytes ([`identity_bytes`]), compared on every write.
+    /// Comparing `name` and `labels` instead chases a pointer per string and per map node:
+    /// a cache miss each once the store is larger than the cache, which dominated writes
+    /// to existing series.
+    key: Box<[u8]>,
     /// `SeriesStore::series_hash` of the identity, kept for the index's rehashing.
     hash: u64,
     points: VecDeque<Point>,
 }
 
+/// Ends each part of [`identity_bytes`]: 0xFF never occurs in UTF-8, so no name or label
+/// can contain it and the encoding is unambiguous.
+const PART_END: u8 = 0xFF;
+
+/// The name, then each label's name and value, each followed by [`PART_END`].
+fn identity_bytes(name: &str, labels: &Labels) -> Box<[u8]> {
+    let len = name.len()
+        + 1
+        + labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    let mut push = |part: &str| {
+        key.extend_from_slice(part.as_bytes());
+        key.push(PART_END);
+    };
+    push(name);
+    for (k, v) in labels.iter() {
+        push(k);
+        push(v);
+    }
+    key.into_boxed_slice()
+}
+
 impl Series {
     fn is(&self, hash: u64, id: &impl SeriesId) -> bool {
-        self.hash == hash
-            && self.name == id.name()
-            && self
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .eq(id.label_pairs())
+        if self.hash != hash {
+            return false;
+        }
+        let mut rest: &[u8] = &self.key;
+        let mut take = |part: &str| match rest.split_at_checked(part.len()) {
+            Some((head, [PART_END, tail @ ..])) if head == part.as_bytes() => {
+                rest = tail;
+                true
+            }
+            _ => false,
+        };
+        take(id.name()) && id.label_pairs().all(|(k, v)| take(k) && take(v)) && rest.is_empty()
     }
 }
 
@@ -215,6 +250,7 @@ impl Inner {
             // Slot number filled in below; the label set is cloned once per new series.
             .insert(labels.clone(), usize::MAX);
         let series = Series {
+            key: identity_bytes(&name, &labels),
             name,
             labels,
             hash,
@@ -548,6 +584,39 @@ mod tests {
         );
         store.prune(20_000);
         assert_eq!(store.series_count(), 0);
+    }
+
+    #[test]
+    fn identity_check_tells_apart_what_concatenation_would_not() {
+        let key = |name: &str, labels: &[(&str, &str)]| SeriesKey {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let stored = key("ab", &[("c", "d")]);
+        let series = Series {
+            key: identity_bytes(&stored.name, &stored.labels),
+            name: stored.name.clone(),
+            labels: stored.labels.clone(),
+            hash: 7,
+            points: VecDeque::new(),
+        };
+        // The hash is forced equal: only the byte comparison decides.
+        assert!(series.is(7, &stored));
+        assert!(!series.is(8, &stored), "another hash is another series");
+        for other in [
+            key("a", &[("bc", "d")]),
+            key("abc", &[("", "d")]),
+            key("ab", &[("cd", "")]),
+            key("ab", &[("c", "d"), ("e", "f")]),
+            key("ab", &[]),
+            key("ab", &[("c", "dd")]),
+            key("ab", &[("c", "")]),
+        ] {
+            assert!(!series.is(7, &other), "{other} is not {stored}");
+        }
     }
 
     #[test]
