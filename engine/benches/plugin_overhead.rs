@@ -250,32 +250,33 @@ fn median_of<T>(
     times[times.len() / 2]
 }
 
-/// CPU time this process has used so far (all threads, user + system), from
-/// `/proc/self/stat` in ticks of 10 ms (Linux's fixed `USER_HZ` of 100).
+/// CPU time this process has used so far, all threads, user + system, to the nanosecond.
 fn process_cpu() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // The command name may hold spaces; the fields after it are plain numbers.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// The mean CPU time (all threads) of one call of `f` over `runs` calls. Unlike wall time
-/// it does not grow when other processes compete for the cores; with 10 ms ticks it needs
-/// about a second of work in all to be precise to ~1 %.
-fn cpu_mean_of<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
+/// The median CPU time (all threads) of one call of `f`, over at least `min_runs` calls
+/// and `budget` of wall time; what `f` returns is dropped outside the measurement. Unlike
+/// wall time it does not grow while other processes hold the cores.
+fn cpu_median_of<T>(budget: Duration, min_runs: usize, mut f: impl FnMut() -> T) -> Duration {
     drop(f());
-    let before = process_cpu();
-    for _ in 0..runs {
-        drop(f());
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.len() < min_runs || started.elapsed() < budget {
+        let before = process_cpu();
+        let out = f();
+        times.push(process_cpu() - before);
+        drop(out);
     }
-    (process_cpu() - before) / runs
+    times.sort();
+    times[times.len() / 2]
 }
 
 fn ns(d: Duration) -> f64 {
@@ -404,7 +405,7 @@ fn summary() {
         let memory = median_of(budget, 5, 1, || rt.block_on(start(&warm, &case)));
         // The same disk-cache start in CPU time: what it costs when the machine is busy
         // with other work (wall time then includes waiting for a core).
-        let disk_cpu = cpu_mean_of(if big { 200 } else { 1000 }, || {
+        let disk_cpu = cpu_median_of(budget, 5, || {
             warm.clear_memory_cache();
             rt.block_on(start(&warm, &case))
         });
@@ -429,7 +430,7 @@ fn summary() {
             verdict(disk <= Duration::from_millis(5))
         );
         println!(
-            "{:<14} disk-cache start in CPU time (all threads, mean): {}, {}",
+            "{:<14} disk-cache start in CPU time (all threads, median): {}, {}",
             "",
             ms(disk_cpu),
             verdict(disk_cpu <= Duration::from_millis(5))
