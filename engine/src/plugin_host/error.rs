@@ -84,7 +84,9 @@ pub enum PluginError {
     /// The component does not fit the contract (wrong world, missing exports, imports the
     /// host does not provide, a different contract version).
     #[error(
-        "plugin `{instance}`: {origin} is not a telltale:plugin@0.1 {kind} component: {message}"
+        "plugin `{instance}`: {origin} is not a {}@{} {kind} component: {message}",
+        super::inspect::CONTRACT_PACKAGE,
+        super::inspect::accepted_versions()
     )]
     Incompatible {
         /// The plugin instance's configured name.
