@@ -348,6 +348,11 @@ pub(crate) fn samples_from_batch(
     let result = (|| {
         for (i, s) in batch.samples.iter().enumerate() {
             let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
+            // Lengths are checked before anything is copied: a span may cover the whole
+            // text, and a key built from unchecked spans would be unbounded.
+            if name.len() > limits.max_name_bytes {
+                return Err(refusal(text, i, name, &[], limits));
+            }
             let count = s.label_count as usize;
             if count > limits.max_labels {
                 let name = String::from_utf8_lossy(name);
@@ -367,15 +372,16 @@ pub(crate) fn samples_from_batch(
             key.clear();
             key.extend_from_slice(name);
             for (j, l) in labels.iter().enumerate() {
+                let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
+                let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
+                if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes
+                {
+                    return Err(refusal(text, i, name, labels, limits));
+                }
                 key.push(KEY_SEPARATOR);
-                key.extend_from_slice(resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?);
+                key.extend_from_slice(label_name);
                 key.push(KEY_SEPARATOR);
-                key.extend_from_slice(resolve(
-                    text,
-                    Span::label_value(l),
-                    i,
-                    SpanOf::LabelValue(j),
-                )?);
+                key.extend_from_slice(value);
             }
             let (name, labels) = match cache.map.get(key.as_slice()) {
                 Some((name, labels)) => (name.clone(), labels.clone()),
@@ -396,6 +402,21 @@ pub(crate) fn samples_from_batch(
     })();
     cache.scratch = key;
     result.map(|()| out)
+}
+
+/// The error of sample #`i`, which breaks a length limit: the full checks name the limit
+/// and its value (they copy only labels that passed before the offending one).
+fn refusal(
+    text: &[u8],
+    i: usize,
+    name: &[u8],
+    labels: &[types::LabelSpan],
+    limits: &OutputLimits,
+) -> OutputError {
+    match check_series(text, i, name, labels, limits) {
+        Err(e) => e,
+        Ok(_) => OutputError::Invalid(format!("sample #{i} breaks a length limit")),
+    }
 }
 
 /// Checks a series not seen before: every span on character boundaries, the name and
@@ -655,14 +676,66 @@ mod tests {
         assert_eq!(first[2].value, 2.0);
         assert_eq!(first[2].timestamp_ms, 7);
         assert_eq!(cache.len(), 3);
-        // The same series again: the same output, no new entries.
-        assert_eq!(samples_from_batch(&b, &l, &mut cache).unwrap(), first);
+        // The same series again: the same output, no new entries, and the label sets are
+        // the cached ones (shared, not rebuilt).
+        let second = samples_from_batch(&b, &l, &mut cache).unwrap();
+        assert_eq!(second, first);
         assert_eq!(cache.len(), 3);
+        for (a, b) in first.iter().zip(&second) {
+            assert!(
+                a.labels.ptr_eq(&b.labels),
+                "{:?} came from the cache",
+                b.labels
+            );
+        }
         // A name and label value that would run together do not collide.
         let b2 = batch(&[("up", &[("job", "ab")]), ("up", &[("jo", "bab")])]);
         let out = samples_from_batch(&b2, &l, &mut cache).unwrap();
         assert_eq!(out[0].labels.get("job").map(String::as_str), Some("ab"));
         assert_eq!(out[1].labels.get("jo").map(String::as_str), Some("bab"));
+    }
+
+    #[test]
+    fn spans_over_the_whole_text_are_refused_before_anything_is_copied() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        // 1 MiB of text; every span of the sample covers all of it, 64 labels' worth.
+        let text = "a".repeat(1 << 20);
+        let whole = types::LabelSpan {
+            name_start: 0,
+            name_len: text.len() as u32,
+            value_start: 0,
+            value_len: text.len() as u32,
+        };
+        let b = |name_len: u32| types::SampleBatch {
+            text: text.clone(),
+            samples: vec![types::BatchSample {
+                name_start: 0,
+                name_len,
+                first_label: 0,
+                label_count: 64,
+                value: 1.0,
+                timestamp_ms: 1,
+            }],
+            labels: vec![whole; 64],
+        };
+        let err = samples_from_batch(&b(text.len() as u32), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("limits.max_name_bytes")),
+            "{err:?}"
+        );
+        let err = samples_from_batch(&b(2), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("limits.max_label_bytes")),
+            "{err:?}"
+        );
+        // Nothing was built from the oversized spans.
+        assert!(
+            cache.scratch.capacity() < 1 << 16,
+            "{}",
+            cache.scratch.capacity()
+        );
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
