@@ -9,8 +9,9 @@
 //!
 //! * every series lives in a slot of one `Vec` (freed slots are reused);
 //! * a hash index (`hashbrown::HashTable` of slot numbers) finds a series from the hash of
-//!   its name and labels; equality is then checked on borrowed strings, so a write to an
-//!   existing series neither allocates nor compares label maps by ordering;
+//!   its name and labels; equality is then checked by comparing the incoming (borrowed)
+//!   strings with the series' identity kept as one run of bytes, so a write to an existing
+//!   series neither allocates nor chases a pointer per stored string;
 //! * per metric name, a `BTreeMap` from label set to slot keeps the label order the read
 //!   API promises; it is touched only when a series is created or removed;
 //! * the series count is kept as it changes, not summed per batch.
@@ -74,8 +75,8 @@ pub trait SeriesId {
     fn name(&self) -> &str;
     /// The labels as (name, value) pairs, sorted by name and without duplicate names —
     /// exactly what iterating the equivalent [`Labels`] yields. The hash and equality of a
-    /// series are computed over this sequence, so an unsorted one would silently make a
-    /// second series (checked by a debug assertion when a series is created).
+    /// series are computed over this sequence; a sample that breaks this costs a second
+    /// lookup by its canonical form whenever it misses.
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone;
 
     /// An owned copy of the identity (for messages).
@@ -374,20 +375,38 @@ impl SeriesStore {
     ) -> IngestReport {
         let mut report = IngestReport::default();
         let mut inner = self.inner.write();
-        for (hash, sample) in batch {
+        'samples: for (hash, sample) in batch {
             debug_assert_eq!(hash, self.series_hash(&sample), "hash from another store");
             let point = sample.point();
-            let slot = match inner.find(hash, &sample) {
-                Some(slot) => slot,
-                None => {
+            let slot = 'slot: {
+                if let Some(slot) = inner.find(hash, &sample) {
+                    break 'slot slot;
+                }
+                let (hash, name, labels) = if canonical(&sample) {
                     if inner.len >= self.limits.max_series {
                         report.dropped_series_limit += 1;
-                        continue;
+                        continue 'samples;
                     }
-                    debug_assert!(canonical(&sample), "labels not sorted and unique");
                     let (name, labels) = sample.into_key();
-                    inner.create(hash, name, labels)
-                }
+                    (hash, name, labels)
+                } else {
+                    // A writer broke the sorted-and-unique contract: its hash is not the
+                    // one of the label set the series would be stored under, so the series
+                    // would be unreachable and every later write would add another. Look
+                    // it up again by its canonical form (rare: only on a miss).
+                    let (name, labels) = sample.into_key();
+                    let key = SeriesKey { name, labels };
+                    let hash = self.series_hash(&key);
+                    if let Some(slot) = inner.find(hash, &key) {
+                        break 'slot slot;
+                    }
+                    if inner.len >= self.limits.max_series {
+                        report.dropped_series_limit += 1;
+                        continue 'samples;
+                    }
+                    (hash, key.name, key.labels)
+                };
+                inner.create(hash, name, labels)
             };
             let Some(series) = inner.slots.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
@@ -586,6 +605,39 @@ mod tests {
         assert_eq!(store.series_count(), 0);
     }
 
+    /// A borrowed sample whose label pairs come in the order given (maybe unsorted).
+    struct Raw<'a>(&'a str, &'a [(&'a str, &'a str)], i64);
+
+    impl SeriesId for Raw<'_> {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+            self.1.iter().copied()
+        }
+    }
+
+    impl StoreSample for Raw<'_> {
+        fn point(&self) -> Point {
+            Point {
+                timestamp_ms: self.2,
+                value: 1.0,
+            }
+        }
+    }
+
+    #[test]
+    fn unsorted_labels_still_find_their_one_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let write = |raw: Raw<'_>| store.ingest_hashed([(store.series_hash(&raw), raw)]);
+        assert_eq!(write(Raw("m", &[("b", "2"), ("a", "1")], 1)).accepted, 1);
+        assert_eq!(write(Raw("m", &[("b", "2"), ("a", "1")], 2)).accepted, 1);
+        assert_eq!(write(Raw("m", &[("a", "1"), ("b", "2")], 3)).accepted, 1);
+        assert_eq!(store.series_count(), 1, "one series, whatever the order");
+        let w = store.window("m", &Labels::new(), 0);
+        assert_eq!(w[0].points.len(), 3);
+    }
+
     #[test]
     fn identity_check_tells_apart_what_concatenation_would_not() {
         let key = |name: &str, labels: &[(&str, &str)]| SeriesKey {
@@ -701,6 +753,11 @@ mod tests {
         let r = store.ingest([sample("other", &[], 7.0, 3)]);
         assert_eq!(r.accepted, 1);
         assert_eq!(store.series_count(), 3);
+        assert_eq!(
+            store.inner.read().slots.len(),
+            3,
+            "no slot beyond the three"
+        );
         assert_eq!(store.latest("other", &Labels::new(), 3)[0].1.value, 7.0);
         assert_eq!(store.label_values("m", "i"), vec!["0", "2"]);
         assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 2);
