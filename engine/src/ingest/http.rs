@@ -188,7 +188,7 @@ async fn write_inner(
     let run = move || {
         let _permit = permit;
         let bytes = if gzip {
-            gunzip(&bytes, max, too_large)?
+            gunzip(&bytes, max, too_large)?.into()
         } else {
             bytes
         };
@@ -211,32 +211,45 @@ async fn write_inner(
 
 /// Decompresses a gzip body (all members, as Go's and Python's readers do), refusing it
 /// as soon as it inflates beyond `max` bytes: the limit bounds the decompressed size, so a
-/// small "gzip bomb" costs at most `max` bytes of memory.
+/// small "gzip bomb" costs at most `max` bytes of memory (the buffer grows by doubling but
+/// never past `max`, where `read_to_end` could double it to twice the limit).
 fn gunzip(
     compressed: &[u8],
     max: usize,
     too_large: impl Fn(String) -> Rejection,
-) -> Result<bytes::Bytes, Rejection> {
+) -> Result<Vec<u8>, Rejection> {
     use std::io::Read as _;
+    let invalid = |e: std::io::Error| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            Reason::Encoding,
+            format!("the body is not valid gzip: {e}"),
+        )
+        .hint("send a complete gzip stream, or drop the Content-Encoding header")
+    };
+    let mut decoder = flate2::read::MultiGzDecoder::new(compressed);
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(max));
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            Rejection::new(
-                StatusCode::BAD_REQUEST,
-                Reason::Encoding,
-                format!("the body is not valid gzip: {e}"),
-            )
-            .hint("send a complete gzip stream, or drop the Content-Encoding header")
-        })?;
-    if out.len() > max {
-        return Err(too_large(format!(
-            "the body decompresses to more than the limit of {max} bytes"
-        )));
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(e)),
+        };
+        let len = out.len() + n;
+        if len > max {
+            return Err(too_large(format!(
+                "the body decompresses to more than the limit of {max} bytes"
+            )));
+        }
+        if len > out.capacity() {
+            let target = out.capacity().saturating_mul(2).clamp(len, max);
+            out.reserve_exact(target - out.len());
+        }
+        out.extend_from_slice(&chunk[..n]);
     }
-    Ok(out.into())
+    Ok(out)
 }
 
 /// The declared body length, 0 when unknown (chunked bodies are parsed in place).
@@ -378,4 +391,34 @@ pub(crate) fn rejection_response(style: Style, r: &Rejection) -> Response {
         _ => {}
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn gzip(body: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(body).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gunzip_never_holds_more_than_the_limit() {
+        let max = 1 << 20;
+        let too_large =
+            |m: String| Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, Reason::BodySize, m);
+        // A body of exactly the limit inflates from ~1 KiB: taken, in a buffer of the limit.
+        let out = gunzip(&gzip(&vec![b'a'; max]), max, too_large).unwrap();
+        assert_eq!(out.len(), max);
+        assert!(out.capacity() <= max, "capacity {} > {max}", out.capacity());
+        // One byte more: refused.
+        let err = gunzip(&gzip(&vec![b'a'; max + 1]), max, too_large).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Not gzip: 400.
+        let err = gunzip(b"plain text", max, too_large).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
 }
