@@ -116,7 +116,8 @@ fn merged<'a>(
 type Families = BTreeMap<String, Vec<PushedSample>>;
 
 struct Group {
-    /// Family name → its samples (grouping labels applied; timestamps are set on write).
+    /// Family name → its samples (their own labels; the grouping labels are merged in
+    /// when a sample's identity is read, and timestamps are set on write).
     families: Families,
     /// `push_time_seconds` with the grouping labels.
     push_time: PushedSample,
@@ -153,7 +154,9 @@ impl Group {
     }
 }
 
-/// A set of pushed series, compared exactly (hash first, then name and labels).
+/// A set of pushed series, compared by their 128-bit fingerprint (`PushedSample::hash`
+/// and `check`), not by their strings: two different series share one with a probability
+/// near 2^-128, and the key is random per store, so a sender cannot aim for a collision.
 struct KeySet<'a>(HashTable<&'a PushedSample>);
 
 impl<'a> KeySet<'a> {
