@@ -403,13 +403,13 @@ pub(crate) async fn handle(
     let delete = method == Method::DELETE;
     let replace_all = method == Method::PUT;
     let work: Work = Box::new(move |shared: &Shared, text: &str, now| {
-        let grouping = grouping?;
+        let (grouping, cleared) = grouping?;
         if delete {
             shared.push.lock().delete(&grouping, &shared.store);
             return Ok(0);
         }
         let format = format_of(&content_type)?;
-        let families = parse_body(shared, text, format, &grouping)?;
+        let families = parse_body(shared, text, format, &grouping, &cleared)?;
         let (pushed, replaced) = shared.push.lock().apply(
             grouping,
             families,
@@ -447,11 +447,14 @@ fn format_of(content_type: &str) -> Result<Format, Rejection> {
 }
 
 /// Parses a pushed body into families with the grouping labels applied; checks limits.
+/// `cleared` names the grouping labels the path gives an empty value: a sample's own label
+/// of that name is dropped too (the grouping key wins, and empty means no label).
 fn parse_body(
     shared: &Shared,
     text: &str,
     format: Format,
     grouping: &Labels,
+    cleared: &[String],
 ) -> Result<Families, Rejection> {
     let exposition = parse_text(text, format).map_err(|e| Rejection::parse(&e))?;
     check_count(&shared.limits, exposition.sample_count())?;
@@ -474,7 +477,7 @@ fn parse_body(
             }
             let mut labels = s.labels;
             // The grouping key wins over a sample's own label (Pushgateway semantics).
-            labels.retain(|(k, _)| !grouping.contains_key(k));
+            labels.retain(|(k, _)| !grouping.contains_key(k) && !cleared.contains(k));
             check_labels(
                 &shared.limits,
                 &s.name,
@@ -497,8 +500,9 @@ fn parse_body(
     Ok(families)
 }
 
-/// Parses `/metrics/job/<job>{/<label>/<value>}` into the grouping labels.
-pub(crate) fn parse_grouping(path: &str) -> Result<Labels, Rejection> {
+/// Parses `/metrics/job/<job>{/<label>/<value>}` into the grouping labels (those with a
+/// value), and the names of those the path gives an empty value (`<label>@base64/=`).
+pub(crate) fn parse_grouping(path: &str) -> Result<(Labels, Vec<String>), Rejection> {
     let bad = |msg: String| {
         Rejection::new(StatusCode::BAD_REQUEST, Reason::Request, msg)
             .hint("the path must be /metrics/job/<job>{/<label>/<value>}; write a value with `/` as <label>@base64/<url-safe base64>")
@@ -555,8 +559,13 @@ pub(crate) fn parse_grouping(path: &str) -> Result<Labels, Rejection> {
         // An empty label is no label (Prometheus semantics); the name is still reserved.
         labels.insert(name, value);
     }
+    let cleared = labels
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
     labels.retain(|_, v| !v.is_empty());
-    Ok(labels)
+    Ok((labels, cleared))
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {

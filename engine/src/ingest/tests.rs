@@ -131,11 +131,20 @@ async fn pushgateway_put_post_delete_like_the_pushgateway() {
     assert!(s.value("queue", &[("q", "x")]).is_none(), "removed by PUT");
 
     // Another group of the same job is separate; an empty value via `@base64/=` is no label.
+    // The path's empty `stage` also clears the sample's own `stage` (the key wins).
     assert_eq!(
-        s.put("/metrics/job/nightly/stage@base64/=", "jobs_done 1\n")
-            .await
-            .0,
+        s.put(
+            "/metrics/job/nightly/stage@base64/=",
+            "jobs_done{stage=\"build\"} 1\n"
+        )
+        .await
+        .0,
         200
+    );
+    assert!(
+        s.store.label_values("jobs_done", "stage").is_empty(),
+        "{:?}",
+        s.store.label_values("jobs_done", "stage")
     );
     assert_eq!(
         s.store.label_values("jobs_done", "instance"),
@@ -644,8 +653,11 @@ async fn statsd_datagrams_are_aggregated_and_flushed() {
 #[test]
 fn grouping_paths_decode_like_the_pushgateway() {
     use super::pushgateway::parse_grouping;
-    let g = parse_grouping("/metrics/job/a%20b/path@base64/L3Zhci90bXA/x@base64/=/").unwrap();
+    let (g, cleared) =
+        parse_grouping("/metrics/job/a%20b/path@base64/L3Zhci90bXA/x@base64/=/").unwrap();
     assert_eq!(g, labels(&[("job", "a b"), ("path", "/var/tmp")]));
-    let g = parse_grouping("/metrics/job@base64/am9iLzE=").unwrap();
+    assert_eq!(cleared, vec!["x".to_string()]);
+    let (g, cleared) = parse_grouping("/metrics/job@base64/am9iLzE=").unwrap();
     assert_eq!(g, labels(&[("job", "job/1")]));
+    assert!(cleared.is_empty());
 }
