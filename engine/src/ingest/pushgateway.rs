@@ -188,6 +188,21 @@ fn same(a: &PushedSample, b: &PushedSample) -> bool {
     a.hash == b.hash && a.check == b.check
 }
 
+/// Whether every family of `pushed` holds, in the same order, the same series as the
+/// family of that name in `old` (and, for a PUT, `old` has no other family): then the push
+/// adds and removes no series. The common case (a job pushing the same metrics each run)
+/// is decided by one sequential pass instead of two hash sets over both groups.
+fn same_series_in_order(old: &Families, pushed: &Families, replace_all: bool) -> bool {
+    if replace_all && old.len() != pushed.len() {
+        return false;
+    }
+    pushed.iter().all(|(name, new)| {
+        old.get(name).is_some_and(|old| {
+            old.len() == new.len() && old.iter().zip(new).all(|(a, b)| same(a, b))
+        })
+    })
+}
+
 /// Fills in both hashes of a sample of the group `grouping`.
 fn fingerprint(mut sample: PushedSample, grouping: &Labels, store: &SeriesStore) -> PushedSample {
     let (hash, check) = store.series_fingerprint(&in_group(&sample, grouping));
@@ -285,7 +300,9 @@ impl PushRegistry {
                 .chain(kept.iter().copied().flatten())
                 .chain(std::iter::once(&push_time))
         };
-        {
+        let unchanged =
+            old.is_some_and(|old| same_series_in_order(&old.families, &families, replace_all));
+        if !unchanged {
             let new_keys = KeySet::new(new_view());
             let old_keys = KeySet::new(old.into_iter().flat_map(Group::all));
             let added = new_keys.iter().filter(|s| !old_keys.contains(s)).count();

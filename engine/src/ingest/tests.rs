@@ -268,6 +268,60 @@ async fn pushgateway_series_budget_follows_put_post_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_pushes_of_the_same_shape_keep_exactly_their_series() {
+    let s = start(BASIC).await;
+    let series = |s: &Server| {
+        let mut v = s.store.label_values("a", "i");
+        v.extend(s.store.label_values("b", "i"));
+        v
+    };
+    // The same series in the same order: values move, nothing else changes.
+    assert_eq!(
+        s.put("/metrics/job/j", "a{i=\"1\"} 1\na{i=\"2\"} 2\n")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.put("/metrics/job/j", "a{i=\"1\"} 5\na{i=\"2\"} 6\n")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(s.value("a", &[("i", "2")]), Some(6.0));
+    assert_eq!(series(&s), vec!["1", "2"]);
+    // Same family, same count, one series different: the vanished one goes.
+    assert_eq!(
+        s.put("/metrics/job/j", "a{i=\"1\"} 7\na{i=\"3\"} 8\n")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(series(&s), vec!["1", "3"]);
+    // Same order but one family fewer (PUT): its series go.
+    assert_eq!(
+        s.put("/metrics/job/j", "a{i=\"1\"} 1\nb{i=\"9\"} 1\n")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(series(&s), vec!["1", "9"]);
+    assert_eq!(s.put("/metrics/job/j", "a{i=\"1\"} 2\n").await.0, 200);
+    assert_eq!(series(&s), vec!["1"], "family b left with the PUT");
+    // POST of an unchanged family keeps the others.
+    assert_eq!(
+        s.post("/metrics/job/j", TEXT, "b{i=\"9\"} 3\n").await.0,
+        200
+    );
+    assert_eq!(
+        s.post("/metrics/job/j", TEXT, "b{i=\"9\"} 4\n").await.0,
+        200
+    );
+    assert_eq!(series(&s), vec!["1", "9"]);
+    assert_eq!(s.value("b", &[("i", "9")]), Some(4.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_groups_are_republished_then_expire() {
     let s = start(
         "http: { listen: \"127.0.0.1:0\" }\npushgateway: { republish: 50ms, expire_after: 400ms }",
