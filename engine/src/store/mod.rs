@@ -200,6 +200,13 @@ fn identity_bytes(name: &str, labels: &Labels) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// `a == b` for the short strings of names and labels, without a call to `memcmp` per
+/// string (which costs more than the comparison itself at these lengths).
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 impl Series {
     fn is(&self, hash: u64, id: &impl SeriesId) -> bool {
         if self.hash != hash {
@@ -207,7 +214,7 @@ impl Series {
         }
         let mut rest: &[u8] = &self.key;
         let mut take = |part: &str| match rest.split_at_checked(part.len()) {
-            Some((head, [PART_END, tail @ ..])) if head == part.as_bytes() => {
+            Some((head, [PART_END, tail @ ..])) if short_eq(head, part.as_bytes()) => {
                 rest = tail;
                 true
             }
@@ -245,36 +252,31 @@ impl Inner {
     }
 
     fn create(&mut self, hash: u64, name: String, labels: Labels) -> usize {
-        self.families
-            .entry(name.clone())
-            .or_default()
-            // Slot number filled in below; the label set is cloned once per new series.
-            .insert(labels.clone(), usize::MAX);
-        let series = Series {
+        let slot = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        // One ordered insert with the slot number known (a label-set comparison per tree
+        // level), and the name copied only for a new family; the label set is shared.
+        match self.families.get_mut(name.as_str()) {
+            Some(family) => {
+                family.insert(labels.clone(), slot);
+            }
+            None => {
+                self.families
+                    .insert(name.clone(), BTreeMap::from([(labels.clone(), slot)]));
+            }
+        }
+        self.slots[slot] = Some(Series {
             key: identity_bytes(&name, &labels),
             name,
             labels,
             hash,
             points: VecDeque::new(),
-        };
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(series);
-                i
-            }
-            None => {
-                self.slots.push(Some(series));
-                self.slots.len() - 1
-            }
-        };
-        if let Some(s) = &self.slots[slot]
-            && let Some(at) = self
-                .families
-                .get_mut(&s.name)
-                .and_then(|f| f.get_mut(&s.labels))
-        {
-            *at = slot;
-        }
+        });
         let slots = &self.slots;
         self.index.insert_unique(hash, slot, |&i| {
             slots.get(i).and_then(Option::as_ref).map_or(0, |s| s.hash)
