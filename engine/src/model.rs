@@ -200,6 +200,33 @@ pub struct Sample {
     pub timestamp_ms: TimestampMs,
 }
 
+impl Sample {
+    /// A sample from borrowed parts (the engine's own metrics, tests).
+    ///
+    /// ```
+    /// use telltale::model::Sample;
+    ///
+    /// let s = Sample::new("telltale_store_series", &[("store", "memory")], 12.0, 1_000);
+    /// assert_eq!(s.labels.get("store").map(String::as_str), Some("memory"));
+    /// ```
+    pub fn new(
+        name: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+        timestamp_ms: TimestampMs,
+    ) -> Sample {
+        Sample {
+            name: name.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+            timestamp_ms,
+        }
+    }
+}
+
 /// The identity of a series: its metric name and label set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SeriesKey {

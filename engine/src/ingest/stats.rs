@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::Source;
 use super::limits::Reason;
-use crate::model::{Labels, Sample, TimestampMs};
+use crate::model::{Sample, TimestampMs};
 
 /// Counters of all sources. One short lock per request: cheap next to parsing a body.
 #[derive(Default)]
@@ -69,15 +69,7 @@ impl Stats {
         let s = self.inner.lock();
         let mut out = Vec::new();
         let mut push = |name: &str, labels: &[(&str, &str)], value: f64| {
-            out.push(Sample {
-                name: name.to_string(),
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<Labels>(),
-                value,
-                timestamp_ms: now,
-            })
+            out.push(Sample::new(name, labels, value, now))
         };
         for src in Source::ALL {
             let i = src.index();

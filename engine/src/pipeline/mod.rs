@@ -235,19 +235,6 @@ fn plugin_file(spec: &PluginSpec) -> Option<PathBuf> {
     }
 }
 
-/// Builds a self-metric sample.
-pub(crate) fn self_metric(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
-    Sample {
-        name: name.to_string(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Labels>(),
-        value,
-        timestamp_ms: ts,
-    }
-}
-
 pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
     let mut t = tokio::time::interval(period);
     t.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -302,12 +289,12 @@ async fn rule_task(
                     first = false;
                 }
                 store.ingest([
-                    self_metric("telltale_rules_loaded", &[], count as f64, now),
-                    self_metric("telltale_rule_evaluation_duration_seconds", &[], took.as_secs_f64(), now),
-                    self_metric("telltale_rule_errors", &[], errors as f64, now),
-                    self_metric("telltale_alerts", &[("state", "firing")], firing as f64, now),
-                    self_metric("telltale_alerts", &[("state", "pending")], (active.len() - firing) as f64, now),
-                    self_metric("telltale_store_series", &[], store.series_count() as f64, now),
+                    Sample::new("telltale_rules_loaded", &[], count as f64, now),
+                    Sample::new("telltale_rule_evaluation_duration_seconds", &[], took.as_secs_f64(), now),
+                    Sample::new("telltale_rule_errors", &[], errors as f64, now),
+                    Sample::new("telltale_alerts", &[("state", "firing")], firing as f64, now),
+                    Sample::new("telltale_alerts", &[("state", "pending")], (active.len() - firing) as f64, now),
+                    Sample::new("telltale_store_series", &[], store.series_count() as f64, now),
                 ]);
                 store.prune(now);
             }

@@ -33,7 +33,7 @@ use crate::store::{IngestReport, SeriesStore};
 
 use super::reload::{Reload, watch_key};
 use super::supervise::{FailureLog, PluginState, Policy, Supervisor, Transition};
-use super::{self_metric, ticker};
+use super::ticker;
 
 /// What the tasks need from a loaded plugin instance, whatever its world.
 pub(crate) trait Instance: Send + Sized + 'static {
@@ -410,7 +410,7 @@ impl<I: Instance> Slot<I> {
         let base = [("plugin", name), ("kind", kind)];
         let mut out = Vec::with_capacity(16);
         for (outcome, n) in [("ok", self.stats.ok), ("error", self.stats.errors)] {
-            out.push(self_metric(
+            out.push(Sample::new(
                 "telltale_plugin_calls_total",
                 &[("plugin", name), ("kind", kind), ("outcome", outcome)],
                 n as f64,
@@ -421,7 +421,7 @@ impl<I: Instance> Slot<I> {
             ("series_limit", self.stats.dropped_series_limit),
             ("out_of_order", self.stats.dropped_out_of_order),
         ] {
-            out.push(self_metric(
+            out.push(Sample::new(
                 "telltale_plugin_samples_dropped_total",
                 &[("plugin", name), ("kind", kind), ("reason", reason)],
                 n as f64,
@@ -430,7 +430,7 @@ impl<I: Instance> Slot<I> {
         }
         let current = self.supervisor.state();
         for state in PluginState::ALL {
-            out.push(self_metric(
+            out.push(Sample::new(
                 "telltale_plugin_state",
                 &[("plugin", name), ("kind", kind), ("state", state.as_str())],
                 if state == current { 1.0 } else { 0.0 },
@@ -441,7 +441,7 @@ impl<I: Instance> Slot<I> {
             ("ok", self.stats.reloads_ok),
             ("error", self.stats.reloads_failed),
         ] {
-            out.push(self_metric(
+            out.push(Sample::new(
                 "telltale_plugin_reloads_total",
                 &[("plugin", name), ("kind", kind), ("outcome", outcome)],
                 n as f64,
@@ -476,7 +476,7 @@ impl<I: Instance> Slot<I> {
                 f64::from(self.supervisor.consecutive_failures()),
             ),
         ] {
-            out.push(self_metric(metric, &base, value, ts));
+            out.push(Sample::new(metric, &base, value, ts));
         }
         if let Some(e) = &self.stats.last_error {
             out.push(Sample {

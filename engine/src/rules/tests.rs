@@ -18,12 +18,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn sample(name: &str, l: &[(&str, &str)], value: f64, ts: i64) -> Sample {
-    Sample {
-        name: name.into(),
-        labels: labels(l),
-        value,
-        timestamp_ms: ts,
-    }
+    Sample::new(name, l, value, ts)
 }
 
 fn store() -> Arc<SeriesStore> {

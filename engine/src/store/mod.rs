@@ -563,15 +563,7 @@ mod tests {
     use super::*;
 
     fn sample(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
-        Sample {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            value,
-            timestamp_ms: ts,
-        }
+        Sample::new(name, labels, value, ts)
     }
 
     #[test]
