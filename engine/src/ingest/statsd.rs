@@ -53,6 +53,21 @@ impl Statsd {
         }
     }
 
+    /// Adds parsed metrics; returns how many were taken and how many refused.
+    fn add_all(
+        &mut self,
+        shared: &Shared,
+        metrics: Vec<StatsdMetric>,
+        peer: SocketAddr,
+    ) -> (usize, usize) {
+        let n = metrics.len();
+        let ok = metrics
+            .into_iter()
+            .map(|m| usize::from(self.add(shared, m, peer)))
+            .sum::<usize>();
+        (ok, n - ok)
+    }
+
     /// Takes one datagram. Returns the outcome label (`ok`, `partial`, `rejected`).
     pub(crate) fn datagram(
         &mut self,
@@ -69,26 +84,16 @@ impl Statsd {
         let (mut good, mut bad) = (0usize, 0usize);
         match parse_datagram(text) {
             Ok(metrics) => {
-                for m in metrics {
-                    if self.add(shared, m, peer) {
-                        good += 1;
-                    } else {
-                        bad += 1;
-                    }
-                }
+                let (ok, refused) = self.add_all(shared, metrics, peer);
+                (good, bad) = (good + ok, bad + refused);
             }
             // One bad line must not cost the others: parse line by line (error path only).
             Err(_) => {
                 for (i, line) in text.split('\n').enumerate() {
                     match parse_datagram(line) {
                         Ok(metrics) => {
-                            for m in metrics {
-                                if self.add(shared, m, peer) {
-                                    good += 1;
-                                } else {
-                                    bad += 1;
-                                }
-                            }
+                            let (ok, refused) = self.add_all(shared, metrics, peer);
+                            (good, bad) = (good + ok, bad + refused);
                         }
                         Err(e) => {
                             bad += 1;
