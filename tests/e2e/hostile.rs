@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::support::{Engine, Receiver, test_plugin};
+use crate::write_config;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(45);
@@ -103,37 +104,7 @@ fn hostile_plugins_are_contained_while_a_healthy_one_keeps_collecting() {
         test_plugin("fetch").display()
     ));
 
-    let config = dir.path().join("telltale.yaml");
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            r#"engine:
-  evaluation_interval: 200ms
-  shutdown_grace: 5s
-collectors:
-  - name: system
-    plugin: system
-    interval: 200ms
-    grants:
-      system: true
-      files: [/proc, /sys]
-{collectors}
-rules:
-  dir: rules
-notifiers:
-  - name: hook
-    webhook:
-      url: {}
-      secret: ${{E2E_WEBHOOK_SECRET}}
-      timeout: 2s
-      initial_backoff: 100ms
-      max_backoff: 500ms
-"#,
-            receiver.url
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &receiver.url, &collectors);
 
     // Fires once the healthy plugins kept working and every hostile one has failed.
     let names: Vec<String> = hostile.iter().map(|(n, _, _)| format!("\"{n}\"")).collect();
