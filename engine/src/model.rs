@@ -171,6 +171,199 @@ impl JsonSchema for Labels {
     }
 }
 
+/// A metric name, shared behind an [`Arc`].
+///
+/// Every sample carries its series' name, and the same few names recur in every call of
+/// every collector: a clone here is a reference-count increment, where a `String` would
+/// allocate and copy. It reads as a `&str` ([`Deref`]), compares, hashes and orders by
+/// content (the pointer is checked first, so two clones compare for free), and
+/// serializes as a plain string.
+///
+/// ```
+/// use telltale::model::MetricName;
+///
+/// let name = MetricName::from("cpu_usage_percent");
+/// let copy = name.clone(); // shares the text
+/// assert_eq!(copy, "cpu_usage_percent");
+/// assert!(name.ends_with("_percent"));
+/// assert_eq!(name.to_string(), "cpu_usage_percent");
+/// ```
+#[derive(Clone)]
+pub struct MetricName(Arc<str>);
+
+impl MetricName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether both share one allocation (a clone of one another), without looking at
+    /// the text.
+    pub fn ptr_eq(&self, other: &MetricName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Default for MetricName {
+    fn default() -> MetricName {
+        MetricName::from("")
+    }
+}
+
+impl Deref for MetricName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for MetricName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for MetricName {
+    // Sound because Eq, Ord and Hash below are those of the text.
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::hash::Hash for MetricName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` through `Borrow` find it.
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialEq for MetricName {
+    fn eq(&self, other: &MetricName) -> bool {
+        self.ptr_eq(other) || self.0 == other.0
+    }
+}
+
+impl Eq for MetricName {}
+
+impl PartialOrd for MetricName {
+    fn partial_cmp(&self, other: &MetricName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MetricName {
+    fn cmp(&self, other: &MetricName) -> std::cmp::Ordering {
+        if self.ptr_eq(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialEq<str> for MetricName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for MetricName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for MetricName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<MetricName> for str {
+    fn eq(&self, other: &MetricName) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<MetricName> for &str {
+    fn eq(&self, other: &MetricName) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<MetricName> for String {
+    fn eq(&self, other: &MetricName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Display for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for MetricName {
+    fn from(name: &str) -> MetricName {
+        MetricName(Arc::from(name))
+    }
+}
+
+impl From<String> for MetricName {
+    fn from(name: String) -> MetricName {
+        MetricName(Arc::from(name))
+    }
+}
+
+impl From<&String> for MetricName {
+    fn from(name: &String) -> MetricName {
+        MetricName::from(name.as_str())
+    }
+}
+
+impl From<MetricName> for String {
+    fn from(name: MetricName) -> String {
+        name.as_str().to_string()
+    }
+}
+
+impl Serialize for MetricName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<MetricName, D::Error> {
+        // Through `Cow` so a borrowed string is copied once, into the `Arc`.
+        <std::borrow::Cow<'de, str>>::deserialize(deserializer).map(|s| MetricName::from(&*s))
+    }
+}
+
+impl JsonSchema for MetricName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        String::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        String::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 /// Milliseconds since the Unix epoch, the time unit of every sample.
 pub type TimestampMs = i64;
 
@@ -434,6 +627,27 @@ mod tests {
             labels: Labels::new(),
         };
         assert_eq!(bare.to_string(), "up");
+    }
+
+    #[test]
+    fn metric_name_behaves_as_its_text() {
+        use std::collections::{BTreeMap, HashMap};
+        let a = MetricName::from("up");
+        let b = MetricName::from(String::from("up"));
+        assert!(!a.ptr_eq(&b));
+        assert_eq!(a, b);
+        assert_eq!(a, "up");
+        assert_eq!("up", a);
+        assert!(MetricName::from("a") < MetricName::from("b"));
+        // Lookups by `&str` find names stored as keys (Borrow agrees with Hash and Ord).
+        let hashed: HashMap<MetricName, u8> = HashMap::from([(a.clone(), 1)]);
+        assert_eq!(hashed.get("up"), Some(&1));
+        let ordered: BTreeMap<MetricName, u8> = BTreeMap::from([(b, 2)]);
+        assert_eq!(ordered.get("up"), Some(&2));
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, r#""up""#);
+        assert_eq!(serde_json::from_str::<MetricName>(&json).unwrap(), a);
+        assert_eq!(format!("{a} {a:?}"), r#"up "up""#);
     }
 
     #[test]
