@@ -100,7 +100,7 @@ fn to_samples(parsed: Vec<telltale_formats::ParsedSample>) -> Vec<Sample> {
     parsed
         .into_iter()
         .map(|p| Sample {
-            name: p.name,
+            name: p.name.into(),
             labels: p.labels.into_iter().collect(),
             value: p.value,
             timestamp_ms: p.timestamp_ms.unwrap_or(T0_MS),

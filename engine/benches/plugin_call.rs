@@ -92,7 +92,7 @@ impl NativeSystem {
         let mut out = Vec::new();
         let mut push = |name: &str, value: f64, labels: &[(&str, String)]| {
             out.push(Sample {
-                name: name.to_string(),
+                name: name.into(),
                 labels: labels
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
@@ -207,7 +207,7 @@ fn windows() -> Vec<SeriesWindow> {
     (0..10)
         .map(|w| SeriesWindow {
             key: SeriesKey {
-                name: "request_latency_seconds".to_string(),
+                name: "request_latency_seconds".into(),
                 labels: Labels::from([
                     ("job".to_string(), "api".to_string()),
                     ("instance".to_string(), format!("node-{w}")),
@@ -237,7 +237,7 @@ fn native_window_stats(windows: &[SeriesWindow]) -> Vec<Sample> {
             let mut labels = w.key.labels.clone();
             labels.insert("window".to_string(), "5m".to_string());
             out.push(Sample {
-                name: format!("{}_window_{}", w.key.name, stat.name()),
+                name: format!("{}_window_{}", w.key.name, stat.name()).into(),
                 labels,
                 value: summary.get(stat),
                 timestamp_ms: newest,

@@ -81,7 +81,7 @@ fn native_samples(n: usize) -> Vec<Sample> {
     let now = now_ms();
     (0..n)
         .map(|i| Sample {
-            name: "bench_value".to_string(),
+            name: "bench_value".into(),
             labels: Labels::from([
                 ("kind".to_string(), "bench".to_string()),
                 ("series".to_string(), i.to_string()),

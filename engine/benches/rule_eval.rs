@@ -32,7 +32,7 @@ fn build_store() -> Arc<SeriesStore> {
         for h in 0..HOSTS {
             let base = ((f * 7 + h * 13) % 100) as f64;
             store.ingest((0..POINTS).map(|i| Sample {
-                name: format!("bench_metric_{f}_percent"),
+                name: format!("bench_metric_{f}_percent").into(),
                 labels: Labels::from([
                     ("host".to_string(), format!("h{h}")),
                     ("region".to_string(), "eu".to_string()),

@@ -384,7 +384,9 @@ pub fn duration_ms(d: Duration) -> i64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// Metric name, Prometheus conventions (`snake_case`, base units, `_total` for counters).
-    pub name: String,
+    /// A [`MetricName`], so copying a sample or handing its name to the next one of the
+    /// same series shares the text instead of allocating.
+    pub name: MetricName,
     /// The series' labels.
     pub labels: Labels,
     /// The observed value.
@@ -409,7 +411,7 @@ impl Sample {
         timestamp_ms: TimestampMs,
     ) -> Sample {
         Sample {
-            name: name.to_string(),
+            name: MetricName::from(name),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -423,8 +425,8 @@ impl Sample {
 /// The identity of a series: its metric name and label set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SeriesKey {
-    /// Metric name.
-    pub name: String,
+    /// Metric name (shared with the samples and store entries of the same series).
+    pub name: MetricName,
     /// Label set.
     pub labels: Labels,
 }
@@ -638,7 +640,8 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, "up");
         assert_eq!("up", a);
-        assert!(MetricName::from("a") < MetricName::from("b"));
+        let (first, second) = (MetricName::from("a"), MetricName::from("b"));
+        assert!(first < second);
         // Lookups by `&str` find names stored as keys (Borrow agrees with Hash and Ord).
         let hashed: HashMap<MetricName, u8> = HashMap::from([(a.clone(), 1)]);
         assert_eq!(hashed.get("up"), Some(&1));

@@ -689,7 +689,7 @@ fn read_windows(input: Option<&Path>) -> Result<Vec<SeriesWindow>, String> {
             .ok_or_else(|| format!("{}: sample `{}` has no numeric `value`", at(), parsed.name))?;
         series
             .entry(SeriesKey {
-                name: parsed.name,
+                name: parsed.name.into(),
                 labels: parsed.labels,
             })
             .or_default()
@@ -768,7 +768,7 @@ fn print_call(out: &mut impl Write, call: u32, count: u32, o: &CallOutput, json:
             .iter()
             .map(|s| {
                 [
-                    s.name.clone(),
+                    s.name.to_string(),
                     format_labels(&s.labels),
                     s.value.to_string(),
                     format_time(s.timestamp_ms),

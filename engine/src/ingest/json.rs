@@ -21,7 +21,7 @@ use telltale_formats::{is_valid_label_name, is_valid_metric_name};
 use super::http::{Style, Work, rejection_response, write};
 use super::limits::{Reason, Rejection, check_count, check_sample};
 use super::{Shared, Source};
-use crate::model::{Labels, Sample};
+use crate::model::{Labels, MetricName, Sample};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,7 +127,7 @@ fn parse(shared: &Shared, text: &str, now: i64) -> Result<Vec<Sample>, Rejection
     })?;
     de.end().map_err(|e| syntax(None, &e))?;
     check_count(&shared.limits, batch.samples.len())?;
-    let mut out = Vec::with_capacity(batch.samples.len());
+    let mut out: Vec<Sample> = Vec::with_capacity(batch.samples.len());
     for (i, s) in batch.samples.into_iter().enumerate() {
         let at = |field: &str, reason: Reason, message: String, hint: &str| Rejection {
             path: Some(format!("samples[{i}]{field}")),
@@ -161,8 +161,14 @@ fn parse(shared: &Shared, text: &str, now: i64) -> Result<Vec<Sample>, Rejection
             r.path = Some(format!("samples[{i}]"));
             r
         })?;
+        // Consecutive samples of one metric (its series one after another) share the
+        // previous sample's name instead of each copying its own into a new allocation.
+        let name = match out.last() {
+            Some(prev) if prev.name == s.name => prev.name.clone(),
+            _ => MetricName::from(s.name),
+        };
         out.push(Sample {
-            name: s.name,
+            name,
             labels,
             value,
             timestamp_ms: s.timestamp_ms.unwrap_or(now),

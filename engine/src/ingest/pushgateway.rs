@@ -35,7 +35,7 @@ use tracing::info;
 use super::http::{Style, Work, rejection_response, write};
 use super::limits::{Reason, Rejection, check_count, check_labels, check_store_capacity, locate};
 use super::{Shared, Source};
-use crate::model::{Labels, Point, SeriesKey, TimestampMs, duration_ms};
+use crate::model::{Labels, MetricName, Point, SeriesKey, TimestampMs, duration_ms};
 use crate::store::{SeriesId, SeriesStore, StoreSample};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
@@ -390,7 +390,7 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
         info!(
             "ingest: push group {} expired (no push for {})",
             SeriesKey {
-                name: String::new(),
+                name: MetricName::default(),
                 labels: key.clone()
             },
             humantime::format_duration(reg.expire_after)

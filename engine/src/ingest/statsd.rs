@@ -175,7 +175,7 @@ impl Statsd {
         self.series.retain(|_, last| flushes - *last <= expire);
         out.into_iter()
             .map(|p| Sample {
-                name: p.name,
+                name: p.name.into(),
                 labels: p.labels.into_iter().collect(),
                 value: p.value,
                 timestamp_ms: p.timestamp_ms.unwrap_or(now),

@@ -246,7 +246,7 @@ impl<I: Instance> Slot<I> {
             && self.stats.replaced_error.is_none()
         {
             self.stats.replaced_error = Some(SeriesKey {
-                name: LAST_ERROR_METRIC.to_string(),
+                name: LAST_ERROR_METRIC.into(),
                 labels: self.last_error_labels(previous),
             });
         }
@@ -480,7 +480,7 @@ impl<I: Instance> Slot<I> {
         }
         if let Some(e) = &self.stats.last_error {
             out.push(Sample {
-                name: LAST_ERROR_METRIC.to_string(),
+                name: LAST_ERROR_METRIC.into(),
                 labels: self.last_error_labels(e),
                 value: e.at_ms as f64 / 1000.0,
                 timestamp_ms: ts,
@@ -604,7 +604,7 @@ pub(crate) async fn analyzer_task(
                 Ok((samples, events)) => {
                     for e in &events {
                         let labels = crate::model::SeriesKey {
-                            name: e.kind.clone(),
+                            name: e.kind.as_str().into(),
                             labels: e.labels.clone(),
                         };
                         match e.severity {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::config::PluginLimits;
-use crate::model::{Event, Labels, Sample, SeriesWindow, Severity};
+use crate::model::{Event, Labels, MetricName, Sample, SeriesWindow, Severity};
 
 use super::bindings::types;
 
@@ -179,7 +179,7 @@ pub(crate) fn samples_from_wit(
             let labels = convert_labels(s.labels, || format!("sample #{i} `{name}`"), limits)?;
             Ok(Sample {
                 labels,
-                name: s.name,
+                name: s.name.into(),
                 value: s.value,
                 timestamp_ms: s.timestamp_ms,
             })
@@ -216,7 +216,7 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
 /// entry count and key bytes; when full it is emptied and refills from the next calls.
 pub(crate) struct SeriesCache {
-    map: HashMap<Box<[u8]>, (String, Labels), foldhash::fast::FixedState>,
+    map: HashMap<Box<[u8]>, (MetricName, Labels), foldhash::fast::FixedState>,
     key_bytes: usize,
     /// The key being built, reused across samples.
     scratch: Vec<u8>,
@@ -241,7 +241,7 @@ impl SeriesCache {
         self.map.len()
     }
 
-    fn insert(&mut self, key: &[u8], series: (String, Labels)) {
+    fn insert(&mut self, key: &[u8], series: (MetricName, Labels)) {
         if self.map.len() >= SERIES_CACHE_MAX_ENTRIES
             || self.key_bytes + key.len() > SERIES_CACHE_MAX_KEY_BYTES
         {
@@ -427,7 +427,7 @@ fn check_series(
     name: &[u8],
     labels: &[types::LabelSpan],
     limits: &OutputLimits,
-) -> Result<(String, Labels), OutputError> {
+) -> Result<(MetricName, Labels), OutputError> {
     let name = as_str(name, i, SpanOf::Name)?;
     check_metric_name(i, name, limits)?;
     let owner = || format!("sample #{i} `{name}`");
@@ -446,7 +446,7 @@ fn check_series(
         check_label(ln, lv, &owner, limits)?;
         pairs.push((ln.to_string(), lv.to_string()));
     }
-    Ok((name.to_string(), pairs.into_iter().collect()))
+    Ok((name.into(), pairs.into_iter().collect()))
 }
 
 /// Checks and converts the events an analyzer returned, attributing them to `source`.
@@ -502,7 +502,7 @@ pub(crate) fn windows_to_wit(windows: Vec<SeriesWindow>) -> Vec<types::SeriesWin
     windows
         .into_iter()
         .map(|w| types::SeriesWindow {
-            name: w.key.name,
+            name: w.key.name.into(),
             labels: w
                 .key
                 .labels

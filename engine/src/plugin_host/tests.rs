@@ -47,7 +47,7 @@ fn stats_spec(config: &str) -> PluginSpec {
 fn window(name: &str, labels: &[(&str, &str)], values: &[f64]) -> SeriesWindow {
     SeriesWindow {
         key: SeriesKey {
-            name: name.to_string(),
+            name: name.into(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

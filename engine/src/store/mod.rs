@@ -20,7 +20,7 @@
 //! samples ([`StoreSample`]) with a hash computed once by [`SeriesStore::series_hash`];
 //! the name and labels are copied only when the sample creates a series.
 
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::Duration;
@@ -28,7 +28,9 @@ use std::time::Duration;
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
-use crate::model::{Labels, Point, Sample, SeriesKey, SeriesWindow, TimestampMs, duration_ms};
+use crate::model::{
+    Labels, MetricName, Point, Sample, SeriesKey, SeriesWindow, TimestampMs, duration_ms,
+};
 
 /// How far back `latest` looks: a series silent for longer is treated as gone, as
 /// Prometheus does with its lookback delta.
@@ -82,7 +84,7 @@ pub trait SeriesId {
     /// An owned copy of the identity (for messages).
     fn to_key(&self) -> SeriesKey {
         SeriesKey {
-            name: self.name().to_string(),
+            name: self.name().into(),
             labels: self
                 .label_pairs()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -97,8 +99,9 @@ pub trait StoreSample: SeriesId {
     fn point(&self) -> Point;
 
     /// The owned name and labels, taken only when the sample creates a series. Owned
-    /// samples move theirs; borrowed ones copy.
-    fn into_key(self) -> (String, Labels)
+    /// samples move theirs (the name's text stays shared with whoever else holds it);
+    /// borrowed ones copy.
+    fn into_key(self) -> (MetricName, Labels)
     where
         Self: Sized,
     {
@@ -132,7 +135,7 @@ impl StoreSample for Sample {
             value: self.value,
         }
     }
-    fn into_key(self) -> (String, Labels) {
+    fn into_key(self) -> (MetricName, Labels) {
         (self.name, self.labels)
     }
 }
@@ -163,7 +166,9 @@ fn canonical(id: &impl SeriesId) -> bool {
 /// One stored series.
 #[derive(Debug)]
 struct Series {
-    name: String,
+    /// Shared with the family's key in [`Inner::families`] and with every
+    /// [`SeriesKey`] the reads hand out.
+    name: MetricName,
     labels: Labels,
     /// The identity as one run of bytes ([`identity_bytes`]), compared on every write.
     /// Comparing `name` and `labels` instead chases a pointer per string and per map node:
@@ -233,7 +238,8 @@ struct Inner {
     /// Slot numbers, hashed by their series' hash.
     index: HashTable<usize>,
     /// Metric name → label set → slot, for ordered reads.
-    families: HashMap<String, BTreeMap<Labels, usize>>,
+    /// The key is the one [`MetricName`] every series of the family shares.
+    families: HashMap<MetricName, BTreeMap<Labels, usize>>,
     /// Live series.
     len: usize,
 }
@@ -251,7 +257,7 @@ impl Inner {
             .copied()
     }
 
-    fn create(&mut self, hash: u64, name: String, labels: Labels) -> usize {
+    fn create(&mut self, hash: u64, name: MetricName, labels: Labels) -> usize {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -260,16 +266,21 @@ impl Inner {
             }
         };
         // One ordered insert with the slot number known (a label-set comparison per tree
-        // level), and the name copied only for a new family; the label set is shared.
-        match self.families.get_mut(name.as_str()) {
-            Some(family) => {
-                family.insert(labels.clone(), slot);
+        // level). Name and label set are shared, not copied: a new family keeps the
+        // sample's name, and a series of a known family takes the family's, so all of a
+        // family's series hold one allocation whatever their samples arrived with.
+        let name = match self.families.entry(name) {
+            Entry::Occupied(family) => {
+                let name = family.key().clone();
+                family.into_mut().insert(labels.clone(), slot);
+                name
             }
-            None => {
-                self.families
-                    .insert(name.clone(), BTreeMap::from([(labels.clone(), slot)]));
+            Entry::Vacant(family) => {
+                let name = family.key().clone();
+                family.insert(BTreeMap::from([(labels.clone(), slot)]));
+                name
             }
-        }
+        };
         self.slots[slot] = Some(Series {
             key: identity_bytes(&name, &labels),
             name,
@@ -482,8 +493,19 @@ impl SeriesStore {
         matcher: &Labels,
         mut f: impl FnMut(&Labels, &VecDeque<Point>),
     ) {
+        self.for_each_in_family(name, matcher, |_, labels, points| f(labels, points));
+    }
+
+    /// [`for_each_series`](SeriesStore::for_each_series), also passing the stored name,
+    /// so that what a read hands out shares it instead of copying `name`.
+    fn for_each_in_family(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        mut f: impl FnMut(&MetricName, &Labels, &VecDeque<Point>),
+    ) {
         let inner = self.inner.read();
-        let Some(family) = inner.families.get(name) else {
+        let Some((name, family)) = inner.families.get_key_value(name) else {
             return;
         };
         for (labels, &slot) in family {
@@ -492,7 +514,7 @@ impl SeriesStore {
                 .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
                 && let Some(series) = inner.slots.get(slot).and_then(Option::as_ref)
             {
-                f(labels, &series.points);
+                f(name, labels, &series.points);
             }
         }
     }
@@ -517,12 +539,12 @@ impl SeriesStore {
     /// The points since `since_ms` (inclusive) of each selected series that has any.
     pub fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow> {
         let mut out = Vec::new();
-        self.for_each_series(name, matcher, |labels, points| {
+        self.for_each_in_family(name, matcher, |name, labels, points| {
             let start = points.partition_point(|p| p.timestamp_ms < since_ms);
             if start < points.len() {
                 out.push(SeriesWindow {
                     key: SeriesKey {
-                        name: name.to_string(),
+                        name: name.clone(),
                         labels: labels.clone(),
                     },
                     points: points.range(start..).copied().collect(),
@@ -550,9 +572,9 @@ impl SeriesStore {
         self.inner.read().len
     }
 
-    /// Every stored metric name, sorted.
-    pub fn metric_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.read().families.keys().cloned().collect();
+    /// Every stored metric name, sorted (shared with the store, not copied).
+    pub fn metric_names(&self) -> Vec<MetricName> {
+        let mut names: Vec<MetricName> = self.inner.read().families.keys().cloned().collect();
         names.sort();
         names
     }
