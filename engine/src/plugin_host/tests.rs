@@ -536,3 +536,27 @@ async fn file_plugins_are_identified_without_rereading_until_they_change() {
     assert_eq!(same, replaced);
     assert_eq!(second.cache_stats().compiled, 1);
 }
+
+#[tokio::test]
+async fn a_collectors_repeated_series_share_their_names_across_calls() {
+    // Issue #3's per-sample cost: a series seen before is served from the series cache,
+    // so its name is the cached `MetricName` (a reference count), not a new allocation.
+    let host = PluginHost::new(None).unwrap();
+    let mut bench = host
+        .collector(spec(
+            "bench",
+            PluginSource::File(test_plugin("bench-samples")),
+            r#"{"samples": 20}"#,
+            Grants::default(),
+        ))
+        .await
+        .unwrap();
+    let first = bench.collect().await.unwrap();
+    let second = bench.collect().await.unwrap();
+    assert_eq!(first.len(), 20);
+    assert_eq!(second.len(), 20);
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!((&a.name, &a.labels), (&b.name, &b.labels));
+        assert!(a.name.ptr_eq(&b.name), "{} was copied, not shared", b.name);
+    }
+}

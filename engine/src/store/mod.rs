@@ -702,6 +702,27 @@ mod tests {
     }
 
     #[test]
+    fn a_family_shares_one_name_with_what_reads_hand_out() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let first = sample("shared", &[("x", "1")], 1.0, 1);
+        let name = first.name.clone();
+        // The second series arrives with its own allocation of the same text.
+        let second = sample("shared", &[("x", "2")], 2.0, 1);
+        assert!(!second.name.ptr_eq(&name));
+        store.ingest([first, second]);
+        let windows = store.window("shared", &Labels::new(), 0);
+        assert_eq!(windows.len(), 2);
+        for w in &windows {
+            assert!(
+                w.key.name.ptr_eq(&name),
+                "{} holds the family's name",
+                w.key
+            );
+        }
+        assert!(store.metric_names()[0].ptr_eq(&name));
+    }
+
+    #[test]
     fn removes_series() {
         let store = SeriesStore::new(StoreLimits::default());
         store.ingest([
