@@ -253,8 +253,11 @@ impl SeriesCache {
     }
 }
 
-/// A piece of a batch's text: `len` bytes from `start` (the WIT records carry the two
-/// numbers as plain fields).
+/// Numbers per sample in a batch's `samples` column, and per label record in its
+/// `labels` column.
+const STRIDE: usize = 4;
+
+/// A piece of a batch's text: `len` bytes from `start`.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
@@ -262,24 +265,27 @@ struct Span {
 }
 
 impl Span {
-    fn name(s: &types::BatchSample) -> Span {
+    /// The name of a sample, from its four numbers.
+    fn name(sample: &[u32]) -> Span {
         Span {
-            start: s.name_start,
-            len: s.name_len,
+            start: sample[0],
+            len: sample[1],
         }
     }
 
-    fn label_name(l: &types::LabelSpan) -> Span {
+    /// The name of a label record, from its four numbers.
+    fn label_name(label: &[u32]) -> Span {
         Span {
-            start: l.name_start,
-            len: l.name_len,
+            start: label[0],
+            len: label[1],
         }
     }
 
-    fn label_value(l: &types::LabelSpan) -> Span {
+    /// The value of a label record, from its four numbers.
+    fn label_value(label: &[u32]) -> Span {
         Span {
-            start: l.value_start,
-            len: l.value_len,
+            start: label[2],
+            len: label[3],
         }
     }
 }
@@ -332,6 +338,33 @@ fn as_str(bytes: &[u8], i: usize, what: SpanOf) -> Result<&str, OutputError> {
     })
 }
 
+/// Checks that a batch's columns agree: four numbers per sample in `samples`, one value
+/// and one timestamp per sample, four numbers per label record in `labels`.
+fn check_columns(batch: &types::SampleBatch) -> Result<(), OutputError> {
+    let n = batch.values.len();
+    let problem = if batch.samples.len() != n.saturating_mul(STRIDE) {
+        format!(
+            "has {} numbers in `samples` for {n} values (expected four per sample: \
+             name-start, name-len, first-label, label-count)",
+            batch.samples.len()
+        )
+    } else if batch.timestamps_ms.len() != n {
+        format!(
+            "has {} timestamps for {n} values (expected one per sample)",
+            batch.timestamps_ms.len()
+        )
+    } else if batch.labels.len() % STRIDE != 0 {
+        format!(
+            "has {} numbers in `labels`, not a multiple of four (name-start, name-len, \
+             value-start, value-len per label)",
+            batch.labels.len()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(OutputError::Invalid(format!("the sample batch {problem}")))
+}
+
 /// Checks and converts the batch a collector returned. Every span is bounds-checked; a
 /// series not in `cache` is fully checked (UTF-8 boundaries, limits, name syntax) and
 /// remembered. The error names the offending sample and, for a broken limit, the limit and
@@ -341,37 +374,44 @@ pub(crate) fn samples_from_batch(
     limits: &OutputLimits,
     cache: &mut SeriesCache,
 ) -> Result<Vec<Sample>, OutputError> {
-    check_sample_count(batch.samples.len(), limits)?;
+    check_sample_count(batch.values.len(), limits)?;
+    check_columns(batch)?;
     let text = batch.text.as_bytes();
     let mut key = std::mem::take(&mut cache.scratch);
-    let mut out = Vec::with_capacity(batch.samples.len());
+    let mut out = Vec::with_capacity(batch.values.len());
+    let records = batch
+        .samples
+        .chunks_exact(STRIDE)
+        .zip(&batch.values)
+        .zip(&batch.timestamps_ms);
     let result = (|| {
-        for (i, s) in batch.samples.iter().enumerate() {
+        for (i, ((s, &value), &timestamp_ms)) in records.enumerate() {
             let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
             // Lengths are checked before anything is copied: a span may cover the whole
             // text, and a key built from unchecked spans would be unbounded.
             if name.len() > limits.max_name_bytes {
                 return Err(refusal(text, i, name, &[], limits));
             }
-            let count = s.label_count as usize;
+            let count = s[3] as usize;
             if count > limits.max_labels {
                 let name = String::from_utf8_lossy(name);
                 check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
             }
-            let first = s.first_label as usize;
+            let first = s[2] as usize;
             let labels = first
                 .checked_add(count)
-                .and_then(|end| batch.labels.get(first..end))
+                .and_then(|end| end.checked_mul(STRIDE))
+                .and_then(|end| batch.labels.get(first * STRIDE..end))
                 .ok_or_else(|| {
                     OutputError::Invalid(format!(
                         "sample #{i} has the labels #{first} to #{} of a batch of {}",
                         first as u64 + count as u64,
-                        batch.labels.len()
+                        batch.labels.len() / STRIDE
                     ))
                 })?;
             key.clear();
             key.extend_from_slice(name);
-            for (j, l) in labels.iter().enumerate() {
+            for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
                 let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
                 let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
                 if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes
@@ -394,8 +434,8 @@ pub(crate) fn samples_from_batch(
             out.push(Sample {
                 name,
                 labels,
-                value: s.value,
-                timestamp_ms: s.timestamp_ms,
+                value,
+                timestamp_ms,
             });
         }
         Ok(())
@@ -410,7 +450,7 @@ fn refusal(
     text: &[u8],
     i: usize,
     name: &[u8],
-    labels: &[types::LabelSpan],
+    labels: &[u32],
     limits: &OutputLimits,
 ) -> OutputError {
     match check_series(text, i, name, labels, limits) {
@@ -420,19 +460,20 @@ fn refusal(
 }
 
 /// Checks a series not seen before: every span on character boundaries, the name and
-/// label limits and syntax (spans are already known to be in bounds).
+/// label limits and syntax (spans are already known to be in bounds). `labels` holds the
+/// sample's label records, four numbers each.
 fn check_series(
     text: &[u8],
     i: usize,
     name: &[u8],
-    labels: &[types::LabelSpan],
+    labels: &[u32],
     limits: &OutputLimits,
 ) -> Result<(String, Labels), OutputError> {
     let name = as_str(name, i, SpanOf::Name)?;
     check_metric_name(i, name, limits)?;
     let owner = || format!("sample #{i} `{name}`");
-    let mut pairs = Vec::with_capacity(labels.len());
-    for (j, l) in labels.iter().enumerate() {
+    let mut pairs = Vec::with_capacity(labels.len() / STRIDE);
+    for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
         let ln = as_str(
             resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?,
             i,
@@ -630,31 +671,21 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut labels = Vec::new();
-        for (i, (name, ls)) in samples.iter().enumerate() {
+        for (name, ls) in samples.iter() {
             let (name_start, name_len) = span(name);
-            let first_label = labels.len() as u32;
+            let first_label = (labels.len() / STRIDE) as u32;
             for (n, v) in ls.iter() {
                 let (name_start, name_len) = span(n);
                 let (value_start, value_len) = span(v);
-                labels.push(types::LabelSpan {
-                    name_start,
-                    name_len,
-                    value_start,
-                    value_len,
-                });
+                labels.extend([name_start, name_len, value_start, value_len]);
             }
-            out.push(types::BatchSample {
-                name_start,
-                name_len,
-                first_label,
-                label_count: ls.len() as u32,
-                value: i as f64,
-                timestamp_ms: 7,
-            });
+            out.extend([name_start, name_len, first_label, ls.len() as u32]);
         }
         types::SampleBatch {
             text,
             samples: out,
+            values: (0..samples.len()).map(|i| i as f64).collect(),
+            timestamps_ms: vec![7; samples.len()],
             labels,
         }
     }
@@ -701,23 +732,13 @@ mod tests {
         let mut cache = SeriesCache::default();
         // 1 MiB of text; every span of the sample covers all of it, 64 labels' worth.
         let text = "a".repeat(1 << 20);
-        let whole = types::LabelSpan {
-            name_start: 0,
-            name_len: text.len() as u32,
-            value_start: 0,
-            value_len: text.len() as u32,
-        };
+        let whole = [0, text.len() as u32, 0, text.len() as u32];
         let b = |name_len: u32| types::SampleBatch {
             text: text.clone(),
-            samples: vec![types::BatchSample {
-                name_start: 0,
-                name_len,
-                first_label: 0,
-                label_count: 64,
-                value: 1.0,
-                timestamp_ms: 1,
-            }],
-            labels: vec![whole; 64],
+            samples: vec![0, name_len, 0, 64],
+            values: vec![1.0],
+            timestamps_ms: vec![1],
+            labels: whole.repeat(64),
         };
         let err = samples_from_batch(&b(text.len() as u32), &l, &mut cache).unwrap_err();
         assert!(
@@ -801,34 +822,64 @@ mod tests {
         let mut cache = SeriesCache::default();
         // A name span past the end of the text.
         let mut b = batch(&[("up", &[("job", "a")])]);
-        (b.samples[0].name_start, b.samples[0].name_len) = (2, 100);
+        (b.samples[0], b.samples[1]) = (2, 100);
         let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("sample #0's metric name") && m.contains("outside the batch's 6-byte text")),
             "{err:?}"
         );
         // start + len overflowing u32 arithmetic.
-        (b.samples[0].name_start, b.samples[0].name_len) = (u32::MAX, u32::MAX);
+        (b.samples[0], b.samples[1]) = (u32::MAX, u32::MAX);
         assert!(samples_from_batch(&b, &l, &mut cache).is_err());
         // A label range past the end of the label list.
         let mut b = batch(&[("up", &[("job", "a")])]);
-        b.samples[0].first_label = 1;
+        b.samples[2] = 1;
         let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("labels #1 to #2 of a batch of 1")),
             "{err:?}"
         );
-        b.samples[0].first_label = u32::MAX;
+        b.samples[2] = u32::MAX;
+        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        (b.samples[2], b.samples[3]) = (u32::MAX / 2, u32::MAX / 2 + 1);
         assert!(samples_from_batch(&b, &l, &mut cache).is_err());
         // A span cutting a character in two.
         let mut b = batch(&[("up", &[("job", "é")])]);
-        b.labels[0].value_len = 1;
+        b.labels[3] = 1;
         let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("label #0's value span does not start and end on UTF-8")),
             "{err:?}"
         );
         assert_eq!(cache.len(), 0, "nothing invalid is remembered");
+    }
+
+    #[test]
+    fn columns_that_disagree_are_refused() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let good = batch(&[("up", &[("job", "a")]), ("up", &[])]);
+        let mut b = good.clone();
+        b.samples.pop();
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("7 numbers in `samples` for 2 values")),
+            "{err:?}"
+        );
+        let mut b = good.clone();
+        b.timestamps_ms.push(1);
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("3 timestamps for 2 values")),
+            "{err:?}"
+        );
+        let mut b = good;
+        b.labels.push(0);
+        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("5 numbers in `labels`")),
+            "{err:?}"
+        );
     }
 
     #[test]
