@@ -215,12 +215,40 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// Only checked series are stored, and the checks depend on nothing but those bytes and
 /// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
 /// entry count and key bytes; when full it is emptied and refills from the next calls.
+///
+/// Before any of that, a batch is compared whole with the previous call's: most
+/// collectors return the very same series in the same order every time, and then only the
+/// `values` and `timestamps-ms` columns differ. The text and the two span columns equal
+/// the previous ones, which were checked, so every sample's series is the one found
+/// last time at the same position, for the cost of comparing those bytes.
 pub(crate) struct SeriesCache {
     map: HashMap<Box<[u8]>, (String, Labels), foldhash::fast::FixedState>,
     key_bytes: usize,
     /// The key being built, reused across samples.
     scratch: Vec<u8>,
+    /// The last batch that converted, less its values and timestamps, with its series.
+    previous: Option<PreviousBatch>,
 }
+
+/// The identity part of the last batch that converted (kept, not copied: it is the
+/// batch's own buffers), and the series its samples resolved to, in order.
+struct PreviousBatch {
+    text: String,
+    samples: Vec<u32>,
+    labels: Vec<u32>,
+    series: Vec<(String, Labels)>,
+}
+
+impl PreviousBatch {
+    /// Whether `batch` names the same series, in the same order, as this one did.
+    fn same_series(&self, batch: &types::SampleBatch) -> bool {
+        self.samples == batch.samples && self.labels == batch.labels && self.text == batch.text
+    }
+}
+
+/// The longest text of a batch that is kept for the next call's comparison: a plugin with
+/// huge label values should not pin that much memory per instance.
+const PREVIOUS_MAX_TEXT_BYTES: usize = 4 << 20;
 
 impl Default for SeriesCache {
     /// An empty cache whose hash is seeded at random, so that a plugin cannot choose keys
@@ -230,6 +258,7 @@ impl Default for SeriesCache {
             map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(rand::random())),
             key_bytes: 0,
             scratch: Vec::new(),
+            previous: None,
         }
     }
 }
@@ -365,17 +394,53 @@ fn check_columns(batch: &types::SampleBatch) -> Result<(), OutputError> {
     Err(OutputError::Invalid(format!("the sample batch {problem}")))
 }
 
-/// Checks and converts the batch a collector returned. Every span is bounds-checked; a
+/// Checks and converts the batch a collector returned. A batch naming the same series as
+/// the previous one takes them from there; otherwise every span is bounds-checked, and a
 /// series not in `cache` is fully checked (UTF-8 boundaries, limits, name syntax) and
 /// remembered. The error names the offending sample and, for a broken limit, the limit and
 /// its value, with the same messages as for analyzers' samples.
 pub(crate) fn samples_from_batch(
-    batch: &types::SampleBatch,
+    batch: types::SampleBatch,
     limits: &OutputLimits,
     cache: &mut SeriesCache,
 ) -> Result<Vec<Sample>, OutputError> {
     check_sample_count(batch.values.len(), limits)?;
-    check_columns(batch)?;
+    check_columns(&batch)?;
+    if let Some(previous) = &cache.previous
+        && previous.same_series(&batch)
+    {
+        let values = batch.values.iter().zip(&batch.timestamps_ms);
+        return Ok(previous
+            .series
+            .iter()
+            .zip(values)
+            .map(|((name, labels), (&value, &timestamp_ms))| Sample {
+                name: name.clone(),
+                labels: labels.clone(),
+                value,
+                timestamp_ms,
+            })
+            .collect());
+    }
+    let out = samples_from_spans(&batch, limits, cache)?;
+    cache.previous = (batch.text.len() <= PREVIOUS_MAX_TEXT_BYTES).then(|| PreviousBatch {
+        text: batch.text,
+        samples: batch.samples,
+        labels: batch.labels,
+        series: out
+            .iter()
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect(),
+    });
+    Ok(out)
+}
+
+/// The conversion of a batch sample by sample, each series looked up in the cache.
+fn samples_from_spans(
+    batch: &types::SampleBatch,
+    limits: &OutputLimits,
+    cache: &mut SeriesCache,
+) -> Result<Vec<Sample>, OutputError> {
     let text = batch.text.as_bytes();
     let mut key = std::mem::take(&mut cache.scratch);
     let mut out = Vec::with_capacity(batch.values.len());
@@ -699,7 +764,7 @@ mod tests {
             ("up", &[]),
             ("up", &[("job", "b")]),
         ]);
-        let first = samples_from_batch(&b, &l, &mut cache).unwrap();
+        let first = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
         assert_eq!(first.len(), 3);
         assert_eq!(first[0].name, "up");
         assert_eq!(first[0].labels.get("zone").map(String::as_str), Some("z1"));
@@ -709,7 +774,7 @@ mod tests {
         assert_eq!(cache.len(), 3);
         // The same series again: the same output, no new entries, and the label sets are
         // the cached ones (shared, not rebuilt).
-        let second = samples_from_batch(&b, &l, &mut cache).unwrap();
+        let second = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
         assert_eq!(second, first);
         assert_eq!(cache.len(), 3);
         for (a, b) in first.iter().zip(&second) {
@@ -721,7 +786,7 @@ mod tests {
         }
         // A name and label value that would run together do not collide.
         let b2 = batch(&[("up", &[("job", "ab")]), ("up", &[("jo", "bab")])]);
-        let out = samples_from_batch(&b2, &l, &mut cache).unwrap();
+        let out = samples_from_batch(b2.clone(), &l, &mut cache).unwrap();
         assert_eq!(out[0].labels.get("job").map(String::as_str), Some("ab"));
         assert_eq!(out[1].labels.get("jo").map(String::as_str), Some("bab"));
     }
@@ -740,12 +805,12 @@ mod tests {
             timestamps_ms: vec![1],
             labels: whole.repeat(64),
         };
-        let err = samples_from_batch(&b(text.len() as u32), &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b(text.len() as u32), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Limit(m) if m.contains("limits.max_name_bytes")),
             "{err:?}"
         );
-        let err = samples_from_batch(&b(2), &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b(2), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Limit(m) if m.contains("limits.max_label_bytes")),
             "{err:?}"
@@ -768,7 +833,7 @@ mod tests {
             max_label_bytes: 5,
         };
         let mut cache = SeriesCache::default();
-        let mut check = |b: types::SampleBatch| samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let mut check = |b: types::SampleBatch| samples_from_batch(b, &l, &mut cache).unwrap_err();
         assert_eq!(
             check(batch(&[("up", &[][..]); 4])),
             OutputError::Limit("returned 4 samples, more than limits.max_samples = 3".into())
@@ -809,7 +874,7 @@ mod tests {
         );
         // Exactly at the limits is fine.
         samples_from_batch(
-            &batch(&[("abcdefghij", &[("abcde", "12345")][..]); 3]),
+            batch(&[("abcdefghij", &[("abcde", "12345")][..]); 3]),
             &l,
             &mut cache,
         )
@@ -823,35 +888,74 @@ mod tests {
         // A name span past the end of the text.
         let mut b = batch(&[("up", &[("job", "a")])]);
         (b.samples[0], b.samples[1]) = (2, 100);
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("sample #0's metric name") && m.contains("outside the batch's 6-byte text")),
             "{err:?}"
         );
         // start + len overflowing u32 arithmetic.
         (b.samples[0], b.samples[1]) = (u32::MAX, u32::MAX);
-        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
         // A label range past the end of the label list.
         let mut b = batch(&[("up", &[("job", "a")])]);
         b.samples[2] = 1;
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("labels #1 to #2 of a batch of 1")),
             "{err:?}"
         );
         b.samples[2] = u32::MAX;
-        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
         (b.samples[2], b.samples[3]) = (u32::MAX / 2, u32::MAX / 2 + 1);
-        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
         // A span cutting a character in two.
         let mut b = batch(&[("up", &[("job", "é")])]);
         b.labels[3] = 1;
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("label #0's value span does not start and end on UTF-8")),
             "{err:?}"
         );
         assert_eq!(cache.len(), 0, "nothing invalid is remembered");
+    }
+
+    #[test]
+    fn a_batch_naming_the_same_series_again_takes_them_from_the_previous_call() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let b = batch(&[("up", &[("job", "a")]), ("load", &[])]);
+        let first = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
+        // New values and timestamps, same series: the previous call's series, the new
+        // numbers.
+        let mut again = b.clone();
+        again.values = vec![10.0, 20.0];
+        again.timestamps_ms = vec![100, 200];
+        cache.map.clear(); // proves the previous batch, not the cache, answered
+        let second = samples_from_batch(again, &l, &mut cache).unwrap();
+        assert_eq!(second.len(), 2);
+        assert_eq!((second[0].value, second[0].timestamp_ms), (10.0, 100));
+        assert_eq!((second[1].value, second[1].timestamp_ms), (20.0, 200));
+        assert_eq!(second[1].name, "load");
+        assert!(second[0].labels.ptr_eq(&first[0].labels));
+        assert_eq!(cache.len(), 0);
+        // The same text with other spans is another batch: checked sample by sample.
+        let mut swapped = b.clone();
+        swapped.samples.swap(0, 4); // name spans of the two samples exchanged
+        swapped.samples.swap(1, 5);
+        let out = samples_from_batch(swapped, &l, &mut cache).unwrap();
+        assert_eq!((out[0].name.as_str(), out[1].name.as_str()), ("load", "up"));
+        assert_eq!(out[0].labels.get("job").map(String::as_str), Some("a"));
+        assert!(out[1].labels.is_empty());
+        // A malformed batch is refused even when it follows a good one, and the good one
+        // is still what the next identical batch is compared with.
+        let mut bad = b.clone();
+        bad.text = "up\u{0}jobaload".into();
+        assert!(samples_from_batch(bad, &l, &mut cache).is_err());
+        let mut bad = b.clone();
+        bad.values.push(1.0);
+        assert!(samples_from_batch(bad, &l, &mut cache).is_err());
+        let out = samples_from_batch(b, &l, &mut cache).unwrap();
+        assert_eq!(out, first);
     }
 
     #[test]
@@ -861,21 +965,21 @@ mod tests {
         let good = batch(&[("up", &[("job", "a")]), ("up", &[])]);
         let mut b = good.clone();
         b.samples.pop();
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("7 numbers in `samples` for 2 values")),
             "{err:?}"
         );
         let mut b = good.clone();
         b.timestamps_ms.push(1);
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("3 timestamps for 2 values")),
             "{err:?}"
         );
         let mut b = good;
         b.labels.push(0);
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("5 numbers in `labels`")),
             "{err:?}"
@@ -891,7 +995,7 @@ mod tests {
             .collect();
         let samples: Vec<(&str, &[(&str, &str)])> =
             names.iter().map(|n| (n.as_str(), &[][..])).collect();
-        let out = samples_from_batch(&batch(&samples), &l, &mut cache).unwrap();
+        let out = samples_from_batch(batch(&samples), &l, &mut cache).unwrap();
         assert_eq!(out.len(), SERIES_CACHE_MAX_ENTRIES + 10);
         assert!(cache.len() <= SERIES_CACHE_MAX_ENTRIES);
         assert_eq!(

@@ -369,7 +369,7 @@ impl CollectorInstance {
             .call("collect", |w, store| Box::pin(w.call_collect(store)))
             .await?;
         let limits = self.runner.output_limits();
-        convert::samples_from_batch(&batch, &limits, &mut self.series)
+        convert::samples_from_batch(batch, &limits, &mut self.series)
             .map_err(|e| output_error(&mut self.runner, "collect", e))
     }
 
