@@ -2,7 +2,9 @@
 //! the checks that keep a plugin's output from hurting the rest of the engine: the
 //! configured caps on counts and lengths (`limits.max_*`), and valid metric and label names.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
 
 use crate::config::PluginLimits;
 use crate::model::{Event, Labels, Sample, SeriesWindow, Severity};
@@ -209,8 +211,9 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// The series one collector instance returned before, keyed by the raw bytes of the
 /// metric name and label spans as the batch holds them, each mapped to the checked name
 /// and label set. A collector returns mostly the same series on every call, so a series
-/// seen before costs a copy of its bytes into the key, a hash, a lookup and two clones
-/// instead of UTF-8, limit and syntax checks plus building a label map.
+/// seen before costs hashing its bytes where they lie in the batch, a lookup, a
+/// comparison and two reference-count increments, instead of UTF-8, limit and syntax
+/// checks plus building a label map.
 ///
 /// Only checked series are stored, and the checks depend on nothing but those bytes and
 /// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
@@ -222,12 +225,21 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// the previous ones, which were checked, so every sample's series is the one found
 /// last time at the same position, for the cost of comparing those bytes.
 pub(crate) struct SeriesCache {
-    map: HashMap<Box<[u8]>, (String, Labels), foldhash::fast::FixedState>,
+    table: HashTable<CachedSeries>,
+    hasher: foldhash::fast::FixedState,
     key_bytes: usize,
-    /// The key being built, reused across samples.
-    scratch: Vec<u8>,
     /// The last batch that converted, less its values and timestamps, with its series.
     previous: Option<PreviousBatch>,
+}
+
+/// One remembered series: its identity bytes (name, then `0xFF` label name `0xFF` label
+/// value for each label; `0xFF` never occurs in UTF-8, so different series never share
+/// a key), their hash, and the checked name and labels.
+struct CachedSeries {
+    hash: u64,
+    key: Box<[u8]>,
+    name: String,
+    labels: Labels,
 }
 
 /// The identity part of the last batch that converted (kept, not copied: it is the
@@ -255,9 +267,9 @@ impl Default for SeriesCache {
     /// that collide (and make every lookup slow).
     fn default() -> SeriesCache {
         SeriesCache {
-            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(rand::random())),
+            table: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(rand::random()),
             key_bytes: 0,
-            scratch: Vec::new(),
             previous: None,
         }
     }
@@ -267,19 +279,81 @@ impl SeriesCache {
     /// How many series are remembered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
-    fn insert(&mut self, key: &[u8], series: (String, Labels)) {
-        if self.map.len() >= SERIES_CACHE_MAX_ENTRIES
+    /// The hash of a series' identity, from its pieces where they lie in `text` (the
+    /// same value as hashing its key).
+    fn hash(&self, name: &[u8], labels: &[(&[u8], &[u8])]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(name);
+        for (label_name, value) in labels {
+            h.write_u8(KEY_SEPARATOR);
+            h.write(label_name);
+            h.write_u8(KEY_SEPARATOR);
+            h.write(value);
+        }
+        h.finish()
+    }
+
+    fn find(&self, hash: u64, name: &[u8], labels: &[(&[u8], &[u8])]) -> Option<&CachedSeries> {
+        self.table
+            .find(hash, |e| e.hash == hash && key_is(&e.key, name, labels))
+    }
+
+    fn insert(&mut self, hash: u64, key: Box<[u8]>, name: String, labels: Labels) {
+        if self.table.len() >= SERIES_CACHE_MAX_ENTRIES
             || self.key_bytes + key.len() > SERIES_CACHE_MAX_KEY_BYTES
         {
-            self.map.clear();
+            self.table.clear();
             self.key_bytes = 0;
         }
         self.key_bytes += key.len();
-        self.map.insert(key.into(), series);
+        let entry = CachedSeries {
+            hash,
+            key,
+            name,
+            labels,
+        };
+        self.table.insert_unique(hash, entry, |e| e.hash);
     }
+}
+
+/// Whether `key` is the identity of `name` with `labels` (see [`CachedSeries`]).
+fn key_is(key: &[u8], name: &[u8], labels: &[(&[u8], &[u8])]) -> bool {
+    let Some(mut rest) = key.strip_prefix(name) else {
+        return false;
+    };
+    for (label_name, value) in labels {
+        let piece = rest
+            .strip_prefix(&[KEY_SEPARATOR])
+            .and_then(|r| r.strip_prefix(*label_name))
+            .and_then(|r| r.strip_prefix(&[KEY_SEPARATOR]))
+            .and_then(|r| r.strip_prefix(*value));
+        match piece {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// The identity bytes of a series (see [`CachedSeries`]).
+fn key_of(name: &[u8], labels: &[(&[u8], &[u8])]) -> Box<[u8]> {
+    let len = name.len()
+        + labels
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    key.extend_from_slice(name);
+    for (label_name, value) in labels {
+        key.push(KEY_SEPARATOR);
+        key.extend_from_slice(label_name);
+        key.push(KEY_SEPARATOR);
+        key.extend_from_slice(value);
+    }
+    key.into_boxed_slice()
 }
 
 /// Numbers per sample in a batch's `samples` column, and per label record in its
@@ -442,71 +516,65 @@ fn samples_from_spans(
     cache: &mut SeriesCache,
 ) -> Result<Vec<Sample>, OutputError> {
     let text = batch.text.as_bytes();
-    let mut key = std::mem::take(&mut cache.scratch);
     let mut out = Vec::with_capacity(batch.values.len());
+    // The current sample's labels as (name, value) bytes, reused across samples.
+    let mut pieces: Vec<(&[u8], &[u8])> = Vec::new();
     let records = batch
         .samples
         .chunks_exact(STRIDE)
         .zip(&batch.values)
         .zip(&batch.timestamps_ms);
-    let result = (|| {
-        for (i, ((s, &value), &timestamp_ms)) in records.enumerate() {
-            let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
-            // Lengths are checked before anything is copied: a span may cover the whole
-            // text, and a key built from unchecked spans would be unbounded.
-            if name.len() > limits.max_name_bytes {
-                return Err(refusal(text, i, name, &[], limits));
-            }
-            let count = s[3] as usize;
-            if count > limits.max_labels {
-                let name = String::from_utf8_lossy(name);
-                check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
-            }
-            let first = s[2] as usize;
-            let labels = first
-                .checked_add(count)
-                .and_then(|end| end.checked_mul(STRIDE))
-                .and_then(|end| batch.labels.get(first * STRIDE..end))
-                .ok_or_else(|| {
-                    OutputError::Invalid(format!(
-                        "sample #{i} has the labels #{first} to #{} of a batch of {}",
-                        first as u64 + count as u64,
-                        batch.labels.len() / STRIDE
-                    ))
-                })?;
-            key.clear();
-            key.extend_from_slice(name);
-            for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
-                let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
-                let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
-                if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes
-                {
-                    return Err(refusal(text, i, name, labels, limits));
-                }
-                key.push(KEY_SEPARATOR);
-                key.extend_from_slice(label_name);
-                key.push(KEY_SEPARATOR);
-                key.extend_from_slice(value);
-            }
-            let (name, labels) = match cache.map.get(key.as_slice()) {
-                Some((name, labels)) => (name.clone(), labels.clone()),
-                None => {
-                    let series = check_series(text, i, name, labels, limits)?;
-                    cache.insert(&key, series.clone());
-                    series
-                }
-            };
-            out.push(Sample {
-                name,
-                labels,
-                value,
-                timestamp_ms,
-            });
+    for (i, ((s, &value), &timestamp_ms)) in records.enumerate() {
+        let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
+        // Lengths are checked before anything is copied: a span may cover the whole
+        // text, and a key built from unchecked spans would be unbounded.
+        if name.len() > limits.max_name_bytes {
+            return Err(refusal(text, i, name, &[], limits));
         }
-        Ok(())
-    })();
-    cache.scratch = key;
-    result.map(|()| out)
+        let count = s[3] as usize;
+        if count > limits.max_labels {
+            let name = String::from_utf8_lossy(name);
+            check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
+        }
+        let first = s[2] as usize;
+        let labels = first
+            .checked_add(count)
+            .and_then(|end| end.checked_mul(STRIDE))
+            .and_then(|end| batch.labels.get(first * STRIDE..end))
+            .ok_or_else(|| {
+                OutputError::Invalid(format!(
+                    "sample #{i} has the labels #{first} to #{} of a batch of {}",
+                    first as u64 + count as u64,
+                    batch.labels.len() / STRIDE
+                ))
+            })?;
+        pieces.clear();
+        for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
+            let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
+            let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
+            if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes {
+                return Err(refusal(text, i, name, labels, limits));
+            }
+            pieces.push((label_name, value));
+        }
+        let hash = cache.hash(name, &pieces);
+        let (name, labels) = match cache.find(hash, name, &pieces) {
+            Some(e) => (e.name.clone(), e.labels.clone()),
+            None => {
+                let (checked_name, checked_labels) = check_series(text, i, name, labels, limits)?;
+                let key = key_of(name, &pieces);
+                cache.insert(hash, key, checked_name.clone(), checked_labels.clone());
+                (checked_name, checked_labels)
+            }
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+            timestamp_ms,
+        });
+    }
+    Ok(out)
 }
 
 /// The error of sample #`i`, which breaks a length limit: the full checks name the limit
@@ -816,12 +884,7 @@ mod tests {
             "{err:?}"
         );
         // Nothing was built from the oversized spans.
-        assert!(
-            cache.scratch.capacity() < 1 << 16,
-            "{}",
-            cache.scratch.capacity()
-        );
-        assert_eq!(cache.len(), 0);
+        assert_eq!((cache.len(), cache.key_bytes), (0, 0));
     }
 
     #[test]
@@ -930,7 +993,7 @@ mod tests {
         let mut again = b.clone();
         again.values = vec![10.0, 20.0];
         again.timestamps_ms = vec![100, 200];
-        cache.map.clear(); // proves the previous batch, not the cache, answered
+        cache.table.clear(); // proves the previous batch, not the cache, answered
         let second = samples_from_batch(again, &l, &mut cache).unwrap();
         assert_eq!(second.len(), 2);
         assert_eq!((second[0].value, second[0].timestamp_ms), (10.0, 100));
