@@ -456,7 +456,7 @@ fn check_columns(batch: &types::SampleBatch) -> Result<(), OutputError> {
             "has {} timestamps for {n} values (expected one per sample)",
             batch.timestamps_ms.len()
         )
-    } else if batch.labels.len() % STRIDE != 0 {
+    } else if !batch.labels.len().is_multiple_of(STRIDE) {
         format!(
             "has {} numbers in `labels`, not a multiple of four (name-start, name-len, \
              value-start, value-len per label)",
