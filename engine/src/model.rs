@@ -640,8 +640,8 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, "up");
         assert_eq!("up", a);
-        let (first, second) = (MetricName::from("a"), MetricName::from("b"));
-        assert!(first < second);
+        let (small, large) = (MetricName::from("a"), MetricName::from("b"));
+        assert!(small < large);
         // Lookups by `&str` find names stored as keys (Borrow agrees with Hash and Ord).
         let hashed: HashMap<MetricName, u8> = HashMap::from([(a.clone(), 1)]);
         assert_eq!(hashed.get("up"), Some(&1));

@@ -30,8 +30,6 @@ from componentize_py_types import Err
 import wit_world
 from wit_world.imports import files, host
 from wit_world.imports.types import (
-    BatchSample,
-    LabelSpan,
     PluginError_Failed,
     PluginError_InvalidConfig,
     PluginError_Unavailable,
@@ -120,12 +118,14 @@ def parse_meminfo(text: str) -> dict:
 
 
 class Batch:
-    """Builds the `sample-batch` that `collect` returns (contract 0.2).
+    """Builds the `sample-batch` that `collect` returns (contract 0.3).
 
-    Every metric name, label name and label value goes into one text, back to back; a
-    sample is a fixed-size record pointing into it by byte offsets (start and length in
-    UTF-8 bytes, not characters), and its labels are a range of the batch's label list.
-    A string written once may be pointed at many times: `span()` remembers what it wrote.
+    Every metric name, label name and label value goes into one text, back to back,
+    addressed by byte offsets (start and length in UTF-8 bytes, not characters). The rest
+    is columns of numbers: four per sample in `samples` (name start, name length, first
+    label, label count), one per sample in `values` and `timestamps`, and four per label
+    in `labels` (name start, name length, value start, value length). A string written
+    once may be pointed at many times: `span()` remembers what it wrote.
     """
 
     def __init__(self, timestamp_ms: int):
@@ -134,6 +134,8 @@ class Batch:
         self._size = 0
         self._spans = {}
         self.samples = []
+        self.values = []
+        self.timestamps = []
         self.labels = []
 
     def span(self, text: str) -> tuple:
@@ -149,15 +151,17 @@ class Batch:
 
     def add(self, name: str, value: float, labels: dict) -> None:
         """Adds the sample `name{labels} value`, timestamped with the batch's time."""
-        first = len(self.labels)
+        first = len(self.labels) // 4
         for k, v in labels.items():
-            self.labels.append(LabelSpan(*self.span(k), *self.span(v)))
-        self.samples.append(
-            BatchSample(*self.span(name), first, len(labels), value, self.timestamp_ms)
-        )
+            self.labels.extend(self.span(k) + self.span(v))
+        self.samples.extend(self.span(name) + (first, len(labels)))
+        self.values.append(value)
+        self.timestamps.append(self.timestamp_ms)
 
     def finish(self) -> SampleBatch:
-        return SampleBatch("".join(self._parts), self.samples, self.labels)
+        return SampleBatch(
+            "".join(self._parts), self.samples, self.values, self.timestamps, self.labels
+        )
 
 
 def read_text(path: str) -> str:

@@ -9,13 +9,13 @@ use serde::de::DeserializeOwned;
 #[cfg(feature = "collector")]
 pub use crate::batch::{Displayed, SampleRef, SampleWriter, Samples, Text, display};
 pub use crate::bindings::telltale::plugin::host::Level;
+/// The wire shape `collect` returns (contract `0.3`); write it with [`Samples`], which
+/// fills its columns for you.
+#[cfg(feature = "collector")]
+pub use crate::bindings::telltale::plugin::types::SampleBatch;
 pub use crate::bindings::telltale::plugin::types::{
     Analysis, Event, Label, PluginError, Point, Sample, SeriesWindow, Severity,
 };
-/// The wire shape `collect` returns (contract `0.2`); write it with [`Samples`], which
-/// fills these records for you.
-#[cfg(feature = "collector")]
-pub use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch};
 
 /// The typed system snapshot import (grant `system`): call [`system::snapshot`].
 ///

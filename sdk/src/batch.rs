@@ -1,11 +1,11 @@
 //! [`Samples`]: the batch a collector writes its samples into.
 //!
-//! `collect` returns a `sample-batch` (contract `0.2`): one `text` holding every metric
-//! name, label name and label value back to back, a list of fixed-size sample records
-//! pointing into it, and a list of label records. Building it needs no allocation per
-//! sample (the three buffers grow, and start each call at the size the previous call
-//! needed), and crossing into the host costs three copies instead of a few allocations per
-//! sample. [`Samples::sample`] writes straight into it; names and values are anything that
+//! `collect` returns a `sample-batch` (contract `0.3`): one `text` holding every metric
+//! name, label name and label value back to back, and columns of numbers pointing into it
+//! (four per sample, a value and a timestamp per sample, four per label). Building it needs
+//! no allocation per sample (the buffers grow, and start each call at the size the
+//! previous call needed), and crossing into the host costs a few bulk copies instead of a
+//! few allocations per sample. [`Samples::sample`] writes straight into it; names and values are anything that
 //! implements [`Text`]: strings, integers, `bool`, `char`, `format_args!(...)`, and any
 //! [`Display`] through [`display`].
 
@@ -13,11 +13,11 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::{self, Display, Write};
 
-use crate::bindings::telltale::plugin::types::{BatchSample, LabelSpan, SampleBatch};
+use crate::bindings::telltale::plugin::types::SampleBatch;
 use crate::{Label, Sample, now_ms};
 
 thread_local! {
-    /// The sizes of the previous call's batch (text bytes, samples, labels): the next
+    /// The sizes of the previous call's batch (text bytes, samples, label records): the next
     /// call's batch starts with that capacity, so a collector that returns about the same
     /// samples every time grows no buffer after its first call.
     static LAST_SIZES: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
@@ -50,10 +50,17 @@ thread_local! {
 #[derive(Debug)]
 pub struct Samples {
     text: String,
-    samples: Vec<BatchSample>,
-    labels: Vec<LabelSpan>,
+    /// Four numbers per sample: name start, name length, first label, label count.
+    samples: Vec<u32>,
+    values: Vec<f64>,
+    timestamps: Vec<i64>,
+    /// Four numbers per label: name start, name length, value start, value length.
+    labels: Vec<u32>,
     now: i64,
 }
+
+/// Numbers per sample in `Samples::samples`, and per label in `Samples::labels`.
+const STRIDE: usize = 4;
 
 impl Default for Samples {
     fn default() -> Samples {
@@ -246,6 +253,8 @@ impl Samples {
         Samples {
             text: String::new(),
             samples: Vec::new(),
+            values: Vec::new(),
+            timestamps: Vec::new(),
             labels: Vec::new(),
             now: timestamp_ms,
         }
@@ -256,8 +265,10 @@ impl Samples {
         let (text, samples, labels) = LAST_SIZES.with(Cell::get);
         Samples {
             text: String::with_capacity(text),
-            samples: Vec::with_capacity(samples),
-            labels: Vec::with_capacity(labels),
+            samples: Vec::with_capacity(samples * STRIDE),
+            values: Vec::with_capacity(samples),
+            timestamps: Vec::with_capacity(samples),
+            labels: Vec::with_capacity(labels * STRIDE),
             now: now_ms(),
         }
     }
@@ -277,14 +288,11 @@ impl Samples {
     /// Label names are `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__`.
     pub fn sample(&mut self, name: impl Text, value: f64) -> SampleWriter<'_> {
         let (name_start, name_len) = write_span(&mut self.text, name);
-        self.samples.push(BatchSample {
-            name_start,
-            name_len,
-            first_label: offset(self.labels.len()),
-            label_count: 0,
-            value,
-            timestamp_ms: self.now,
-        });
+        let first_label = offset(self.labels.len() / STRIDE);
+        self.samples
+            .extend_from_slice(&[name_start, name_len, first_label, 0]);
+        self.values.push(value);
+        self.timestamps.push(self.now);
         SampleWriter { batch: self }
     }
 
@@ -303,18 +311,18 @@ impl Samples {
 
     /// How many samples the batch holds.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.values.len()
     }
 
     /// Whether the batch holds no sample.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.values.is_empty()
     }
 
     /// The samples in the order they were written, as views into the batch: what tests
     /// look at.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = SampleRef<'_>> + '_ {
-        (0..self.samples.len()).map(move |index| SampleRef { batch: self, index })
+        (0..self.len()).map(move |index| SampleRef { batch: self, index })
     }
 
     /// The samples as owned [`Sample`]s (allocates every string): for tests.
@@ -325,10 +333,18 @@ impl Samples {
     /// The batch in the contract's shape, as `collect` returns it.
     #[doc(hidden)]
     pub fn into_batch(self) -> SampleBatch {
-        LAST_SIZES.with(|c| c.set((self.text.len(), self.samples.len(), self.labels.len())));
+        LAST_SIZES.with(|c| {
+            c.set((
+                self.text.len(),
+                self.values.len(),
+                self.labels.len() / STRIDE,
+            ))
+        });
         SampleBatch {
             text: self.text,
             samples: self.samples,
+            values: self.values,
+            timestamps_ms: self.timestamps,
             labels: self.labels,
         }
     }
@@ -381,14 +397,11 @@ impl SampleWriter<'_> {
         let b = &mut *self.batch;
         let (name_start, name_len) = write_span(&mut b.text, name);
         let (value_start, value_len) = write_span(&mut b.text, value);
-        b.labels.push(LabelSpan {
-            name_start,
-            name_len,
-            value_start,
-            value_len,
-        });
-        if let Some(s) = b.samples.last_mut() {
-            s.label_count += 1;
+        b.labels
+            .extend_from_slice(&[name_start, name_len, value_start, value_len]);
+        // The label count is the last of the current sample's four numbers.
+        if let Some(count) = b.samples.last_mut() {
+            *count += 1;
         }
         self
     }
@@ -403,8 +416,8 @@ impl SampleWriter<'_> {
 
     /// Sets the timestamp (milliseconds since the Unix epoch) of this sample.
     pub fn at(self, timestamp_ms: i64) -> Self {
-        if let Some(s) = self.batch.samples.last_mut() {
-            s.timestamp_ms = timestamp_ms;
+        if let Some(t) = self.batch.timestamps.last_mut() {
+            *t = timestamp_ms;
         }
         self
     }
@@ -418,43 +431,41 @@ pub struct SampleRef<'a> {
 }
 
 impl<'a> SampleRef<'a> {
-    fn record(&self) -> &'a BatchSample {
-        &self.batch.samples[self.index]
+    /// The sample's four numbers: name start, name length, first label, label count.
+    fn record(&self) -> [u32; 4] {
+        let at = self.index * STRIDE;
+        let r = &self.batch.samples[at..at + STRIDE];
+        [r[0], r[1], r[2], r[3]]
     }
 
     /// The metric name.
     pub fn name(&self) -> &'a str {
-        let r = self.record();
-        self.batch.text(r.name_start, r.name_len)
+        let [start, len, _, _] = self.record();
+        self.batch.text(start, len)
     }
 
     /// The value.
     pub fn value(&self) -> f64 {
-        self.record().value
+        self.batch.values[self.index]
     }
 
     /// The timestamp, milliseconds since the Unix epoch.
     pub fn timestamp_ms(&self) -> i64 {
-        self.record().timestamp_ms
+        self.batch.timestamps[self.index]
     }
 
     /// The labels, `(name, value)`, in the order they were added.
     pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let batch = self.batch;
-        let r = self.record();
-        let first = r.first_label as usize;
-        let end = first.saturating_add(r.label_count as usize);
+        let [_, _, first, count] = self.record();
+        let first = first as usize * STRIDE;
+        let end = first.saturating_add(count as usize * STRIDE);
         batch
             .labels
             .get(first..end)
             .unwrap_or(&[])
-            .iter()
-            .map(move |l| {
-                (
-                    batch.text(l.name_start, l.name_len),
-                    batch.text(l.value_start, l.value_len),
-                )
-            })
+            .chunks_exact(STRIDE)
+            .map(move |l| (batch.text(l[0], l[1]), batch.text(l[2], l[3])))
     }
 
     /// The value of the label `name`, if the sample has it.

@@ -1,7 +1,7 @@
 //! Write Telltale plugins in Rust.
 //!
 //! A Telltale plugin is a WebAssembly component built for `wasm32-wasip2` against the WIT
-//! contract in `wit/plugin.wit` (package `telltale:plugin@0.2.0`). This crate generates the
+//! contract in `wit/plugin.wit` (package `telltale:plugin@0.3.0`). This crate generates the
 //! guest bindings for you and adds a thin ergonomic layer:
 //!
 //! * a [`Collector`] or [`Analyzer`] trait: `init` builds your plugin's state from its JSON

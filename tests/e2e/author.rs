@@ -228,37 +228,37 @@ fn scaffolded_collector_builds_passes_its_tests_and_runs() {
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}\n{}", text(&out.stderr));
     assert!(report.contains("world:     collector"), "{report}");
-    assert!(report.contains("telltale:plugin@0.2.0"), "{report}");
+    assert!(report.contains("telltale:plugin@0.3.0"), "{report}");
     assert!(report.contains("accepted:  yes"), "{report}");
 
     // The same plugin built against another contract version is refused, clearly.
     let wit = dir.path().join("my-probe/telltale-sdk/wit/plugin.wit");
     let contract = std::fs::read_to_string(&wit).unwrap();
-    std::fs::write(&wit, contract.replace("@0.2.0", "@0.3.0")).unwrap();
+    std::fs::write(&wit, contract.replace("@0.3.0", "@0.4.0")).unwrap();
     let future = scaffold_target_dir().join("wasm32-wasip2/release/my_probe.wasm");
     cargo(
         &dir.path().join("my-probe"),
         &["build", "--release", "--target", "wasm32-wasip2"],
-        "cargo build of the 0.3.0 variant",
+        "cargo build of the 0.4.0 variant",
     );
     let out = tt(dir.path(), &["plugin", "inspect", future.to_str().unwrap()]);
     let report = text(&out.stdout);
     assert!(
         !out.status.success(),
-        "a 0.3.0 plugin must not be accepted:\n{report}"
+        "a 0.4.0 plugin must not be accepted:\n{report}"
     );
     assert!(
-        report.contains("contract:  telltale:plugin@0.3.0"),
+        report.contains("contract:  telltale:plugin@0.4.0"),
         "{report}"
     );
     assert!(report.contains("accepted:  no"), "{report}");
     assert!(
-        report.contains("built against telltale:plugin@0.3.0") && report.contains("accepts 0.2.x"),
+        report.contains("built against telltale:plugin@0.4.0") && report.contains("accepts 0.3.x"),
         "{report}"
     );
     let out = tt(dir.path(), &["plugin", "run", future.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("0.3.0"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0.4.0"), "{}", text(&out.stderr));
 }
 
 #[test]

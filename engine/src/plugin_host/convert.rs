@@ -2,7 +2,9 @@
 //! the checks that keep a plugin's output from hurting the rest of the engine: the
 //! configured caps on counts and lengths (`limits.max_*`), and valid metric and label names.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
 
 use crate::config::PluginLimits;
 use crate::model::{Event, Labels, MetricName, Sample, SeriesWindow, Severity};
@@ -209,27 +211,66 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// The series one collector instance returned before, keyed by the raw bytes of the
 /// metric name and label spans as the batch holds them, each mapped to the checked name
 /// and label set. A collector returns mostly the same series on every call, so a series
-/// seen before costs a copy of its bytes into the key, a hash, a lookup and two clones
-/// instead of UTF-8, limit and syntax checks plus building a label map.
+/// seen before costs hashing its bytes where they lie in the batch, a lookup, a
+/// comparison and two reference-count increments, instead of UTF-8, limit and syntax
+/// checks plus building a label map.
 ///
 /// Only checked series are stored, and the checks depend on nothing but those bytes and
 /// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
 /// entry count and key bytes; when full it is emptied and refills from the next calls.
+///
+/// Before any of that, a batch is compared whole with the previous call's: most
+/// collectors return the very same series in the same order every time, and then only the
+/// `values` and `timestamps-ms` columns differ. The text and the two span columns equal
+/// the previous ones, which were checked, so every sample's series is the one found
+/// last time at the same position, for the cost of comparing those bytes.
 pub(crate) struct SeriesCache {
-    map: HashMap<Box<[u8]>, (MetricName, Labels), foldhash::fast::FixedState>,
+    table: HashTable<CachedSeries>,
+    hasher: foldhash::fast::FixedState,
     key_bytes: usize,
-    /// The key being built, reused across samples.
-    scratch: Vec<u8>,
+    /// The last batch that converted, less its values and timestamps, with its series.
+    previous: Option<PreviousBatch>,
 }
+
+/// One remembered series: its identity bytes (name, then `0xFF` label name `0xFF` label
+/// value for each label; `0xFF` never occurs in UTF-8, so different series never share
+/// a key), their hash, and the checked name and labels.
+struct CachedSeries {
+    hash: u64,
+    key: Box<[u8]>,
+    name: MetricName,
+    labels: Labels,
+}
+
+/// The identity part of the last batch that converted (kept, not copied: it is the
+/// batch's own buffers), and the series its samples resolved to, in order.
+struct PreviousBatch {
+    text: String,
+    samples: Vec<u32>,
+    labels: Vec<u32>,
+    series: Vec<(MetricName, Labels)>,
+}
+
+impl PreviousBatch {
+    /// Whether `batch` names the same series, in the same order, as this one did.
+    fn same_series(&self, batch: &types::SampleBatch) -> bool {
+        self.samples == batch.samples && self.labels == batch.labels && self.text == batch.text
+    }
+}
+
+/// The longest text of a batch that is kept for the next call's comparison: a plugin with
+/// huge label values should not pin that much memory per instance.
+const PREVIOUS_MAX_TEXT_BYTES: usize = 4 << 20;
 
 impl Default for SeriesCache {
     /// An empty cache whose hash is seeded at random, so that a plugin cannot choose keys
     /// that collide (and make every lookup slow).
     fn default() -> SeriesCache {
         SeriesCache {
-            map: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(rand::random())),
+            table: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(rand::random()),
             key_bytes: 0,
-            scratch: Vec::new(),
+            previous: None,
         }
     }
 }
@@ -238,23 +279,88 @@ impl SeriesCache {
     /// How many series are remembered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
-    fn insert(&mut self, key: &[u8], series: (MetricName, Labels)) {
-        if self.map.len() >= SERIES_CACHE_MAX_ENTRIES
+    /// The hash of a series' identity, from its pieces where they lie in `text` (the
+    /// same value as hashing its key).
+    fn hash(&self, name: &[u8], labels: &[(&[u8], &[u8])]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(name);
+        for (label_name, value) in labels {
+            h.write_u8(KEY_SEPARATOR);
+            h.write(label_name);
+            h.write_u8(KEY_SEPARATOR);
+            h.write(value);
+        }
+        h.finish()
+    }
+
+    fn find(&self, hash: u64, name: &[u8], labels: &[(&[u8], &[u8])]) -> Option<&CachedSeries> {
+        self.table
+            .find(hash, |e| e.hash == hash && key_is(&e.key, name, labels))
+    }
+
+    fn insert(&mut self, hash: u64, key: Box<[u8]>, name: MetricName, labels: Labels) {
+        if self.table.len() >= SERIES_CACHE_MAX_ENTRIES
             || self.key_bytes + key.len() > SERIES_CACHE_MAX_KEY_BYTES
         {
-            self.map.clear();
+            self.table.clear();
             self.key_bytes = 0;
         }
         self.key_bytes += key.len();
-        self.map.insert(key.into(), series);
+        let entry = CachedSeries {
+            hash,
+            key,
+            name,
+            labels,
+        };
+        self.table.insert_unique(hash, entry, |e| e.hash);
     }
 }
 
-/// A piece of a batch's text: `len` bytes from `start` (the WIT records carry the two
-/// numbers as plain fields).
+/// Whether `key` is the identity of `name` with `labels` (see [`CachedSeries`]).
+fn key_is(key: &[u8], name: &[u8], labels: &[(&[u8], &[u8])]) -> bool {
+    let Some(mut rest) = key.strip_prefix(name) else {
+        return false;
+    };
+    for (label_name, value) in labels {
+        let piece = rest
+            .strip_prefix(&[KEY_SEPARATOR])
+            .and_then(|r| r.strip_prefix(*label_name))
+            .and_then(|r| r.strip_prefix(&[KEY_SEPARATOR]))
+            .and_then(|r| r.strip_prefix(*value));
+        match piece {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// The identity bytes of a series (see [`CachedSeries`]).
+fn key_of(name: &[u8], labels: &[(&[u8], &[u8])]) -> Box<[u8]> {
+    let len = name.len()
+        + labels
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    key.extend_from_slice(name);
+    for (label_name, value) in labels {
+        key.push(KEY_SEPARATOR);
+        key.extend_from_slice(label_name);
+        key.push(KEY_SEPARATOR);
+        key.extend_from_slice(value);
+    }
+    key.into_boxed_slice()
+}
+
+/// Numbers per sample in a batch's `samples` column, and per label record in its
+/// `labels` column.
+const STRIDE: usize = 4;
+
+/// A piece of a batch's text: `len` bytes from `start`.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
@@ -262,24 +368,27 @@ struct Span {
 }
 
 impl Span {
-    fn name(s: &types::BatchSample) -> Span {
+    /// The name of a sample, from its four numbers.
+    fn name(sample: &[u32]) -> Span {
         Span {
-            start: s.name_start,
-            len: s.name_len,
+            start: sample[0],
+            len: sample[1],
         }
     }
 
-    fn label_name(l: &types::LabelSpan) -> Span {
+    /// The name of a label record, from its four numbers.
+    fn label_name(label: &[u32]) -> Span {
         Span {
-            start: l.name_start,
-            len: l.name_len,
+            start: label[0],
+            len: label[1],
         }
     }
 
-    fn label_value(l: &types::LabelSpan) -> Span {
+    /// The value of a label record, from its four numbers.
+    fn label_value(label: &[u32]) -> Span {
         Span {
-            start: l.value_start,
-            len: l.value_len,
+            start: label[2],
+            len: label[3],
         }
     }
 }
@@ -332,76 +441,140 @@ fn as_str(bytes: &[u8], i: usize, what: SpanOf) -> Result<&str, OutputError> {
     })
 }
 
-/// Checks and converts the batch a collector returned. Every span is bounds-checked; a
+/// Checks that a batch's columns agree: four numbers per sample in `samples`, one value
+/// and one timestamp per sample, four numbers per label record in `labels`.
+fn check_columns(batch: &types::SampleBatch) -> Result<(), OutputError> {
+    let n = batch.values.len();
+    let problem = if batch.samples.len() != n.saturating_mul(STRIDE) {
+        format!(
+            "has {} numbers in `samples` for {n} values (expected four per sample: \
+             name-start, name-len, first-label, label-count)",
+            batch.samples.len()
+        )
+    } else if batch.timestamps_ms.len() != n {
+        format!(
+            "has {} timestamps for {n} values (expected one per sample)",
+            batch.timestamps_ms.len()
+        )
+    } else if !batch.labels.len().is_multiple_of(STRIDE) {
+        format!(
+            "has {} numbers in `labels`, not a multiple of four (name-start, name-len, \
+             value-start, value-len per label)",
+            batch.labels.len()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(OutputError::Invalid(format!("the sample batch {problem}")))
+}
+
+/// Checks and converts the batch a collector returned. A batch naming the same series as
+/// the previous one takes them from there; otherwise every span is bounds-checked, and a
 /// series not in `cache` is fully checked (UTF-8 boundaries, limits, name syntax) and
 /// remembered. The error names the offending sample and, for a broken limit, the limit and
 /// its value, with the same messages as for analyzers' samples.
 pub(crate) fn samples_from_batch(
+    batch: types::SampleBatch,
+    limits: &OutputLimits,
+    cache: &mut SeriesCache,
+) -> Result<Vec<Sample>, OutputError> {
+    check_sample_count(batch.values.len(), limits)?;
+    check_columns(&batch)?;
+    if let Some(previous) = &cache.previous
+        && previous.same_series(&batch)
+    {
+        let values = batch.values.iter().zip(&batch.timestamps_ms);
+        return Ok(previous
+            .series
+            .iter()
+            .zip(values)
+            .map(|((name, labels), (&value, &timestamp_ms))| Sample {
+                name: name.clone(),
+                labels: labels.clone(),
+                value,
+                timestamp_ms,
+            })
+            .collect());
+    }
+    let out = samples_from_spans(&batch, limits, cache)?;
+    cache.previous = (batch.text.len() <= PREVIOUS_MAX_TEXT_BYTES).then(|| PreviousBatch {
+        text: batch.text,
+        samples: batch.samples,
+        labels: batch.labels,
+        series: out
+            .iter()
+            .map(|s| (s.name.clone(), s.labels.clone()))
+            .collect(),
+    });
+    Ok(out)
+}
+
+/// The conversion of a batch sample by sample, each series looked up in the cache.
+fn samples_from_spans(
     batch: &types::SampleBatch,
     limits: &OutputLimits,
     cache: &mut SeriesCache,
 ) -> Result<Vec<Sample>, OutputError> {
-    check_sample_count(batch.samples.len(), limits)?;
     let text = batch.text.as_bytes();
-    let mut key = std::mem::take(&mut cache.scratch);
-    let mut out = Vec::with_capacity(batch.samples.len());
-    let result = (|| {
-        for (i, s) in batch.samples.iter().enumerate() {
-            let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
-            // Lengths are checked before anything is copied: a span may cover the whole
-            // text, and a key built from unchecked spans would be unbounded.
-            if name.len() > limits.max_name_bytes {
-                return Err(refusal(text, i, name, &[], limits));
-            }
-            let count = s.label_count as usize;
-            if count > limits.max_labels {
-                let name = String::from_utf8_lossy(name);
-                check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
-            }
-            let first = s.first_label as usize;
-            let labels = first
-                .checked_add(count)
-                .and_then(|end| batch.labels.get(first..end))
-                .ok_or_else(|| {
-                    OutputError::Invalid(format!(
-                        "sample #{i} has the labels #{first} to #{} of a batch of {}",
-                        first as u64 + count as u64,
-                        batch.labels.len()
-                    ))
-                })?;
-            key.clear();
-            key.extend_from_slice(name);
-            for (j, l) in labels.iter().enumerate() {
-                let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
-                let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
-                if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes
-                {
-                    return Err(refusal(text, i, name, labels, limits));
-                }
-                key.push(KEY_SEPARATOR);
-                key.extend_from_slice(label_name);
-                key.push(KEY_SEPARATOR);
-                key.extend_from_slice(value);
-            }
-            let (name, labels) = match cache.map.get(key.as_slice()) {
-                Some((name, labels)) => (name.clone(), labels.clone()),
-                None => {
-                    let series = check_series(text, i, name, labels, limits)?;
-                    cache.insert(&key, series.clone());
-                    series
-                }
-            };
-            out.push(Sample {
-                name,
-                labels,
-                value: s.value,
-                timestamp_ms: s.timestamp_ms,
-            });
+    let mut out = Vec::with_capacity(batch.values.len());
+    // The current sample's labels as (name, value) bytes, reused across samples.
+    let mut pieces: Vec<(&[u8], &[u8])> = Vec::new();
+    let records = batch
+        .samples
+        .chunks_exact(STRIDE)
+        .zip(&batch.values)
+        .zip(&batch.timestamps_ms);
+    for (i, ((s, &value), &timestamp_ms)) in records.enumerate() {
+        let name = resolve(text, Span::name(s), i, SpanOf::Name)?;
+        // Lengths are checked before anything is copied: a span may cover the whole
+        // text, and a key built from unchecked spans would be unbounded.
+        if name.len() > limits.max_name_bytes {
+            return Err(refusal(text, i, name, &[], limits));
         }
-        Ok(())
-    })();
-    cache.scratch = key;
-    result.map(|()| out)
+        let count = s[3] as usize;
+        if count > limits.max_labels {
+            let name = String::from_utf8_lossy(name);
+            check_label_count(count, &|| format!("sample #{i} `{name}`"), limits)?;
+        }
+        let first = s[2] as usize;
+        let labels = first
+            .checked_add(count)
+            .and_then(|end| end.checked_mul(STRIDE))
+            .and_then(|end| batch.labels.get(first * STRIDE..end))
+            .ok_or_else(|| {
+                OutputError::Invalid(format!(
+                    "sample #{i} has the labels #{first} to #{} of a batch of {}",
+                    first as u64 + count as u64,
+                    batch.labels.len() / STRIDE
+                ))
+            })?;
+        pieces.clear();
+        for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
+            let label_name = resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?;
+            let value = resolve(text, Span::label_value(l), i, SpanOf::LabelValue(j))?;
+            if label_name.len() > limits.max_label_bytes || value.len() > limits.max_label_bytes {
+                return Err(refusal(text, i, name, labels, limits));
+            }
+            pieces.push((label_name, value));
+        }
+        let hash = cache.hash(name, &pieces);
+        let (name, labels) = match cache.find(hash, name, &pieces) {
+            Some(e) => (e.name.clone(), e.labels.clone()),
+            None => {
+                let (checked_name, checked_labels) = check_series(text, i, name, labels, limits)?;
+                let key = key_of(name, &pieces);
+                cache.insert(hash, key, checked_name.clone(), checked_labels.clone());
+                (checked_name, checked_labels)
+            }
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+            timestamp_ms,
+        });
+    }
+    Ok(out)
 }
 
 /// The error of sample #`i`, which breaks a length limit: the full checks name the limit
@@ -410,7 +583,7 @@ fn refusal(
     text: &[u8],
     i: usize,
     name: &[u8],
-    labels: &[types::LabelSpan],
+    labels: &[u32],
     limits: &OutputLimits,
 ) -> OutputError {
     match check_series(text, i, name, labels, limits) {
@@ -420,19 +593,20 @@ fn refusal(
 }
 
 /// Checks a series not seen before: every span on character boundaries, the name and
-/// label limits and syntax (spans are already known to be in bounds).
+/// label limits and syntax (spans are already known to be in bounds). `labels` holds the
+/// sample's label records, four numbers each.
 fn check_series(
     text: &[u8],
     i: usize,
     name: &[u8],
-    labels: &[types::LabelSpan],
+    labels: &[u32],
     limits: &OutputLimits,
 ) -> Result<(MetricName, Labels), OutputError> {
     let name = as_str(name, i, SpanOf::Name)?;
     check_metric_name(i, name, limits)?;
     let owner = || format!("sample #{i} `{name}`");
-    let mut pairs = Vec::with_capacity(labels.len());
-    for (j, l) in labels.iter().enumerate() {
+    let mut pairs = Vec::with_capacity(labels.len() / STRIDE);
+    for (j, l) in labels.chunks_exact(STRIDE).enumerate() {
         let ln = as_str(
             resolve(text, Span::label_name(l), i, SpanOf::LabelName(j))?,
             i,
@@ -630,31 +804,21 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut labels = Vec::new();
-        for (i, (name, ls)) in samples.iter().enumerate() {
+        for (name, ls) in samples.iter() {
             let (name_start, name_len) = span(name);
-            let first_label = labels.len() as u32;
+            let first_label = (labels.len() / STRIDE) as u32;
             for (n, v) in ls.iter() {
                 let (name_start, name_len) = span(n);
                 let (value_start, value_len) = span(v);
-                labels.push(types::LabelSpan {
-                    name_start,
-                    name_len,
-                    value_start,
-                    value_len,
-                });
+                labels.extend([name_start, name_len, value_start, value_len]);
             }
-            out.push(types::BatchSample {
-                name_start,
-                name_len,
-                first_label,
-                label_count: ls.len() as u32,
-                value: i as f64,
-                timestamp_ms: 7,
-            });
+            out.extend([name_start, name_len, first_label, ls.len() as u32]);
         }
         types::SampleBatch {
             text,
             samples: out,
+            values: (0..samples.len()).map(|i| i as f64).collect(),
+            timestamps_ms: vec![7; samples.len()],
             labels,
         }
     }
@@ -668,7 +832,7 @@ mod tests {
             ("up", &[]),
             ("up", &[("job", "b")]),
         ]);
-        let first = samples_from_batch(&b, &l, &mut cache).unwrap();
+        let first = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
         assert_eq!(first.len(), 3);
         assert_eq!(first[0].name, "up");
         assert_eq!(first[0].labels.get("zone").map(String::as_str), Some("z1"));
@@ -678,7 +842,7 @@ mod tests {
         assert_eq!(cache.len(), 3);
         // The same series again: the same output, no new entries, and the label sets are
         // the cached ones (shared, not rebuilt).
-        let second = samples_from_batch(&b, &l, &mut cache).unwrap();
+        let second = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
         assert_eq!(second, first);
         assert_eq!(cache.len(), 3);
         for (a, b) in first.iter().zip(&second) {
@@ -690,7 +854,7 @@ mod tests {
         }
         // A name and label value that would run together do not collide.
         let b2 = batch(&[("up", &[("job", "ab")]), ("up", &[("jo", "bab")])]);
-        let out = samples_from_batch(&b2, &l, &mut cache).unwrap();
+        let out = samples_from_batch(b2.clone(), &l, &mut cache).unwrap();
         assert_eq!(out[0].labels.get("job").map(String::as_str), Some("ab"));
         assert_eq!(out[1].labels.get("jo").map(String::as_str), Some("bab"));
     }
@@ -701,41 +865,26 @@ mod tests {
         let mut cache = SeriesCache::default();
         // 1 MiB of text; every span of the sample covers all of it, 64 labels' worth.
         let text = "a".repeat(1 << 20);
-        let whole = types::LabelSpan {
-            name_start: 0,
-            name_len: text.len() as u32,
-            value_start: 0,
-            value_len: text.len() as u32,
-        };
+        let whole = [0, text.len() as u32, 0, text.len() as u32];
         let b = |name_len: u32| types::SampleBatch {
             text: text.clone(),
-            samples: vec![types::BatchSample {
-                name_start: 0,
-                name_len,
-                first_label: 0,
-                label_count: 64,
-                value: 1.0,
-                timestamp_ms: 1,
-            }],
-            labels: vec![whole; 64],
+            samples: vec![0, name_len, 0, 64],
+            values: vec![1.0],
+            timestamps_ms: vec![1],
+            labels: whole.repeat(64),
         };
-        let err = samples_from_batch(&b(text.len() as u32), &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b(text.len() as u32), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Limit(m) if m.contains("limits.max_name_bytes")),
             "{err:?}"
         );
-        let err = samples_from_batch(&b(2), &l, &mut cache).unwrap_err();
+        let err = samples_from_batch(b(2), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Limit(m) if m.contains("limits.max_label_bytes")),
             "{err:?}"
         );
         // Nothing was built from the oversized spans.
-        assert!(
-            cache.scratch.capacity() < 1 << 16,
-            "{}",
-            cache.scratch.capacity()
-        );
-        assert_eq!(cache.len(), 0);
+        assert_eq!((cache.len(), cache.key_bytes), (0, 0));
     }
 
     #[test]
@@ -747,7 +896,7 @@ mod tests {
             max_label_bytes: 5,
         };
         let mut cache = SeriesCache::default();
-        let mut check = |b: types::SampleBatch| samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        let mut check = |b: types::SampleBatch| samples_from_batch(b, &l, &mut cache).unwrap_err();
         assert_eq!(
             check(batch(&[("up", &[][..]); 4])),
             OutputError::Limit("returned 4 samples, more than limits.max_samples = 3".into())
@@ -788,7 +937,7 @@ mod tests {
         );
         // Exactly at the limits is fine.
         samples_from_batch(
-            &batch(&[("abcdefghij", &[("abcde", "12345")][..]); 3]),
+            batch(&[("abcdefghij", &[("abcde", "12345")][..]); 3]),
             &l,
             &mut cache,
         )
@@ -801,34 +950,103 @@ mod tests {
         let mut cache = SeriesCache::default();
         // A name span past the end of the text.
         let mut b = batch(&[("up", &[("job", "a")])]);
-        (b.samples[0].name_start, b.samples[0].name_len) = (2, 100);
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        (b.samples[0], b.samples[1]) = (2, 100);
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("sample #0's metric name") && m.contains("outside the batch's 6-byte text")),
             "{err:?}"
         );
         // start + len overflowing u32 arithmetic.
-        (b.samples[0].name_start, b.samples[0].name_len) = (u32::MAX, u32::MAX);
-        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        (b.samples[0], b.samples[1]) = (u32::MAX, u32::MAX);
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
         // A label range past the end of the label list.
         let mut b = batch(&[("up", &[("job", "a")])]);
-        b.samples[0].first_label = 1;
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        b.samples[2] = 1;
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("labels #1 to #2 of a batch of 1")),
             "{err:?}"
         );
-        b.samples[0].first_label = u32::MAX;
-        assert!(samples_from_batch(&b, &l, &mut cache).is_err());
+        b.samples[2] = u32::MAX;
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
+        (b.samples[2], b.samples[3]) = (u32::MAX / 2, u32::MAX / 2 + 1);
+        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
         // A span cutting a character in two.
         let mut b = batch(&[("up", &[("job", "é")])]);
-        b.labels[0].value_len = 1;
-        let err = samples_from_batch(&b, &l, &mut cache).unwrap_err();
+        b.labels[3] = 1;
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
         assert!(
             matches!(&err, OutputError::Invalid(m) if m.contains("label #0's value span does not start and end on UTF-8")),
             "{err:?}"
         );
         assert_eq!(cache.len(), 0, "nothing invalid is remembered");
+    }
+
+    #[test]
+    fn a_batch_naming_the_same_series_again_takes_them_from_the_previous_call() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let b = batch(&[("up", &[("job", "a")]), ("load", &[])]);
+        let first = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
+        // New values and timestamps, same series: the previous call's series, the new
+        // numbers.
+        let mut again = b.clone();
+        again.values = vec![10.0, 20.0];
+        again.timestamps_ms = vec![100, 200];
+        cache.table.clear(); // proves the previous batch, not the cache, answered
+        let second = samples_from_batch(again, &l, &mut cache).unwrap();
+        assert_eq!(second.len(), 2);
+        assert_eq!((second[0].value, second[0].timestamp_ms), (10.0, 100));
+        assert_eq!((second[1].value, second[1].timestamp_ms), (20.0, 200));
+        assert_eq!(second[1].name, "load");
+        assert!(second[0].labels.ptr_eq(&first[0].labels));
+        assert_eq!(cache.len(), 0);
+        // The same text with other spans is another batch: checked sample by sample.
+        let mut swapped = b.clone();
+        swapped.samples.swap(0, 4); // name spans of the two samples exchanged
+        swapped.samples.swap(1, 5);
+        let out = samples_from_batch(swapped, &l, &mut cache).unwrap();
+        assert_eq!((out[0].name.as_str(), out[1].name.as_str()), ("load", "up"));
+        assert_eq!(out[0].labels.get("job").map(String::as_str), Some("a"));
+        assert!(out[1].labels.is_empty());
+        // A malformed batch is refused even when it follows a good one, and the good one
+        // is still what the next identical batch is compared with.
+        let mut bad = b.clone();
+        bad.text = "up\u{0}jobaload".into();
+        assert!(samples_from_batch(bad, &l, &mut cache).is_err());
+        let mut bad = b.clone();
+        bad.values.push(1.0);
+        assert!(samples_from_batch(bad, &l, &mut cache).is_err());
+        let out = samples_from_batch(b, &l, &mut cache).unwrap();
+        assert_eq!(out, first);
+    }
+
+    #[test]
+    fn columns_that_disagree_are_refused() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let good = batch(&[("up", &[("job", "a")]), ("up", &[])]);
+        let mut b = good.clone();
+        b.samples.pop();
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("7 numbers in `samples` for 2 values")),
+            "{err:?}"
+        );
+        let mut b = good.clone();
+        b.timestamps_ms.push(1);
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("3 timestamps for 2 values")),
+            "{err:?}"
+        );
+        let mut b = good;
+        b.labels.push(0);
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("5 numbers in `labels`")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -840,7 +1058,7 @@ mod tests {
             .collect();
         let samples: Vec<(&str, &[(&str, &str)])> =
             names.iter().map(|n| (n.as_str(), &[][..])).collect();
-        let out = samples_from_batch(&batch(&samples), &l, &mut cache).unwrap();
+        let out = samples_from_batch(batch(&samples), &l, &mut cache).unwrap();
         assert_eq!(out.len(), SERIES_CACHE_MAX_ENTRIES + 10);
         assert!(cache.len() <= SERIES_CACHE_MAX_ENTRIES);
         assert_eq!(

@@ -108,7 +108,7 @@ pub enum PluginError {
         instance: String,
         /// The file (or `<standard>/NAME`).
         origin: String,
-        /// The import's full name (`telltale:plugin/gpu@0.2.0`).
+        /// The import's full name (`telltale:plugin/gpu@0.3.0`).
         import: String,
         /// What the host does provide.
         hint: String,
@@ -129,7 +129,7 @@ pub enum PluginError {
         import: String,
         /// The version the plugin was built for.
         found: String,
-        /// The versions this host accepts (`0.2.x`).
+        /// The versions this host accepts (`0.3.x`).
         accepted: String,
     },
     /// A grant in the configuration entry cannot be used as written.

@@ -402,54 +402,55 @@ async fn unknown_imports_and_other_versions_are_refused_clearly() {
             .await
         }
     };
-    let types = "telltale:plugin/types@0.2.0";
+    let types = "telltale:plugin/types@0.3.0";
 
-    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.3.0");
+    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.4.0");
     let err = load(path.clone()).await.err().expect("refused");
     assert!(matches!(err, PluginError::WrongVersion { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
         format!(
-            "plugin `odd`: {} was built for telltale:plugin@0.3.0 (it imports \
-             `telltale:plugin/types@0.3.0`); this host accepts telltale:plugin@0.2.x: rebuild \
+            "plugin `odd`: {} was built for telltale:plugin@0.4.0 (it imports \
+             `telltale:plugin/types@0.4.0`); this host accepts telltale:plugin@0.3.x: rebuild \
              the plugin against this host's WIT (`sdk/wit`) or a matching telltale-sdk",
             path.display()
         )
     );
 
-    let path = patched_hang(dir.path(), types, "telltale:plugin/tyxes@0.2.0");
+    let path = patched_hang(dir.path(), types, "telltale:plugin/tyxes@0.3.0");
     let err = load(path).await.err().expect("refused");
     assert!(matches!(err, PluginError::UnknownImport { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("imports `telltale:plugin/tyxes@0.2.0`, which this host does not provide")
+        msg.contains("imports `telltale:plugin/tyxes@0.3.0`, which this host does not provide")
             && msg.contains("`processes`"),
         "{msg}"
     );
 
-    let path = patched_hang(dir.path(), types, "acmecorp:plugin/types@0.2.0");
+    let path = patched_hang(dir.path(), types, "acmecorp:plugin/types@0.3.0");
     let err = load(path).await.err().expect("refused");
     let msg = err.to_string();
     assert!(
-        msg.contains("imports `acmecorp:plugin/types@0.2.0`, which this host does not provide")
-            && msg.contains("telltale:plugin/*@0.2.x"),
+        msg.contains("imports `acmecorp:plugin/types@0.3.0`, which this host does not provide")
+            && msg.contains("telltale:plugin/*@0.3.x"),
         "{msg}"
     );
 
-    // A later 0.2 patch version is the same contract: accepted.
-    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.2.9");
-    load(path).await.expect("0.2.9 is accepted");
+    // A later 0.3 patch version is the same contract: accepted.
+    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.3.9");
+    load(path).await.expect("0.3.9 is accepted");
 
-    // The previous minor (`collect` returned `list<sample>`) is refused the same way.
-    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.1.0");
+    // The previous minor (`collect` returned a `sample-batch` of records) is refused the
+    // same way.
+    let path = patched_hang(dir.path(), types, "telltale:plugin/types@0.2.0");
     let err = load(path).await.err().expect("refused");
     assert!(matches!(err, PluginError::WrongVersion { .. }), "{err:?}");
     assert!(
         err.to_string()
-            .contains("was built for telltale:plugin@0.1.0")
+            .contains("was built for telltale:plugin@0.2.0")
             && err
                 .to_string()
-                .contains("this host accepts telltale:plugin@0.2.x"),
+                .contains("this host accepts telltale:plugin@0.3.x"),
         "{err}"
     );
 }

@@ -20,7 +20,7 @@ use super::instance::World;
 pub const CONTRACT_PACKAGE: &str = "telltale:plugin";
 
 /// The contract version this host implements (`sdk/wit/plugin.wit`).
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 2, 0);
+pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 3, 0);
 
 /// Which grant each capability interface needs, as the YAML to add to a config entry.
 /// Interfaces of the contract not listed here (`host`, `types`) need none. An interface
@@ -44,7 +44,7 @@ pub fn version_accepted(version: &str) -> bool {
     major == host_major && (major != 0 || minor == host_minor)
 }
 
-/// The versions this host accepts, for messages: `0.2.x`.
+/// The versions this host accepts, for messages: `0.3.x`.
 pub fn accepted_versions() -> String {
     let (major, minor, _) = CONTRACT_VERSION;
     if major == 0 {
@@ -79,7 +79,7 @@ pub fn component_header_problem(bytes: &[u8]) -> Option<String> {
 }
 
 fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
-    // Pre-release and build suffixes (`0.2.0-rc1`) do not change compatibility here.
+    // Pre-release and build suffixes (`0.3.0-rc1`) do not change compatibility here.
     let core = v.split(['-', '+']).next()?;
     let mut parts = core.split('.');
     let major = parts.next()?.parse().ok()?;
@@ -112,7 +112,7 @@ pub enum ImportNeed {
 /// One import of a component.
 #[derive(Debug, Clone)]
 pub struct ImportInfo {
-    /// Its name (`telltale:plugin/system@0.2.0`, `wasi:io/streams@0.2.6`).
+    /// Its name (`telltale:plugin/system@0.3.0`, `wasi:io/streams@0.2.6`).
     pub name: String,
     /// What it needs.
     pub need: ImportNeed,
@@ -343,35 +343,36 @@ mod tests {
 
     #[test]
     fn same_minor_is_accepted_within_0x() {
-        assert!(version_accepted("0.2.0"));
-        assert!(version_accepted("0.2.7"));
-        assert!(version_accepted("0.2.0-rc1"));
-        // 0.1 returned `list<sample>` from `collect`; 0.2 returns a `sample-batch`.
+        assert!(version_accepted("0.3.0"));
+        assert!(version_accepted("0.3.7"));
+        assert!(version_accepted("0.3.0-rc1"));
+        // 0.1 returned `list<sample>` from `collect`, 0.2 a `sample-batch` of records;
+        // 0.3 returns one of number columns.
         assert!(!version_accepted("0.1.0"));
-        assert!(!version_accepted("0.1.9"));
-        assert!(!version_accepted("0.3.0"));
-        assert!(!version_accepted("1.2.0"));
-        assert!(!version_accepted("0.2"));
+        assert!(!version_accepted("0.2.9"));
+        assert!(!version_accepted("0.4.0"));
+        assert!(!version_accepted("1.3.0"));
+        assert!(!version_accepted("0.3"));
         assert!(!version_accepted("(unversioned)"));
-        assert_eq!(accepted_versions(), "0.2.x");
+        assert_eq!(accepted_versions(), "0.3.x");
     }
 
     #[test]
     fn imports_are_classified() {
         assert_eq!(
-            classify_import("telltale:plugin/system@0.2.0"),
+            classify_import("telltale:plugin/system@0.3.0"),
             ImportNeed::Grant {
                 name: "system",
                 yaml: "system: true"
             }
         );
         assert_eq!(
-            classify_import("telltale:plugin/host@0.2.0"),
+            classify_import("telltale:plugin/host@0.3.0"),
             ImportNeed::Nothing
         );
         assert_eq!(classify_import("wasi:io/streams@0.2.6"), ImportNeed::Wasi);
         assert_eq!(
-            classify_import("telltale:plugin/teleport@0.2.0"),
+            classify_import("telltale:plugin/teleport@0.3.0"),
             ImportNeed::UnknownContract
         );
         assert_eq!(classify_import("acme:x/y"), ImportNeed::Unknown);
@@ -384,7 +385,7 @@ mod tests {
             let i = host.inspect(p.wasm.to_vec(), p.name).await.unwrap();
             assert!(i.accepted(), "{}: {:?}", p.name, i.problems);
             assert_eq!(i.kind, Some(p.kind));
-            assert_eq!(i.contract_versions, vec!["0.2.0".to_string()]);
+            assert_eq!(i.contract_versions, vec!["0.3.0".to_string()]);
         }
         let system = super::super::find_standard("system").unwrap();
         let i = host.inspect(system.wasm.to_vec(), "system").await.unwrap();

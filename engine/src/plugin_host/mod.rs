@@ -12,7 +12,7 @@
 //!   `host` (log, clock) always; `system`, `files`, `http`, `processes` and `gpu` only when its
 //!   config entry grants them (`capabilities.rs`, `http.rs`, `processes.rs`, `gpu.rs`). A component
 //!   importing an ungranted interface, an interface the host does not provide, or another
-//!   contract version than `0.2.x` is refused at load time with the fix in the message.
+//!   contract version than `0.3.x` is refused at load time with the fix in the message.
 //! * **Limits** (`limits:` of its entry): all linear memories together are capped
 //!   (`limits.rs`); every call (and instantiate + `init`) has a wall-clock deadline enforced
 //!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
@@ -20,7 +20,7 @@
 //!   samples and events are capped in number and size (`limits.max_*`) and must have valid
 //!   names; the host's copy of a returned list is bounded because the guest could only
 //!   build it inside its capped memory.
-//! * **Output shape.** A collector returns one flat `sample-batch` (contract 0.2): every
+//! * **Output shape.** A collector returns one flat `sample-batch` (contract 0.3): every
 //!   span of it is bounds- and UTF-8-checked, and samples are converted through a
 //!   per-instance cache of the series seen before (`convert.rs`), so a repeated series
 //!   costs a hash and a lookup instead of checks and a new label map.
@@ -369,7 +369,7 @@ impl CollectorInstance {
             .call("collect", |w, store| Box::pin(w.call_collect(store)))
             .await?;
         let limits = self.runner.output_limits();
-        convert::samples_from_batch(&batch, &limits, &mut self.series)
+        convert::samples_from_batch(batch, &limits, &mut self.series)
             .map_err(|e| output_error(&mut self.runner, "collect", e))
     }
 

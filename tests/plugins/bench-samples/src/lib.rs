@@ -8,6 +8,10 @@
 //! With `{"discard": true}` it builds the same batch and drops it, returning none: the
 //! benchmark subtracts that from a full call to tell the guest's own work from the
 //! boundary (lowering, lifting, checks, conversion).
+//!
+//! With `{"rotate": true}` each call starts one sample further along (the same series in
+//! another order), so no batch equals the previous one and the host resolves every sample
+//! through its series cache instead of taking the previous call's series whole.
 
 use serde::Deserialize;
 use telltale_sdk::{Collector, PluginError, Samples};
@@ -22,6 +26,8 @@ struct Config {
     samples: usize,
     #[serde(default)]
     discard: bool,
+    #[serde(default)]
+    rotate: bool,
 }
 
 fn default_samples() -> usize {
@@ -31,6 +37,8 @@ fn default_samples() -> usize {
 struct BenchSamples {
     samples: usize,
     discard: bool,
+    rotate: bool,
+    calls: usize,
 }
 
 impl Collector for BenchSamples {
@@ -45,23 +53,32 @@ impl Collector for BenchSamples {
         Ok(BenchSamples {
             samples: cfg.samples,
             discard: cfg.discard,
+            rotate: cfg.rotate,
+            calls: 0,
         })
     }
 
     fn collect(&mut self, out: &mut Samples) -> Result<(), PluginError> {
+        let first = if self.rotate {
+            self.calls % self.samples.max(1)
+        } else {
+            0
+        };
+        self.calls = self.calls.wrapping_add(1);
         if self.discard {
             let mut scratch = Samples::with_timestamp(out.timestamp_ms());
-            write(&mut scratch, self.samples);
+            write(&mut scratch, self.samples, first);
             core::hint::black_box(&scratch);
         } else {
-            write(out, self.samples);
+            write(out, self.samples, first);
         }
         Ok(())
     }
 }
 
-fn write(out: &mut Samples, n: usize) {
-    for i in 0..n {
+/// Writes series `first, first + 1, …, n - 1, 0, …, first - 1`.
+fn write(out: &mut Samples, n: usize, first: usize) {
+    for i in (first..n).chain(0..first) {
         out.sample("bench_value", i as f64)
             .label("kind", "bench")
             .label("series", i);
