@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 
 use crate::config::PluginLimits;
 use crate::model::{Event, Labels, MetricName, Sample, SeriesWindow, Severity};
+use crate::store::short_eq;
 
 use super::bindings::types;
 
@@ -282,15 +283,14 @@ impl SeriesCache {
         self.table.len()
     }
 
-    /// The hash of a series' identity, from its pieces where they lie in `text` (the
-    /// same value as hashing its key).
+    /// The hash of a series' identity, from its pieces where they lie in the batch.
+    /// Each piece is hashed with its length, so no separators are needed; equality is
+    /// decided by [`key_is`], not by the hash.
     fn hash(&self, name: &[u8], labels: &[(&[u8], &[u8])]) -> u64 {
         let mut h = self.hasher.build_hasher();
         h.write(name);
         for (label_name, value) in labels {
-            h.write_u8(KEY_SEPARATOR);
             h.write(label_name);
-            h.write_u8(KEY_SEPARATOR);
             h.write(value);
         }
         h.finish()
@@ -319,23 +319,32 @@ impl SeriesCache {
     }
 }
 
-/// Whether `key` is the identity of `name` with `labels` (see [`CachedSeries`]).
+/// Whether `key` is the identity of `name` with `labels` (see [`CachedSeries`]). The
+/// pieces are short: compared byte by byte, not with a `memcmp` call each.
 fn key_is(key: &[u8], name: &[u8], labels: &[(&[u8], &[u8])]) -> bool {
-    let Some(mut rest) = key.strip_prefix(name) else {
-        return false;
-    };
-    for (label_name, value) in labels {
-        let piece = rest
-            .strip_prefix(&[KEY_SEPARATOR])
-            .and_then(|r| r.strip_prefix(*label_name))
-            .and_then(|r| r.strip_prefix(&[KEY_SEPARATOR]))
-            .and_then(|r| r.strip_prefix(*value));
-        match piece {
-            Some(r) => rest = r,
-            None => return false,
+    let mut rest = key;
+    let mut take = |piece: &[u8], separated: bool| {
+        let tail = if separated {
+            match rest {
+                [KEY_SEPARATOR, tail @ ..] => tail,
+                _ => return false,
+            }
+        } else {
+            rest
+        };
+        match tail.split_at_checked(piece.len()) {
+            Some((head, tail)) if short_eq(head, piece) => {
+                rest = tail;
+                true
+            }
+            _ => false,
         }
-    }
-    rest.is_empty()
+    };
+    take(name, false)
+        && labels
+            .iter()
+            .all(|(label_name, value)| take(label_name, true) && take(value, true))
+        && rest.is_empty()
 }
 
 /// The identity bytes of a series (see [`CachedSeries`]).
@@ -497,6 +506,12 @@ pub(crate) fn samples_from_batch(
             .collect());
     }
     let out = samples_from_spans(&batch, limits, cache)?;
+    // A previous batch that did not match is dropped, and this one is not kept in its
+    // place: a collector whose series change on every call would pay for keeping a batch
+    // it never uses. After a change, the next call's batch is kept again.
+    if cache.previous.take().is_some() {
+        return Ok(out);
+    }
     cache.previous = (batch.text.len() <= PREVIOUS_MAX_TEXT_BYTES).then(|| PreviousBatch {
         text: batch.text,
         samples: batch.samples,
@@ -1009,6 +1024,9 @@ mod tests {
         assert_eq!((out[0].name.as_str(), out[1].name.as_str()), ("load", "up"));
         assert_eq!(out[0].labels.get("job").map(String::as_str), Some("a"));
         assert!(out[1].labels.is_empty());
+        // A batch that missed is not kept (a collector whose series always change would
+        // pay for it on every call); the next one is.
+        assert!(cache.previous.is_none());
         // A malformed batch is refused even when it follows a good one, and the good one
         // is still what the next identical batch is compared with.
         let mut bad = b.clone();
@@ -1017,8 +1035,12 @@ mod tests {
         let mut bad = b.clone();
         bad.values.push(1.0);
         assert!(samples_from_batch(bad, &l, &mut cache).is_err());
-        let out = samples_from_batch(b, &l, &mut cache).unwrap();
+        let out = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
         assert_eq!(out, first);
+        assert!(cache.previous.is_some());
+        cache.table.clear();
+        assert_eq!(samples_from_batch(b, &l, &mut cache).unwrap(), first);
+        assert_eq!(cache.len(), 0, "answered by the previous batch");
     }
 
     #[test]

@@ -208,7 +208,7 @@ fn identity_bytes(name: &str, labels: &Labels) -> Box<[u8]> {
 /// `a == b` for the short strings of names and labels, without a call to `memcmp` per
 /// string (which costs more than the comparison itself at these lengths).
 #[inline]
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
