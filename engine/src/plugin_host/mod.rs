@@ -20,10 +20,12 @@
 //!   samples and events are capped in number and size (`limits.max_*`) and must have valid
 //!   names; the host's copy of a returned list is bounded because the guest could only
 //!   build it inside its capped memory.
-//! * **Output shape.** A collector returns one flat `sample-batch` (contract 0.3): every
-//!   span of it is bounds- and UTF-8-checked, and samples are converted through a
-//!   per-instance cache of the series seen before (`convert.rs`), so a repeated series
-//!   costs a hash and a lookup instead of checks and a new label map.
+//! * **Output shape.** A collector returns one `sample-batch` (contract 0.3): one text
+//!   and columns of numbers, which wasmtime lifts in bulk. Every span is bounds- and
+//!   UTF-8-checked. A batch whose text and span columns equal the previous call's takes
+//!   that call's series whole (only values and timestamps differ); otherwise samples are
+//!   converted through a per-instance cache of the series seen before (`convert.rs`), so
+//!   a repeated series costs a hash and a lookup instead of checks and a new label map.
 //! * **Recovery.** A trap, a missed deadline, the memory cap or a broken output limit
 //!   discards the instance; its store is dropped and the next call instantiates again from
 //!   the `InstancePre` (about 20 µs) and re-runs `init`.
