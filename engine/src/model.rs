@@ -341,8 +341,27 @@ impl Serialize for MetricName {
 
 impl<'de> Deserialize<'de> for MetricName {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<MetricName, D::Error> {
-        // Through `Cow` so a borrowed string is copied once, into the `Arc`.
-        <std::borrow::Cow<'de, str>>::deserialize(deserializer).map(|s| MetricName::from(&*s))
+        // A visitor rather than `String`: a borrowed or transient string is copied once,
+        // straight into the `Arc`.
+        struct NameVisitor;
+
+        impl serde::de::Visitor<'_> for NameVisitor {
+            type Value = MetricName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a metric name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<MetricName, E> {
+                Ok(MetricName::from(name))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<MetricName, E> {
+                Ok(MetricName::from(name))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 

@@ -36,6 +36,11 @@ pub(crate) struct OutputLimits {
     pub(crate) max_name_bytes: usize,
     pub(crate) max_labels: usize,
     pub(crate) max_label_bytes: usize,
+    /// The most bytes the new series of one call may take once stored (see
+    /// [`stored_bytes`]): the plugin's memory limit. Samples may share label ranges and
+    /// overlapping spans, so a small batch can name far more text than it holds; this
+    /// keeps the host's copy of it as bounded as the plugin's own memory.
+    pub(crate) max_new_series_bytes: usize,
 }
 
 impl From<&PluginLimits> for OutputLimits {
@@ -45,6 +50,7 @@ impl From<&PluginLimits> for OutputLimits {
             max_name_bytes: l.max_name_bytes,
             max_labels: l.max_labels,
             max_label_bytes: l.max_label_bytes,
+            max_new_series_bytes: usize::try_from(l.memory.0).unwrap_or(usize::MAX),
         }
     }
 }
@@ -202,9 +208,21 @@ fn check_sample_count(count: usize, limits: &OutputLimits) -> Result<(), OutputE
 
 /// The most series a [`SeriesCache`] remembers before it starts over.
 const SERIES_CACHE_MAX_ENTRIES: usize = 16_384;
-/// The most bytes of keys a [`SeriesCache`] holds before it starts over (its values take
-/// about as much again): bounds the memory a plugin with huge label values can pin.
-const SERIES_CACHE_MAX_KEY_BYTES: usize = 4 << 20;
+/// The most bytes a [`SeriesCache`]'s entries may take (as [`stored_bytes`] counts them)
+/// before it starts over: bounds the memory a plugin with many or long labels can pin.
+const SERIES_CACHE_MAX_BYTES: usize = 16 << 20;
+/// What one stored series costs beyond its text, and one stored label beyond its text:
+/// string and map headers, allocation overhead, the cache entry. Estimates, on the high
+/// side, so that many short labels are not counted as nearly free.
+const SERIES_OVERHEAD_BYTES: usize = 96;
+const LABEL_OVERHEAD_BYTES: usize = 96;
+
+/// The bytes a new series takes once checked and cached: its name and labels twice (the
+/// checked strings and the cache key) plus the overheads.
+fn stored_bytes(name: &[u8], labels: &[(&[u8], &[u8])]) -> usize {
+    let text = name.len() + labels.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+    2 * text + SERIES_OVERHEAD_BYTES + LABEL_OVERHEAD_BYTES * labels.len()
+}
 /// Separates the pieces of a cache key. It never occurs in UTF-8, so two different
 /// sequences of valid strings never make the same key.
 const KEY_SEPARATOR: u8 = 0xFF;
@@ -227,8 +245,9 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// last time at the same position, for the cost of comparing those bytes.
 pub(crate) struct SeriesCache {
     table: HashTable<CachedSeries>,
-    hasher: foldhash::fast::FixedState,
-    key_bytes: usize,
+    hasher: foldhash::fast::RandomState,
+    /// What the entries take, as [`stored_bytes`] counts it.
+    bytes: usize,
     /// The last batch that converted, less its values and timestamps, with its series.
     previous: Option<PreviousBatch>,
 }
@@ -259,9 +278,10 @@ impl PreviousBatch {
     }
 }
 
-/// The longest text of a batch that is kept for the next call's comparison: a plugin with
-/// huge label values should not pin that much memory per instance.
-const PREVIOUS_MAX_TEXT_BYTES: usize = 4 << 20;
+/// The most bytes of a batch (text, span columns and its series) that are kept for the next
+/// call's comparison: a plugin returning a huge batch should not pin that much memory per
+/// instance.
+const PREVIOUS_MAX_BYTES: usize = 16 << 20;
 
 impl Default for SeriesCache {
     /// An empty cache whose hash is seeded at random, so that a plugin cannot choose keys
@@ -269,8 +289,8 @@ impl Default for SeriesCache {
     fn default() -> SeriesCache {
         SeriesCache {
             table: HashTable::new(),
-            hasher: foldhash::fast::FixedState::with_seed(rand::random()),
-            key_bytes: 0,
+            hasher: foldhash::fast::RandomState::default(),
+            bytes: 0,
             previous: None,
         }
     }
@@ -301,14 +321,21 @@ impl SeriesCache {
             .find(hash, |e| e.hash == hash && key_is(&e.key, name, labels))
     }
 
-    fn insert(&mut self, hash: u64, key: Box<[u8]>, name: MetricName, labels: Labels) {
+    fn insert(
+        &mut self,
+        hash: u64,
+        bytes: usize,
+        key: Box<[u8]>,
+        name: MetricName,
+        labels: Labels,
+    ) {
         if self.table.len() >= SERIES_CACHE_MAX_ENTRIES
-            || self.key_bytes + key.len() > SERIES_CACHE_MAX_KEY_BYTES
+            || self.bytes + bytes > SERIES_CACHE_MAX_BYTES
         {
             self.table.clear();
-            self.key_bytes = 0;
+            self.bytes = 0;
         }
-        self.key_bytes += key.len();
+        self.bytes += bytes;
         let entry = CachedSeries {
             hash,
             key,
@@ -512,7 +539,10 @@ pub(crate) fn samples_from_batch(
     if cache.previous.take().is_some() {
         return Ok(out);
     }
-    cache.previous = (batch.text.len() <= PREVIOUS_MAX_TEXT_BYTES).then(|| PreviousBatch {
+    let kept = batch.text.len()
+        + size_of::<u32>() * (batch.samples.len() + batch.labels.len())
+        + size_of::<(MetricName, Labels)>() * out.len();
+    cache.previous = (kept <= PREVIOUS_MAX_BYTES).then(|| PreviousBatch {
         text: batch.text,
         samples: batch.samples,
         labels: batch.labels,
@@ -534,6 +564,8 @@ fn samples_from_spans(
     let mut out = Vec::with_capacity(batch.values.len());
     // The current sample's labels as (name, value) bytes, reused across samples.
     let mut pieces: Vec<(&[u8], &[u8])> = Vec::new();
+    // What the series new to the cache take once stored, this call.
+    let mut new_series_bytes = 0usize;
     let records = batch
         .samples
         .chunks_exact(STRIDE)
@@ -576,9 +608,27 @@ fn samples_from_spans(
         let (name, labels) = match cache.find(hash, name, &pieces) {
             Some(e) => (e.name.clone(), e.labels.clone()),
             None => {
+                let bytes = stored_bytes(name, &pieces);
+                new_series_bytes = new_series_bytes.saturating_add(bytes);
+                if new_series_bytes > limits.max_new_series_bytes {
+                    return Err(OutputError::Limit(format!(
+                        "returned new series that take more than {} bytes to store in one \
+                         call (the plugin's limits.memory); sample #{i} `{}` passed it \
+                         (samples sharing label ranges or overlapping spans multiply \
+                         the text they name)",
+                        limits.max_new_series_bytes,
+                        shown(&String::from_utf8_lossy(name))
+                    )));
+                }
                 let (checked_name, checked_labels) = check_series(text, i, name, labels, limits)?;
                 let key = key_of(name, &pieces);
-                cache.insert(hash, key, checked_name.clone(), checked_labels.clone());
+                cache.insert(
+                    hash,
+                    bytes,
+                    key,
+                    checked_name.clone(),
+                    checked_labels.clone(),
+                );
                 (checked_name, checked_labels)
             }
         };
@@ -770,6 +820,7 @@ mod tests {
             max_name_bytes: 10,
             max_labels: 2,
             max_label_bytes: 5,
+            ..limits()
         };
         let err = samples_from_wit(vec![sample("up", &[]); 4], &l).unwrap_err();
         assert_eq!(
@@ -899,7 +950,7 @@ mod tests {
             "{err:?}"
         );
         // Nothing was built from the oversized spans.
-        assert_eq!((cache.len(), cache.key_bytes), (0, 0));
+        assert_eq!((cache.len(), cache.bytes), (0, 0));
     }
 
     #[test]
@@ -909,6 +960,7 @@ mod tests {
             max_name_bytes: 10,
             max_labels: 2,
             max_label_bytes: 5,
+            ..limits()
         };
         let mut cache = SeriesCache::default();
         let mut check = |b: types::SampleBatch| samples_from_batch(b, &l, &mut cache).unwrap_err();
@@ -982,10 +1034,14 @@ mod tests {
             matches!(&err, OutputError::Invalid(m) if m.contains("labels #1 to #2 of a batch of 1")),
             "{err:?}"
         );
+        // A first label near the top of u32 (the range end and its byte offset overflow a
+        // 32-bit usize, and lie far outside the column on 64 bits).
         b.samples[2] = u32::MAX;
-        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
-        (b.samples[2], b.samples[3]) = (u32::MAX / 2, u32::MAX / 2 + 1);
-        assert!(samples_from_batch(b.clone(), &l, &mut cache).is_err());
+        let err = samples_from_batch(b.clone(), &l, &mut cache).unwrap_err();
+        assert!(
+            matches!(&err, OutputError::Invalid(m) if m.contains("of a batch of 1")),
+            "{err:?}"
+        );
         // A span cutting a character in two.
         let mut b = batch(&[("up", &[("job", "é")])]);
         b.labels[3] = 1;
@@ -1027,20 +1083,103 @@ mod tests {
         // A batch that missed is not kept (a collector whose series always change would
         // pay for it on every call); the next one is.
         assert!(cache.previous.is_none());
-        // A malformed batch is refused even when it follows a good one, and the good one
-        // is still what the next identical batch is compared with.
+        // A malformed batch is refused even when it follows a kept good one, and the good
+        // one is still what the next identical batch is compared with.
+        samples_from_batch(b.clone(), &l, &mut cache).unwrap();
+        assert!(cache.previous.is_some());
         let mut bad = b.clone();
         bad.text = "up\u{0}jobaload".into();
         assert!(samples_from_batch(bad, &l, &mut cache).is_err());
         let mut bad = b.clone();
         bad.values.push(1.0);
         assert!(samples_from_batch(bad, &l, &mut cache).is_err());
-        let out = samples_from_batch(b.clone(), &l, &mut cache).unwrap();
-        assert_eq!(out, first);
-        assert!(cache.previous.is_some());
+        assert!(cache.previous.is_some(), "a refused batch changes nothing");
         cache.table.clear();
-        assert_eq!(samples_from_batch(b, &l, &mut cache).unwrap(), first);
+        assert_eq!(
+            samples_from_batch(b.clone(), &l, &mut cache).unwrap(),
+            first
+        );
         assert_eq!(cache.len(), 0, "answered by the previous batch");
+        // The same text and samples with other label records is another batch.
+        let mut relabelled = b;
+        relabelled.labels[2..4].copy_from_slice(&[6, 4]); // job="load"
+        let out = samples_from_batch(relabelled, &l, &mut cache).unwrap();
+        assert_eq!(out[0].labels.get("job").map(String::as_str), Some("load"));
+    }
+
+    #[test]
+    fn a_known_series_in_a_changed_batch_comes_from_the_cache() {
+        let l = limits();
+        let mut cache = SeriesCache::default();
+        let b = batch(&[("up", &[("job", "a")]), ("load", &[("cpu", "0")])]);
+        let first = samples_from_batch(b, &l, &mut cache).unwrap();
+        assert_eq!(cache.len(), 2);
+        // The same series in the other order: the previous batch does not match, the
+        // cache answers with the very same name and label set.
+        let swapped = batch(&[("load", &[("cpu", "0")]), ("up", &[("job", "a")])]);
+        let out = samples_from_batch(swapped, &l, &mut cache).unwrap();
+        assert_eq!(cache.len(), 2, "no new entries");
+        assert!(out[0].labels.ptr_eq(&first[1].labels));
+        assert!(out[1].labels.ptr_eq(&first[0].labels));
+        assert!(out[1].name.ptr_eq(&first[0].name));
+    }
+
+    #[test]
+    fn cache_keys_compare_exactly() {
+        let name: &[u8] = b"up";
+        let labels: &[(&[u8], &[u8])] = &[(b"job", b"ab"), (b"zone", b"")];
+        let key = key_of(name, labels);
+        assert!(key_is(&key, name, labels));
+        // Pieces that run together differently, a missing or an extra label, another
+        // value, an empty value made non-empty: all different series.
+        assert!(!key_is(&key, name, &[(b"jo", b"bab"), (b"zone", b"")]));
+        assert!(!key_is(&key, b"upjob", &[(b"ab", b""), (b"zone", b"")]));
+        assert!(!key_is(&key, name, &labels[..1]));
+        assert!(!key_is(&key, name, &[labels[0], labels[1], (b"x", b"1")]));
+        assert!(!key_is(&key, name, &[(b"job", b"ac"), (b"zone", b"")]));
+        assert!(!key_is(&key, name, &[(b"job", b"ab"), (b"zone", b"x")]));
+        assert!(!key_is(&key, b"u", labels));
+        assert!(key_is(&key_of(b"", &[]), b"", &[]));
+    }
+
+    #[test]
+    fn series_named_by_a_small_batch_cannot_make_the_host_copy_unbounded_text() {
+        // 1,000 samples with their own short names, all sharing one range of 64 labels
+        // whose names and values are one 1 KiB piece of text: a 6 KiB batch naming about
+        // 130 MiB of series.
+        let mut text = "l".repeat(1024);
+        let mut samples = Vec::new();
+        let n = 1000u32;
+        for i in 0..n {
+            let name = format!("m{i}");
+            samples.extend([text.len() as u32, name.len() as u32, 0, 64]);
+            text.push_str(&name);
+        }
+        let labels: Vec<u32> = (0..64).flat_map(|_| [0, 1024, 0, 1024]).collect();
+        let b = types::SampleBatch {
+            text,
+            samples,
+            values: vec![1.0; n as usize],
+            timestamps_ms: vec![1; n as usize],
+            labels,
+        };
+        let l = OutputLimits {
+            max_label_bytes: 1024,
+            max_labels: 64,
+            max_new_series_bytes: 8 << 20,
+            ..limits()
+        };
+        let mut cache = SeriesCache::default();
+        // Not `unwrap_err`: printing a million-label success would drown the failure.
+        let Err(err) = samples_from_batch(b, &l, &mut cache) else {
+            panic!("a batch naming 130 MiB of series was accepted");
+        };
+        assert!(
+            matches!(&err, OutputError::Limit(m) if m.contains("more than 8388608 bytes to store in one call")
+                && m.contains("limits.memory")),
+            "{err:?}"
+        );
+        assert!(cache.bytes <= SERIES_CACHE_MAX_BYTES, "{}", cache.bytes);
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //!   by epoch interruption: the guest yields to tokio every 10 ms tick and is stopped when
 //!   the deadline passes, so a spinning plugin never blocks a worker thread. Returned
 //!   samples and events are capped in number and size (`limits.max_*`) and must have valid
-//!   names; the host's copy of a returned list is bounded because the guest could only
-//!   build it inside its capped memory.
+//!   names. The host's copy of a returned batch is bounded because the guest could only
+//!   build it inside its capped memory; what it names can be larger (samples share label
+//!   ranges, spans overlap), so the series new to the host in one call are capped at the
+//!   plugin's memory limit too (`convert.rs`).
 //! * **Output shape.** A collector returns one `sample-batch` (contract 0.3): one text
 //!   and columns of numbers, which wasmtime lifts in bulk. Every span is bounds- and
 //!   UTF-8-checked. A batch whose text and span columns equal the previous call's takes

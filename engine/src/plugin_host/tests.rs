@@ -539,8 +539,9 @@ async fn file_plugins_are_identified_without_rereading_until_they_change() {
 
 #[tokio::test]
 async fn a_collectors_repeated_series_share_their_names_across_calls() {
-    // Issue #3's per-sample cost: a series seen before is served from the series cache,
-    // so its name is the cached `MetricName` (a reference count), not a new allocation.
+    // Issue #3's per-sample cost: a series seen before is served from the previous call's
+    // batch (the same batch again) or from the series cache (a rotated one), so its name is
+    // the kept `MetricName` (a reference count), not a new allocation.
     let host = PluginHost::new(None).unwrap();
     let mut bench = host
         .collector(spec(
