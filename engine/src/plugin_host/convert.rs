@@ -223,6 +223,7 @@ fn stored_bytes(name: &[u8], labels: &[(&[u8], &[u8])]) -> usize {
     let text = name.len() + labels.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
     2 * text + SERIES_OVERHEAD_BYTES + LABEL_OVERHEAD_BYTES * labels.len()
 }
+
 /// Separates the pieces of a cache key. It never occurs in UTF-8, so two different
 /// sequences of valid strings never make the same key.
 const KEY_SEPARATOR: u8 = 0xFF;
@@ -236,7 +237,7 @@ const KEY_SEPARATOR: u8 = 0xFF;
 ///
 /// Only checked series are stored, and the checks depend on nothing but those bytes and
 /// the instance's limits (fixed for its life), so a hit needs no check again. Bounded by
-/// entry count and key bytes; when full it is emptied and refills from the next calls.
+/// entry count and bytes; when full it is emptied and refills from the next calls.
 ///
 /// Before any of that, a batch is compared whole with the previous call's: most
 /// collectors return the very same series in the same order every time, and then only the
