@@ -567,6 +567,8 @@ fn samples_from_spans(
     let mut pieces: Vec<(&[u8], &[u8])> = Vec::new();
     // What the series new to the cache take once stored, this call.
     let mut new_series_bytes = 0usize;
+    // The name of the last new series, shared with the next ones of the same metric.
+    let mut family: Option<MetricName> = None;
     let records = batch
         .samples
         .chunks_exact(STRIDE)
@@ -621,7 +623,13 @@ fn samples_from_spans(
                         shown(&String::from_utf8_lossy(name))
                     )));
                 }
-                let (checked_name, checked_labels) = check_series(text, i, name, labels, limits)?;
+                let (mut checked_name, checked_labels) =
+                    check_series(text, i, name, labels, limits)?;
+                // New series mostly come in families: they share one name.
+                match &family {
+                    Some(shared) if *shared == checked_name => checked_name = shared.clone(),
+                    _ => family = Some(checked_name.clone()),
+                }
                 let key = key_of(name, &pieces);
                 cache.insert(
                     hash,
@@ -1123,6 +1131,10 @@ mod tests {
         assert!(out[0].labels.ptr_eq(&first[1].labels));
         assert!(out[1].labels.ptr_eq(&first[0].labels));
         assert!(out[1].name.ptr_eq(&first[0].name));
+        // New series of one metric share one name.
+        let family = batch(&[("up", &[("job", "b")]), ("up", &[("job", "c")])]);
+        let out = samples_from_batch(family, &l, &mut cache).unwrap();
+        assert!(out[0].name.ptr_eq(&out[1].name));
     }
 
     #[test]
