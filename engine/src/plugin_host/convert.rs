@@ -246,6 +246,9 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// last time at the same position, for the cost of comparing those bytes.
 pub(crate) struct SeriesCache {
     table: HashTable<CachedSeries>,
+    /// The entries' identity keys, back to back in the order they were added: one
+    /// allocation, and the keys of series returned in the same order lie side by side.
+    keys: Vec<u8>,
     hasher: foldhash::fast::RandomState,
     /// What the entries take, as [`stored_bytes`] counts it.
     bytes: usize,
@@ -253,12 +256,13 @@ pub(crate) struct SeriesCache {
     previous: Option<PreviousBatch>,
 }
 
-/// One remembered series: its identity bytes (name, then `0xFF` label name `0xFF` label
-/// value for each label; `0xFF` never occurs in UTF-8, so different series never share
-/// a key), their hash, and the checked name and labels.
+/// One remembered series: where its identity bytes lie in [`SeriesCache::keys`] (name,
+/// then `0xFF` label name `0xFF` label value for each label; `0xFF` never occurs in UTF-8,
+/// so different series never share a key), their hash, and the checked name and labels.
 struct CachedSeries {
     hash: u64,
-    key: Box<[u8]>,
+    key_start: u32,
+    key_len: u32,
     name: MetricName,
     labels: Labels,
 }
@@ -290,6 +294,7 @@ impl Default for SeriesCache {
     fn default() -> SeriesCache {
         SeriesCache {
             table: HashTable::new(),
+            keys: Vec::new(),
             hasher: foldhash::fast::RandomState::default(),
             bytes: 0,
             previous: None,
@@ -318,15 +323,24 @@ impl SeriesCache {
     }
 
     fn find(&self, hash: u64, name: &[u8], labels: &[(&[u8], &[u8])]) -> Option<&CachedSeries> {
-        self.table
-            .find(hash, |e| e.hash == hash && key_is(&e.key, name, labels))
+        let keys = &self.keys;
+        self.table.find(hash, |e| {
+            e.hash == hash
+                && keys
+                    .get(e.key_start as usize..)
+                    .and_then(|k| k.get(..e.key_len as usize))
+                    .is_some_and(|key| key_is(key, name, labels))
+        })
     }
 
+    /// Remembers a checked series; `bytes` is what it takes ([`stored_bytes`]), `name_bytes`
+    /// and `pieces` its identity as the batch held it.
     fn insert(
         &mut self,
         hash: u64,
         bytes: usize,
-        key: Box<[u8]>,
+        name_bytes: &[u8],
+        pieces: &[(&[u8], &[u8])],
         name: MetricName,
         labels: Labels,
     ) {
@@ -334,12 +348,17 @@ impl SeriesCache {
             || self.bytes + bytes > SERIES_CACHE_MAX_BYTES
         {
             self.table.clear();
+            self.keys.clear();
             self.bytes = 0;
         }
         self.bytes += bytes;
+        let start = self.keys.len();
+        write_key(&mut self.keys, name_bytes, pieces);
+        // The keys are bounded by SERIES_CACHE_MAX_BYTES (plus one series), far below 4 GiB.
         let entry = CachedSeries {
             hash,
-            key,
+            key_start: u32::try_from(start).unwrap_or(u32::MAX),
+            key_len: u32::try_from(self.keys.len() - start).unwrap_or(u32::MAX),
             name,
             labels,
         };
@@ -375,14 +394,8 @@ fn key_is(key: &[u8], name: &[u8], labels: &[(&[u8], &[u8])]) -> bool {
         && rest.is_empty()
 }
 
-/// The identity bytes of a series (see [`CachedSeries`]).
-fn key_of(name: &[u8], labels: &[(&[u8], &[u8])]) -> Box<[u8]> {
-    let len = name.len()
-        + labels
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 2)
-            .sum::<usize>();
-    let mut key = Vec::with_capacity(len);
+/// Appends the identity bytes of a series (see [`CachedSeries`]) to `key`.
+fn write_key(key: &mut Vec<u8>, name: &[u8], labels: &[(&[u8], &[u8])]) {
     key.extend_from_slice(name);
     for (label_name, value) in labels {
         key.push(KEY_SEPARATOR);
@@ -390,7 +403,6 @@ fn key_of(name: &[u8], labels: &[(&[u8], &[u8])]) -> Box<[u8]> {
         key.push(KEY_SEPARATOR);
         key.extend_from_slice(value);
     }
-    key.into_boxed_slice()
 }
 
 /// Numbers per sample in a batch's `samples` column, and per label record in its
@@ -630,11 +642,11 @@ fn samples_from_spans(
                     Some(shared) if *shared == checked_name => checked_name = shared.clone(),
                     _ => family = Some(checked_name.clone()),
                 }
-                let key = key_of(name, &pieces);
                 cache.insert(
                     hash,
                     bytes,
-                    key,
+                    name,
+                    &pieces,
                     checked_name.clone(),
                     checked_labels.clone(),
                 );
@@ -1135,6 +1147,12 @@ mod tests {
         let family = batch(&[("up", &[("job", "b")]), ("up", &[("job", "c")])]);
         let out = samples_from_batch(family, &l, &mut cache).unwrap();
         assert!(out[0].name.ptr_eq(&out[1].name));
+    }
+
+    fn key_of(name: &[u8], labels: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut key = Vec::new();
+        write_key(&mut key, name, labels);
+        key
     }
 
     #[test]
