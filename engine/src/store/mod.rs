@@ -621,34 +621,23 @@ mod tests {
         assert_eq!(store.series_count(), 0);
     }
 
-    /// A borrowed sample whose label pairs come in the order given (maybe unsorted).
-    struct Raw<'a>(&'a str, &'a [(&'a str, &'a str)], i64);
-
-    impl SeriesId for Raw<'_> {
-        fn name(&self) -> &str {
-            self.0
-        }
-        fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
-            self.1.iter().copied()
-        }
-    }
-
-    impl StoreSample for Raw<'_> {
-        fn point(&self) -> Point {
-            Point {
-                timestamp_ms: self.2,
-                value: 1.0,
-            }
-        }
-    }
-
     #[test]
     fn unsorted_labels_still_find_their_one_series() {
         let store = SeriesStore::new(StoreLimits::default());
-        let write = |raw: Raw<'_>| store.ingest_hashed([(store.series_hash(&raw), raw)]);
-        assert_eq!(write(Raw("m", &[("b", "2"), ("a", "1")], 1)).accepted, 1);
-        assert_eq!(write(Raw("m", &[("b", "2"), ("a", "1")], 2)).accepted, 1);
-        assert_eq!(write(Raw("m", &[("a", "1"), ("b", "2")], 3)).accepted, 1);
+        let write =
+            |sample: Borrowed<'_>| store.ingest_hashed([(store.series_hash(&sample), sample)]);
+        assert_eq!(
+            write(Borrowed("m", &[("b", "2"), ("a", "1")], 1.0, 1)).accepted,
+            1
+        );
+        assert_eq!(
+            write(Borrowed("m", &[("b", "2"), ("a", "1")], 1.0, 2)).accepted,
+            1
+        );
+        assert_eq!(
+            write(Borrowed("m", &[("a", "1"), ("b", "2")], 1.0, 3)).accepted,
+            1
+        );
         assert_eq!(store.series_count(), 1, "one series, whatever the order");
         let w = store.window("m", &Labels::new(), 0);
         assert_eq!(w[0].points.len(), 3);
@@ -739,7 +728,8 @@ mod tests {
         assert_eq!(store.label_values("pushed", "job"), vec!["b"]);
     }
 
-    /// A borrowed sample, as the ingest listeners pass them.
+    /// A borrowed sample, as the ingest listeners pass them; its label pairs come in the
+    /// order given (maybe unsorted).
     struct Borrowed<'a>(&'a str, &'a [(&'a str, &'a str)], f64, i64);
 
     impl SeriesId for Borrowed<'_> {
