@@ -81,6 +81,30 @@ fn offset(n: usize) -> u32 {
 /// [`display`], anything that implements [`Display`]. Strings and integers are copied
 /// straight into the batch; only `Display` goes through the formatting machinery, which
 /// costs several times more inside WebAssembly.
+///
+/// Integers are written as `Display` would write them, without its cost:
+///
+/// ```
+/// use telltale_sdk::Text;
+///
+/// let mut out = String::new();
+/// for n in [0u128, 7, u64::MAX as u128, u128::MAX] {
+///     n.write_to(&mut out);
+///     out.push(' ');
+/// }
+/// (-5i8).write_to(&mut out);
+/// i64::MIN.write_to(&mut out);
+/// out.push(' ');
+/// i128::MIN.write_to(&mut out);
+/// let expected = format!(
+///     "0 7 {} {} -5{} {}",
+///     u64::MAX,
+///     u128::MAX,
+///     i64::MIN,
+///     i128::MIN
+/// );
+/// assert_eq!(out, expected);
+/// ```
 pub trait Text {
     /// Appends the text to `out`.
     fn write_to(&self, out: &mut String);
@@ -134,37 +158,30 @@ impl Text for char {
     }
 }
 
-/// Appends the decimal digits of `n`.
-fn write_u128(mut n: u128, out: &mut String) {
-    let mut digits = [0u8; 39];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Defines a function that appends the decimal digits of an unsigned integer. Two
+/// instances: `u64` for the common case (64-bit division is far cheaper inside
+/// WebAssembly than 128-bit) and `u128` for the rest.
+macro_rules! decimal_writer {
+    ($name:ident, $t:ty, $digits:literal) => {
+        /// Appends the decimal digits of `n`.
+        fn $name(mut n: $t, out: &mut String) {
+            let mut digits = [0u8; $digits];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            // Only ASCII digits were written.
+            out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
         }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+    };
 }
-
-/// Appends the decimal digits of `n` (the common case, without 128-bit division).
-fn write_u64(mut n: u64, out: &mut String) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
-}
+decimal_writer!(write_u64, u64, 20);
+decimal_writer!(write_u128, u128, 39);
 
 macro_rules! unsigned_text {
     ($($t:ty),*) => {$(
