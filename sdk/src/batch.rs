@@ -5,9 +5,9 @@
 //! (four per sample, a value and a timestamp per sample, four per label). Building it needs
 //! no allocation per sample (the buffers grow, and start each call at the size the
 //! previous call needed), and crossing into the host costs a few bulk copies instead of a
-//! few allocations per sample. [`Samples::sample`] writes straight into it; names and values are anything that
-//! implements [`Text`]: strings, integers, `bool`, `char`, `format_args!(...)`, and any
-//! [`Display`] through [`display`].
+//! few allocations per sample. [`Samples::sample`] writes straight into it; names and
+//! values are anything that implements [`Text`]: strings, integers, `bool`, `char`,
+//! `format_args!(...)`, and any [`Display`] through [`display`].
 
 use std::borrow::Cow;
 use std::cell::Cell;
