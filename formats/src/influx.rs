@@ -17,7 +17,9 @@
 //!   (rounded down), or `default_ts_ms` when the line has none.
 //!
 //! String fields (`msg="hello"`) are validated and skipped, because Telltale stores numbers
-//! only; a line whose fields are all strings is an error, so nothing is dropped silently.
+//! only. A line whose fields are all strings is valid but gives no sample: it is skipped
+//! too (Telegraf mixes such lines into its batches), and [`parse_lines_counted`] says how
+//! many were, so the caller can count what it did not store.
 //!
 //! Escapes follow the Influx spec: in measurements `\,` and `\ `; in tag keys, tag values and
 //! field keys `\,`, `\=` and `\ `; everywhere `\\` is one backslash, and a backslash before
@@ -124,6 +126,35 @@ pub fn parse_lines(
     precision: Precision,
     default_ts_ms: i64,
 ) -> Result<Vec<ParsedSample>, ParseError> {
+    parse_lines_counted(input, precision, default_ts_ms).map(|lines| lines.samples)
+}
+
+/// What [`parse_lines_counted`] found in a body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedLines {
+    /// The samples, in input order.
+    pub samples: Vec<ParsedSample>,
+    /// Valid lines that gave no sample because every field was a string.
+    pub string_only_lines: usize,
+}
+
+/// [`parse_lines`], also counting the lines skipped because all their fields are strings.
+///
+/// ```
+/// use telltale_formats::influx::{parse_lines_counted, Precision};
+///
+/// let body = "system,host=a load1=0.4 1\n\
+///             system,host=a uptime_format=\"3 days, 2:01\" 1\n";
+/// let parsed = parse_lines_counted(body, Precision::Seconds, 0)?;
+/// assert_eq!(parsed.samples.len(), 1);
+/// assert_eq!(parsed.string_only_lines, 1);
+/// # Ok::<(), telltale_formats::ParseError>(())
+/// ```
+pub fn parse_lines_counted(
+    input: &str,
+    precision: Precision,
+    default_ts_ms: i64,
+) -> Result<ParsedLines, ParseError> {
     let mut p = Cursor {
         s: input,
         b: input.as_bytes(),
@@ -131,7 +162,7 @@ pub fn parse_lines(
         line_no: 1,
         line_start: 0,
     };
-    let mut out = Vec::new();
+    let mut out = ParsedLines::default();
     let mut scratch = Scratch::default();
     while p.pos < p.b.len() {
         parse_line(&mut p, precision, default_ts_ms, &mut out, &mut scratch)?;
@@ -258,7 +289,7 @@ fn parse_line(
     p: &mut Cursor<'_>,
     precision: Precision,
     default_ts_ms: i64,
-    out: &mut Vec<ParsedSample>,
+    out: &mut ParsedLines,
     scratch: &mut Scratch,
 ) -> Result<(), ParseError> {
     p.skip_spaces();
@@ -321,10 +352,8 @@ fn parse_line(
     // Fields.
     let fields = &mut scratch.fields;
     fields.clear();
-    let mut first_field = None;
     loop {
         let (k_start, k_end, k_esc) = p.scan(b",= ");
-        first_field.get_or_insert(k_start);
         if k_end == k_start {
             return Err(p.err_at(k_start, "expected a field key"));
         }
@@ -410,12 +439,11 @@ fn parse_line(
         }
     }
 
+    // Checked in full above, like any line, so a skipped line is still a valid one.
     if fields.is_empty() {
-        let at = first_field.unwrap_or(p.pos);
-        return Err(p.err_at(
-            at,
-            "line has only string fields; Telltale stores numbers only",
-        ));
+        out.string_only_lines += 1;
+        p.next_line();
+        return Ok(());
     }
     // Two fields giving one sample name (`a.b` and `a_b`, or a repeated key) would store two
     // values for one series and timestamp: refuse rather than pick one.
@@ -440,7 +468,7 @@ fn parse_line(
         } else {
             labels.clone()
         };
-        out.push(ParsedSample {
+        out.samples.push(ParsedSample {
             name,
             labels: labels.unwrap_or_default(),
             value,

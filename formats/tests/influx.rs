@@ -1,6 +1,6 @@
 //! Influx line protocol parser tests: types, escapes, precision, naming, and every error.
 
-use telltale_formats::influx::{Precision, parse_lines};
+use telltale_formats::influx::{Precision, parse_lines, parse_lines_counted};
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -99,6 +99,28 @@ fn empty_and_comment_only_bodies() {
     );
 }
 
+/// Telegraf sends lines whose fields are all strings (`uptime_format`, container states)
+/// in the same batch as numbers: they are skipped, counted, and cost nothing else.
+#[test]
+fn string_only_lines_are_skipped_and_counted() {
+    let body = "system,host=a load1=0.5 1\n\
+                system,host=a uptime_format=\"3 days, 2:01\" 1\n\
+                docker,name=db state=\"running\",health=\"ok\"\n\
+                multi s=\"line one\nline two\"\n\
+                mem,host=a used=7i 1\n";
+    let parsed = parse_lines_counted(body, Precision::Seconds, 0).expect("parses");
+    let names: Vec<&str> = parsed.samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["system_load1", "mem_used"]);
+    assert_eq!(parsed.string_only_lines, 3);
+    assert_eq!(
+        parse_lines(body, Precision::Seconds, 0).expect("parses"),
+        parsed.samples
+    );
+    // Nothing but strings: no samples, no error.
+    let parsed = parse_lines_counted("m s=\"x\"\n", Precision::Seconds, 0).expect("parses");
+    assert_eq!((parsed.samples.len(), parsed.string_only_lines), (0, 1));
+}
+
 #[test]
 fn all_or_nothing() {
     let body = "ok v=1\nok v=2\nbroken v=\n";
@@ -175,10 +197,16 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         "expected ',', a space or end of line after the field value",
     ),
     (
-        "m s=\"only\",t=\"strings\" 1\n",
+        "m s=\"only\",t=\"strings\" 1\nm v=bad\n",
+        2,
+        5,
+        "invalid value \"bad\" for field \"v\": expected a float, an integer (1i), an unsigned integer (1u), a boolean or a quoted string",
+    ),
+    (
+        "m s=\"only strings, but a bad timestamp\" 1.5\n",
         1,
-        3,
-        "line has only string fields; Telltale stores numbers only",
+        41,
+        "invalid timestamp \"1.5\"; expected an integer in seconds",
     ),
     (
         "m v=1 12.5\n",

@@ -593,6 +593,27 @@ pub struct IngestHttpConfig {
     /// HTTP Basic with the token as password). Use `${ENV_VAR}` to keep it out of the file.
     #[serde(default)]
     pub token: Option<String>,
+    /// How long a client may take to send a request's line and headers, counted from the
+    /// connection's start or the end of its previous request, so an idle keep-alive
+    /// connection is closed after it too. `0s`: no limit.
+    #[serde(default = "ingest_defaults::header_timeout")]
+    pub header_timeout: HumanDuration,
+    /// How long a request body may take to arrive, counted from the end of its headers;
+    /// a request over it is answered 408. `0s`: no limit.
+    #[serde(default = "ingest_defaults::body_timeout")]
+    pub body_timeout: HumanDuration,
+    /// The slowest a body may arrive, in bytes per second, once `body_rate_grace` has
+    /// passed: `t` seconds after the grace at least `min_body_rate × t` bytes must be in,
+    /// or the request is answered 408. `0`: no floor.
+    #[serde(default = "ingest_defaults::min_body_rate")]
+    pub min_body_rate: ByteSize,
+    /// How long a body may take before `min_body_rate` applies.
+    #[serde(default = "ingest_defaults::body_rate_grace")]
+    pub body_rate_grace: HumanDuration,
+    /// The most connections open at once; further ones wait in the kernel's accept queue
+    /// until one closes, so idle clients cannot exhaust file descriptors.
+    #[serde(default = "ingest_defaults::max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for IngestHttpConfig {
@@ -600,6 +621,11 @@ impl Default for IngestHttpConfig {
         IngestHttpConfig {
             listen: ingest_defaults::http_listen(),
             token: None,
+            header_timeout: ingest_defaults::header_timeout(),
+            body_timeout: ingest_defaults::body_timeout(),
+            min_body_rate: ingest_defaults::min_body_rate(),
+            body_rate_grace: ingest_defaults::body_rate_grace(),
+            max_connections: ingest_defaults::max_connections(),
         }
     }
 }
@@ -618,6 +644,11 @@ pub struct IngestStatsdConfig {
     /// long, then forgotten.
     #[serde(default = "ingest_defaults::statsd_expire_after")]
     pub expire_after: HumanDuration,
+    /// The socket's receive buffer (`SO_RCVBUF`) asked of the kernel: what a burst may
+    /// queue before the kernel drops datagrams. The kernel caps it at
+    /// `net.core.rmem_max`; the size granted is logged at start. `0`: the system default.
+    #[serde(default = "ingest_defaults::statsd_receive_buffer")]
+    pub receive_buffer: ByteSize,
 }
 
 impl Default for IngestStatsdConfig {
@@ -626,6 +657,7 @@ impl Default for IngestStatsdConfig {
             listen: ingest_defaults::statsd_listen(),
             flush_interval: ingest_defaults::statsd_flush_interval(),
             expire_after: ingest_defaults::statsd_expire_after(),
+            receive_buffer: ingest_defaults::statsd_receive_buffer(),
         }
     }
 }
@@ -722,6 +754,26 @@ pub mod ingest_defaults {
     }
     pub(crate) fn statsd_expire_after() -> HumanDuration {
         HumanDuration(Duration::from_secs(300))
+    }
+    pub(crate) fn statsd_receive_buffer() -> ByteSize {
+        ByteSize(8 << 20)
+    }
+    // Long enough for a client's keep-alive connection to outlive a typical push interval
+    // (hyper closes idle connections after it too), short enough to free a stalled one.
+    pub(crate) fn header_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub(crate) fn body_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub(crate) fn min_body_rate() -> ByteSize {
+        ByteSize(4 << 10)
+    }
+    pub(crate) fn body_rate_grace() -> HumanDuration {
+        HumanDuration(Duration::from_secs(5))
+    }
+    pub(crate) fn max_connections() -> usize {
+        256
     }
     pub(crate) fn push_expire_after() -> HumanDuration {
         HumanDuration(Duration::from_secs(600))

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tracing::{debug, error};
+use tracing::debug;
 
+use super::conn::{self, Patience, body_cut};
 use super::limits::{Reason, Rejection};
 use super::{Shared, Source, influx, json, pushgateway};
 use crate::model::{TimestampMs, now_ms};
@@ -22,18 +23,15 @@ use crate::model::{TimestampMs, now_ms};
 /// up the async workers (small ones are parsed in place: a thread hop costs more).
 const BLOCKING_THRESHOLD: usize = 64 << 10;
 
-/// Serves `shared` on `listener` until `stop` completes.
+/// Serves `shared` on `listener` until `stop` completes, with the connection and timeout
+/// bounds of `patience` (`conn.rs`).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    patience: Patience,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(shared))
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        error!("ingest: the HTTP listener stopped: {e}");
-    }
+    conn::serve(listener, router(shared.clone()), shared, patience, stop).await;
 }
 
 /// Every ingest route.
@@ -177,6 +175,17 @@ async fn write_inner(
             )));
         }
         Err(e) => {
+            if let Some(cut) = body_cut(&*e) {
+                return Err(Rejection::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    cut.reason,
+                    cut.to_string(),
+                )
+                .hint(
+                    "send the body right after the headers; for a slow link raise \
+                     ingest.http.body_timeout or lower ingest.http.min_body_rate",
+                ));
+            }
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 Reason::Request,
@@ -347,6 +356,7 @@ pub(crate) fn rejection_response(style: Style, r: &Rejection) -> Response {
                 StatusCode::PAYLOAD_TOO_LARGE => "request too large",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type",
                 StatusCode::TOO_MANY_REQUESTS => "too many requests",
+                StatusCode::REQUEST_TIMEOUT => "request timeout",
                 StatusCode::SERVICE_UNAVAILABLE => "unavailable",
                 s if s.is_server_error() => "internal error",
                 _ => "invalid",
@@ -387,6 +397,10 @@ pub(crate) fn rejection_response(style: Style, r: &Rejection) -> Response {
         }
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // The rest of the body is not read: the connection cannot carry another request.
+        StatusCode::REQUEST_TIMEOUT => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}
     }

@@ -9,11 +9,14 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use telltale_formats::influx::{Precision, parse_lines};
+use telltale_formats::influx::{Precision, parse_lines_counted};
 
 use super::http::{Style, Work, rejection_response, write};
 use super::limits::{ParsedAt, Reason, Rejection, check_parsed};
 use super::{Shared, Source};
+
+/// The `reason` of `telltale_ingest_skipped_total` for lines whose fields are all strings.
+pub(crate) const STRING_FIELDS: &str = "string_fields";
 
 /// `POST /api/v2/write`.
 pub(crate) async fn write_v2(
@@ -65,7 +68,8 @@ async fn handle(
         }
     };
     let work: Work = Box::new(move |shared: &Shared, text: &str, now| {
-        let parsed = parse_lines(text, precision, now).map_err(|e| Rejection::parse(&e))?;
+        let lines = parse_lines_counted(text, precision, now).map_err(|e| Rejection::parse(&e))?;
+        let parsed = lines.samples;
         check_parsed(&shared.limits, &parsed, text)?;
         let samples: Vec<ParsedAt<'_>> = parsed.iter().map(|p| ParsedAt(p, now)).collect();
         let n = samples.len();
@@ -76,6 +80,10 @@ async fn handle(
             Source::Influx.as_str(),
         )?;
         shared.stats.dropped(Source::Influx, &report);
+        // Counted only once the request is taken: a refused one leaves no trace at all.
+        shared
+            .stats
+            .skipped(Source::Influx, STRING_FIELDS, lines.string_only_lines);
         Ok(n)
     });
     match write(&shared, Source::Influx, &headers, body, work).await {

@@ -83,6 +83,12 @@ pub(crate) enum Reason {
     Request,
     /// A StatsD name sent with two types.
     TypeConflict,
+    /// A connection's request line and headers did not arrive within `header_timeout`.
+    HeaderTimeout,
+    /// A body did not arrive within `body_timeout`.
+    BodyTimeout,
+    /// A body arrived slower than `min_body_rate`.
+    BodyRate,
 }
 
 impl Reason {
@@ -103,6 +109,9 @@ impl Reason {
             Reason::Timestamp => "timestamp",
             Reason::Request => "request",
             Reason::TypeConflict => "type_conflict",
+            Reason::HeaderTimeout => "header_timeout",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::BodyRate => "body_rate",
         }
     }
 }

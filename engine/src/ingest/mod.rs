@@ -15,7 +15,12 @@
 //! republish tick (stamped "now"), as a Prometheus scrape of a Pushgateway would see them,
 //! until they are deleted or expire. The formats themselves are parsed by the
 //! `telltale-formats` crate. `docs/ingest.md` is the user-facing description.
+//!
+//! The HTTP connections are served by `conn.rs`, not `axum::serve`: it bounds how many are
+//! open and how long a client may take over its headers and body, so slow clients cannot
+//! hold the `max_in_flight` slots others need.
 
+mod conn;
 mod http;
 mod influx;
 mod json;
@@ -138,7 +143,7 @@ impl Shared {
 /// The bound push-ingest listeners, ready to [`run`](Ingest::run).
 pub struct Ingest {
     shared: Arc<Shared>,
-    http: Option<TcpListener>,
+    http: Option<(TcpListener, conn::Patience)>,
     statsd: Option<(UdpSocket, IngestStatsdConfig)>,
     republish: Duration,
 }
@@ -159,17 +164,16 @@ impl Ingest {
             return Err(StartError::EmptyToken);
         }
         let http = match &cfg.http {
-            Some(h) => {
-                Some(
-                    TcpListener::bind(h.listen)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            what: "HTTP",
-                            addr: h.listen,
-                            source,
-                        })?,
-                )
-            }
+            Some(h) => Some((
+                TcpListener::bind(h.listen)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "HTTP",
+                        addr: h.listen,
+                        source,
+                    })?,
+                conn::Patience::from_config(h),
+            )),
             None => None,
         };
         let statsd = match &cfg.statsd {
@@ -201,7 +205,7 @@ impl Ingest {
 
     /// The bound HTTP address (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().and_then(|l| l.local_addr().ok())
+        self.http.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The bound StatsD address (useful with port 0).
@@ -219,7 +223,7 @@ impl Ingest {
             republish,
         } = self;
         let http_task = async {
-            if let Some(listener) = http {
+            if let Some((listener, patience)) = http {
                 if let Ok(addr) = listener.local_addr() {
                     info!(
                         "ingest: HTTP listening on {addr} (Pushgateway /metrics/job/…, Influx /api/v2/write and /write, JSON /api/v1/samples){}",
@@ -230,7 +234,7 @@ impl Ingest {
                         }
                     );
                 }
-                http::serve(listener, shared.clone(), stopped(stop.clone())).await;
+                http::serve(listener, shared.clone(), patience, stopped(stop.clone())).await;
             }
         };
         let statsd_task = async {

@@ -22,6 +22,12 @@ struct Inner {
     requests: BTreeMap<(Source, &'static str), u64>,
     rejected: BTreeMap<(Source, Reason), u64>,
     dropped: BTreeMap<(Source, &'static str), u64>,
+    skipped: BTreeMap<(Source, &'static str), u64>,
+    /// Refusals of the HTTP listener before a request reached an endpoint (so before its
+    /// source is known), published with `source="http"`.
+    http_rejected: BTreeMap<Reason, u64>,
+    /// Values read from elsewhere (the kernel, the listener): name → value.
+    gauges: BTreeMap<&'static str, f64>,
     duration_sum: [f64; 4],
     duration_count: [u64; 4],
 }
@@ -62,6 +68,31 @@ impl Stats {
             report.dropped_out_of_order as u64;
         *s.dropped.entry((source, "store_series_limit")).or_default() +=
             report.dropped_series_limit as u64;
+    }
+
+    /// Counts valid input that was not stored: `n` Influx lines without a numeric field
+    /// (`reason="string_fields"`).
+    pub(crate) fn skipped(&self, source: Source, reason: &'static str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        *self
+            .inner
+            .lock()
+            .skipped
+            .entry((source, reason))
+            .or_default() += n as u64;
+    }
+
+    /// Counts a connection the HTTP listener gave up on before it made a request.
+    pub(crate) fn rejected_http(&self, reason: Reason) {
+        *self.inner.lock().http_rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Sets a self-metric whose value is kept elsewhere (a kernel counter, an open
+    /// connection count): published as is, without labels.
+    pub(crate) fn set(&self, name: &'static str, value: f64) {
+        self.inner.lock().gauges.insert(name, value);
     }
 
     /// The counters as samples stamped `now`, plus `extra` gauges without labels.
@@ -111,6 +142,23 @@ impl Stats {
                 *n as f64,
             );
         }
+        for ((src, reason), n) in &s.skipped {
+            push(
+                "telltale_ingest_skipped_total",
+                &[("source", src.as_str()), ("reason", reason)],
+                *n as f64,
+            );
+        }
+        for (reason, n) in &s.http_rejected {
+            push(
+                "telltale_ingest_rejected_total",
+                &[("source", "http"), ("reason", reason.as_str())],
+                *n as f64,
+            );
+        }
+        for (name, v) in &s.gauges {
+            push(name, &[], *v);
+        }
         for (name, v) in extra {
             push(name, &[], *v as f64);
         }
@@ -126,6 +174,35 @@ impl Stats {
             .get(&(source, reason))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Connection-level refusals of the HTTP listener, for tests.
+    #[cfg(test)]
+    pub(crate) fn http_rejected_count(&self, reason: Reason) -> u64 {
+        self.inner
+            .lock()
+            .http_rejected
+            .get(&reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Lines skipped, for tests.
+    #[cfg(test)]
+    pub(crate) fn skipped_count(&self, source: Source, reason: &str) -> u64 {
+        self.inner
+            .lock()
+            .skipped
+            .iter()
+            .filter(|((s, r), _)| *s == source && *r == reason)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// A value set with [`Stats::set`], for tests.
+    #[cfg(test)]
+    pub(crate) fn get(&self, name: &str) -> Option<f64> {
+        self.inner.lock().gauges.get(name).copied()
     }
 
     /// Samples accepted, for tests.

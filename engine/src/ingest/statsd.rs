@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use telltale_formats::statsd::{Aggregator, StatsdMetric, parse_datagram};
 use telltale_formats::{sanitize_label_name, sanitize_metric_name};
 use tokio::net::UdpSocket;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::limits::{Reason, check_sample};
 use super::{Shared, Source};
@@ -25,6 +25,14 @@ use crate::model::{Labels, Sample, now_ms};
 
 /// The most one warning about bad datagrams is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The self-metric with the kernel's count of datagrams it dropped for the listener's
+/// socket (its receive buffer was full): datagrams that never reached Telltale.
+pub(crate) const KERNEL_DROPS: &str = "telltale_ingest_statsd_kernel_drops_total";
+
+/// The self-metric with the receive buffer the kernel granted the socket, as it reports it
+/// (Linux reports twice the size asked for, the other half being its bookkeeping).
+pub(crate) const RECEIVE_BUFFER: &str = "telltale_ingest_statsd_receive_buffer_bytes";
 
 /// The StatsD state: the aggregator and the series budget.
 pub(crate) struct Statsd {
@@ -202,6 +210,7 @@ pub(crate) async fn run(
         u64::try_from(expire).unwrap_or(u64::MAX),
         shared.limits.max_series_per_source,
     );
+    tune_receive_buffer(&socket, cfg.receive_buffer.0, &shared);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The largest UDP payload; StatsD clients stay far below it.
@@ -221,11 +230,94 @@ pub(crate) async fn run(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = tick.tick() => flush(&mut state, &shared),
+            _ = tick.tick() => {
+                flush(&mut state, &shared);
+                publish_kernel_drops(&socket, &shared);
+            }
             _ = &mut stop => break,
         }
     }
     flush(&mut state, &shared);
+    publish_kernel_drops(&socket, &shared);
+}
+
+/// Asks the kernel for a receive buffer of `want` bytes (0: leave the system default), so a
+/// burst queues instead of being dropped while the listener is busy, and logs and publishes
+/// what it granted: Linux caps the request at `net.core.rmem_max` without an error.
+fn tune_receive_buffer(socket: &UdpSocket, want: u64, shared: &Shared) {
+    let sock = socket2::SockRef::from(socket);
+    if want > 0 {
+        // The option is a C int.
+        let asked = usize::try_from(want.min(i32::MAX as u64)).unwrap_or(i32::MAX as usize);
+        if let Err(e) = sock.set_recv_buffer_size(asked) {
+            warn!("ingest: cannot set the StatsD receive buffer to {want} bytes: {e}");
+        }
+    }
+    match sock.recv_buffer_size() {
+        Ok(granted) => {
+            shared.stats.set(RECEIVE_BUFFER, granted as f64);
+            // Linux grants twice what it was asked (half for its own bookkeeping).
+            if want > 0 && (granted as u64) < want {
+                info!(
+                    "ingest: StatsD receive buffer: {granted} bytes, less than the {want} asked \
+                     for (ingest.statsd.receive_buffer); the kernel caps it at \
+                     net.core.rmem_max, raise that sysctl to allow more"
+                );
+            } else {
+                info!("ingest: StatsD receive buffer: {granted} bytes");
+            }
+        }
+        Err(e) => warn!("ingest: cannot read the StatsD receive buffer size: {e}"),
+    }
+}
+
+/// Publishes the kernel's drop count of the socket, when the system tells it.
+fn publish_kernel_drops(socket: &UdpSocket, shared: &Shared) {
+    if let Some(drops) = kernel_drops(socket) {
+        shared.stats.set(KERNEL_DROPS, drops as f64);
+    }
+}
+
+/// How many datagrams the kernel dropped for `socket` (receive buffer full), from the
+/// `drops` column of `/proc/self/net/udp` or `udp6`, in the row of the socket's inode
+/// (which `/proc/self/fd/<fd>` names as `socket:[<inode>]`).
+///
+/// The other way to learn it, `SO_RXQ_OVFL`, reports the same per-socket counter but only
+/// as ancillary data of each `recvmsg`, which tokio's `recv_from` does not expose: it would
+/// take an unsafe `recvmsg` loop on the receive path. The /proc row costs one read of a
+/// small in-memory file per flush interval, off the receive path, and needs no privilege.
+#[cfg(target_os = "linux")]
+pub(crate) fn kernel_drops(socket: &UdpSocket) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+    let inode: u64 = link
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    ["/proc/self/net/udp", "/proc/self/net/udp6"]
+        .into_iter()
+        .find_map(|table| drops_in(&std::fs::read_to_string(table).ok()?, inode))
+}
+
+/// Elsewhere the count is not published.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn kernel_drops(_socket: &UdpSocket) -> Option<u64> {
+    None
+}
+
+/// The `drops` column (13th) of the row of a `/proc/net/udp` table whose `inode` column
+/// (10th) is `inode`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) fn drops_in(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|row| {
+        let mut cols = row.split_whitespace();
+        if cols.nth(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        cols.nth(2)?.parse().ok()
+    })
 }
 
 fn flush(state: &mut Statsd, shared: &Shared) {

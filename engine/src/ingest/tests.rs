@@ -715,3 +715,5 @@ fn grouping_paths_decode_like_the_pushgateway() {
     assert_eq!(g, labels(&[("job", "job/1")]));
     assert!(cleared.is_empty());
 }
+
+mod hardening;
