@@ -259,7 +259,7 @@ fn main() {
     let (influx_http, prom_http, hwm_after_http) = rt.block_on(async {
         let s = server(
             "http: { listen: \"127.0.0.1:0\" }\npushgateway: { republish: 1h }\n\
-             limits: { max_series_per_source: 200000 }",
+             limits: { max_series_per_source: 200000, max_series: 200000 }",
             StoreLimits {
                 max_series: 200_000,
                 ..StoreLimits::default()
@@ -363,7 +363,7 @@ fn main() {
     // ---- overload ------------------------------------------------------------------------
     rt.block_on(async {
         let s = server(
-            "http: { listen: \"127.0.0.1:0\" }\nlimits: { max_in_flight: 2, max_series_per_source: 20000 }",
+            "http: { listen: \"127.0.0.1:0\" }\nlimits: { max_in_flight: 2, max_series_per_source: 20000, max_series: 30000 }",
             StoreLimits {
                 max_series: 30_000,
                 ..StoreLimits::default()

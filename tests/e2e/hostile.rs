@@ -12,7 +12,11 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(45);
 
 /// The hostile instances: (name, plugin, extra YAML lines of the entry, indented 4).
-fn hostile_entries(files_dir: &str, granted: &str) -> Vec<(&'static str, &'static str, String)> {
+fn hostile_entries(
+    files_dir: &str,
+    granted: &str,
+    fifo: &str,
+) -> Vec<(&'static str, &'static str, String)> {
     let fast = "    limits:\n      timeout: 300ms\n".to_string();
     // The flood needs room (memory, and time on a loaded machine) to build its output:
     // the limit under test is the sample count, not the memory or the deadline.
@@ -52,6 +56,29 @@ fn hostile_entries(files_dir: &str, granted: &str) -> Vec<(&'static str, &'stati
             ),
         ),
         (
+            // A FIFO in a granted directory: opening it would wait for a writer for ever.
+            "snoop-fifo",
+            "snoop",
+            format!(
+                "{fast}    grants:\n      files: [\"{files_dir}\"]\n    config:\n      mode: host\n      path: \"{fifo}\"\n"
+            ),
+        ),
+        (
+            // The grant the `system` plugin uses; the engine's environment holds secrets.
+            "snoop-environ",
+            "snoop",
+            format!(
+                "{fast}    grants:\n      files: [/proc]\n    config:\n      mode: host\n      path: /proc/self/environ\n"
+            ),
+        ),
+        (
+            "snoop-everything",
+            "snoop",
+            format!(
+                "{fast}    grants:\n      files: [/]\n    config:\n      mode: host\n      path: /proc/self/cmdline\n"
+            ),
+        ),
+        (
             "fetch-ungranted",
             "fetch",
             format!(
@@ -79,7 +106,9 @@ fn hostile_plugins_are_contained_while_a_healthy_one_keeps_collecting() {
     std::fs::create_dir_all(&files_dir).unwrap();
     let files_dir = files_dir.display().to_string();
 
-    let hostile = hostile_entries(&files_dir, &granted);
+    let fifo = dir.path().join("granted/pipe");
+    mkfifo(&fifo);
+    let hostile = hostile_entries(&files_dir, &granted, fifo.to_str().unwrap());
     let mut collectors = String::new();
     for (name, plugin, extra) in &hostile {
         let path = test_plugin(plugin);
@@ -102,6 +131,17 @@ fn hostile_plugins_are_contained_while_a_healthy_one_keeps_collecting() {
     collectors.push_str(&format!(
         "  - name: fetch-granted\n    plugin: {}\n    interval: 400ms\n    grants:\n      http: [\"{granted}\"]\n    config:\n      url: http://{granted}/probe\n",
         test_plugin("fetch").display()
+    ));
+
+    // Plugins whose calls succeed but would flood the engine: 1 MiB of `host.log` per call,
+    // and 100 new series a call of 64 labels of 1 KiB each.
+    collectors.push_str(&format!(
+        "  - name: flood-log\n    plugin: {}\n    interval: 400ms\n    config:\n      samples: 1\n      log_bytes: 1048576\n",
+        test_plugin("flood").display()
+    ));
+    collectors.push_str(&format!(
+        "  - name: churn\n    plugin: {}\n    interval: 200ms\n    limits:\n      max_series_bytes: 4MiB\n    config:\n      churn: {{ samples: 100, labels: 64, value_bytes: 1024 }}\n",
+        test_plugin("flood").display()
     ));
 
     let config = write_config(dir.path(), &receiver.url, &collectors);
@@ -224,6 +264,24 @@ fn evaluate() {{
             ],
         ),
         (
+            "snoop-fifo",
+            &["is not a regular file (it is a FIFO); only regular files are read"],
+        ),
+        (
+            "snoop-environ",
+            &[
+                "plugin `snoop-environ` may not read `/proc/self/environ`",
+                "it holds a process's environment, where secrets live",
+            ],
+        ),
+        (
+            "snoop-everything",
+            &[
+                "plugin `snoop-everything` may not read `/proc/self/cmdline`",
+                "it holds a process's arguments",
+            ],
+        ),
+        (
             "fetch-ungranted",
             &[
                 "plugin `fetch-ungranted`: collect() failed: `example.invalid:8080` is not granted to plugin `fetch-ungranted`",
@@ -262,8 +320,48 @@ fn evaluate() {{
         receiver.all()
     );
 
+    // The log flood is cut per call and said once per call; the churn is refused by bytes
+    // and said once, not on every call.
+    assert!(
+        out.contains("collect() logged more than limits.max_log_bytes = 64 KiB"),
+        "{}",
+        tail(&out)
+    );
+    let flood_lines = out.lines().filter(|l| l.contains(&"y".repeat(100))).count();
+    let flood_calls = out
+        .matches("collect() logged more than limits.max_log_bytes")
+        .count();
+    // The call in progress may have logged its lines but not yet its warning.
+    assert!(
+        flood_calls >= 1 && flood_lines <= 655 * (flood_calls + 1),
+        "{flood_lines} log lines in {flood_calls} calls"
+    );
+    assert_eq!(
+        out.matches(
+            "samples of new series dropped: they would exceed the plugin's limits.max_series"
+        )
+        .count(),
+        1,
+        "{}",
+        tail(&out)
+    );
+
+    // No plugin's host call holds the shutdown (a FIFO read used to hang it for ever).
+    let stopping = std::time::Instant::now();
     let status = engine.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status}\n{}", engine.output());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
 /// The last 300 lines of the engine's output, without the wasm backtrace lines.
@@ -273,4 +371,52 @@ fn tail(out: &str) -> String {
         .filter(|l| !l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
         .collect();
     lines[lines.len().saturating_sub(300)..].join("\n")
+}
+
+/// `telltale plugin run` of a plugin reading a FIFO (and, before the fix, blocked in
+/// `open` for ever on a host thread) answers and exits promptly.
+#[test]
+fn plugin_run_exits_when_a_plugin_reads_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let config = format!(r#"{{"mode": "host", "path": "{}"}}"#, fifo.display());
+    let grant = format!("files={}", dir.path().display());
+    let mut child = crate::support::telltale()
+        .args([
+            "plugin",
+            "run",
+            test_plugin("snoop").to_str().unwrap(),
+            "--config",
+            &config,
+            "--grant",
+            &grant,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("`telltale plugin run` did not exit within 15s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("is not a regular file (it is a FIFO)"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -132,12 +132,35 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Removes the variables the config read from the process environment: their values now
+/// live only in the loaded config, so nothing that reads the environment later (a library,
+/// a child process) sees a secret. `/proc/PID/environ` still shows the environment the
+/// process started with, which is why plugins may never read it (`plugin_host::file_read`).
+fn forget_config_secrets(names: &[String]) {
+    for name in names {
+        // SAFETY: called before the async runtime or any other thread is started, so no
+        // other thread can be reading the environment.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// How long a command waits, once its work is done, for the runtime's blocking threads.
+const RUNTIME_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Shuts the runtime down without waiting for ever on a blocking thread: a host call of a
+/// plugin may be stuck in the kernel (a hung file system, a driver), and dropping the
+/// runtime would wait for it, so the command would never exit.
+pub(crate) fn stop_runtime(rt: tokio::runtime::Runtime) {
+    rt.shutdown_timeout(RUNTIME_EXIT_WAIT);
+}
+
 fn run(path: Option<&Path>) -> ExitCode {
     let loaded = match load_config(path) {
         Ok(l) => l,
         Err(code) => return code,
     };
     init_logging(&loaded.config.engine.log_level);
+    forget_config_secrets(&loaded.env_vars);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -146,7 +169,9 @@ fn run(path: Option<&Path>) -> ExitCode {
         let _runtime = rt.enter();
         reload_signal()
     };
-    match rt.block_on(crate::pipeline::run(loaded, shutdown_signal(), reloads)) {
+    let result = rt.block_on(crate::pipeline::run(loaded, shutdown_signal(), reloads));
+    stop_runtime(rt);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -300,6 +325,7 @@ fn check(path: Option<&Path>) -> ExitCode {
         }
         out
     });
+    stop_runtime(rt);
     problems.extend(plugin_problems);
 
     if problems.is_empty() {

@@ -228,16 +228,16 @@ fn inspect(args: &InspectArgs) -> CmdResult {
     }
     let rt = runtime()?;
     let host = host()?;
-    let report = rt
-        .block_on(host.inspect(wasm, &origin))
-        .map_err(|e| match e {
-            PluginError::Compile { message, .. } => format!(
-                "{origin} is not a WebAssembly component this host can compile: {message}\n\
+    let report = rt.block_on(host.inspect(wasm, &origin));
+    super::stop_runtime(rt);
+    let report = report.map_err(|e| match e {
+        PluginError::Compile { message, .. } => format!(
+            "{origin} is not a WebAssembly component this host can compile: {message}\n\
                  hint: build plugins with `cargo build --release --target wasm32-wasip2` \
                  (a core module from wasm32-unknown-unknown or wasm32-wasip1 is not a component)"
-            ),
-            other => other.to_string(),
-        })?;
+        ),
+        other => other.to_string(),
+    })?;
     print!("{}", render_inspection(&origin, &report));
     Ok(if report.accepted() {
         ExitCode::SUCCESS
@@ -602,6 +602,7 @@ fn run(args: RunArgs) -> CmdResult {
         }
         Ok(())
     });
+    super::stop_runtime(rt);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => Err(with_cli_hint(&e)),

@@ -34,6 +34,9 @@ pub struct LoadedConfig {
     pub path: Option<PathBuf>,
     /// The directory relative paths in it resolve against.
     pub base_dir: PathBuf,
+    /// The environment variables its `${NAME}` placeholders read (secrets among them):
+    /// `telltale run` removes them from its environment once the config is loaded.
+    pub env_vars: Vec<String>,
 }
 
 impl LoadedConfig {
@@ -88,6 +91,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
         ])
     })?;
     let config = parse(&source, path)?;
+    let env_vars = referenced_env_vars(&source, path);
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -97,6 +101,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
         config,
         path: Some(path.to_path_buf()),
         base_dir,
+        env_vars,
     })
 }
 
@@ -111,7 +116,19 @@ pub fn embedded_default() -> LoadedConfig {
         config,
         path: None,
         base_dir: PathBuf::from("."),
+        env_vars: referenced_env_vars(EMBEDDED_DEFAULT, Path::new(EMBEDDED_NAME)),
     }
+}
+
+/// The names of the environment variables `source`'s placeholders read.
+fn referenced_env_vars(source: &str, file: &Path) -> Vec<String> {
+    let names = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    // Only the names are wanted: whether each is set was checked by `parse`.
+    let _ = env::substitute(source, file, |name| {
+        names.borrow_mut().insert(name.to_string());
+        Some(String::new())
+    });
+    names.into_inner().into_iter().collect()
 }
 
 /// Parses and checks configuration text; `file` is used in diagnostics only.
@@ -266,6 +283,38 @@ fn check(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
             "max_points_per_series must be at least 1".into(),
             "",
         );
+    }
+
+    if let Some(ingest) = &config.ingest {
+        let l = &ingest.limits;
+        let path = |key: &'static str| [Seg::key("ingest"), Seg::key("limits"), Seg::key(key)];
+        if let Some(n) = l.max_series
+            && n >= e.max_series
+        {
+            at(
+                &path("max_series"),
+                format!(
+                    "ingest.limits.max_series = {n} leaves no room for collectors: \
+                     engine.max_series is {}",
+                    e.max_series
+                ),
+                "keep it below engine.max_series (what is left is reserved for collectors \
+                 and analyzers), or raise engine.max_series",
+            );
+        }
+        if let Some(b) = l.max_series_bytes
+            && b.0 >= e.max_series_bytes.0
+        {
+            at(
+                &path("max_series_bytes"),
+                format!(
+                    "ingest.limits.max_series_bytes = {} bytes leaves no room for \
+                     collectors: engine.max_series_bytes is {} bytes",
+                    b.0, e.max_series_bytes.0
+                ),
+                "keep it below engine.max_series_bytes, or raise engine.max_series_bytes",
+            );
+        }
     }
 
     let mut instance_names = HashSet::new();

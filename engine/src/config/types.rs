@@ -61,6 +61,12 @@ pub struct EngineConfig {
     /// The most series kept; samples of new series beyond it are dropped and counted.
     #[serde(default = "defaults::max_series")]
     pub max_series: usize,
+    /// What all series' names and labels may cost in memory together (an estimate: the
+    /// text twice plus bookkeeping per series and label); new series beyond it are dropped
+    /// and counted, so a source of huge label sets cannot exhaust memory within
+    /// `max_series`.
+    #[serde(default = "defaults::max_series_bytes")]
+    pub max_series_bytes: ByteSize,
     /// On SIGINT/SIGTERM, how long in-flight notifications may take before the rest is
     /// written to the spool for the next start.
     #[serde(default = "defaults::shutdown_grace")]
@@ -79,6 +85,7 @@ impl Default for EngineConfig {
             retention: defaults::retention(),
             max_points_per_series: defaults::max_points_per_series(),
             max_series: defaults::max_series(),
+            max_series_bytes: defaults::max_series_bytes(),
             shutdown_grace: defaults::shutdown_grace(),
             log_level: defaults::log_level(),
         }
@@ -117,6 +124,18 @@ pub struct PluginLimits {
     /// plugin's name); the rest is dropped with a note.
     #[serde(default = "defaults::plugin_max_output_bytes")]
     pub max_output_bytes: ByteSize,
+    /// The most bytes of `host.log` messages kept per call (forwarded to the engine's log);
+    /// later messages of the call are dropped and counted in one warning.
+    #[serde(default = "defaults::plugin_max_log_bytes")]
+    pub max_log_bytes: ByteSize,
+    /// The most series the plugin's samples may keep alive in the store; samples of new
+    /// series beyond it are dropped and counted (`reason="source_limit"`).
+    #[serde(default = "defaults::plugin_max_series")]
+    pub max_series: usize,
+    /// What those series' names and labels may cost in memory (see
+    /// `engine.max_series_bytes`).
+    #[serde(default = "defaults::plugin_max_series_bytes")]
+    pub max_series_bytes: ByteSize,
     /// The largest file one `files.read` returns (grant `files`).
     #[serde(default = "defaults::plugin_max_file_size")]
     pub max_file_size: ByteSize,
@@ -135,6 +154,9 @@ impl Default for PluginLimits {
             max_labels: defaults::plugin_max_labels(),
             max_label_bytes: defaults::plugin_max_label_bytes(),
             max_output_bytes: defaults::plugin_max_output_bytes(),
+            max_log_bytes: defaults::plugin_max_log_bytes(),
+            max_series: defaults::plugin_max_series(),
+            max_series_bytes: defaults::plugin_max_series_bytes(),
             max_file_size: defaults::plugin_max_file_size(),
             max_http_body: defaults::plugin_max_http_body(),
         }
@@ -714,6 +736,18 @@ pub struct IngestLimitsConfig {
     /// keep alive; a request that would create more is refused.
     #[serde(default = "ingest_defaults::max_series_per_source")]
     pub max_series_per_source: usize,
+    /// What one source's series may cost in memory (see `engine.max_series_bytes`).
+    #[serde(default = "ingest_defaults::max_series_bytes_per_source")]
+    pub max_series_bytes_per_source: ByteSize,
+    /// The most series all push sources together may keep alive. Default: half of
+    /// `engine.max_series`; must stay below it, so the rest is always left to collectors
+    /// and analyzers.
+    #[serde(default)]
+    pub max_series: Option<usize>,
+    /// What all pushed series may cost together. Default: half of
+    /// `engine.max_series_bytes`; must stay below it.
+    #[serde(default)]
+    pub max_series_bytes: Option<ByteSize>,
     /// The most HTTP requests processed at once; more are answered 429 at once, not queued,
     /// so memory stays bounded under overload.
     #[serde(default = "ingest_defaults::max_in_flight")]
@@ -730,6 +764,9 @@ impl Default for IngestLimitsConfig {
             max_label_name_length: ingest_defaults::max_name_length(),
             max_label_value_length: ingest_defaults::max_label_value_length(),
             max_series_per_source: ingest_defaults::max_series_per_source(),
+            max_series_bytes_per_source: ingest_defaults::max_series_bytes_per_source(),
+            max_series: None,
+            max_series_bytes: None,
             max_in_flight: ingest_defaults::max_in_flight(),
         }
     }
@@ -799,6 +836,9 @@ pub mod ingest_defaults {
     pub(crate) fn max_series_per_source() -> usize {
         50_000
     }
+    pub(crate) fn max_series_bytes_per_source() -> ByteSize {
+        ByteSize(64 << 20)
+    }
     pub(crate) fn max_in_flight() -> usize {
         4
     }
@@ -846,6 +886,18 @@ pub mod defaults {
         1024
     }
     pub(crate) fn plugin_max_output_bytes() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    pub(crate) fn max_series_bytes() -> ByteSize {
+        ByteSize(256 << 20)
+    }
+    pub(crate) fn plugin_max_series() -> usize {
+        50_000
+    }
+    pub(crate) fn plugin_max_series_bytes() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub(crate) fn plugin_max_log_bytes() -> ByteSize {
         ByteSize(64 << 10)
     }
     pub(crate) fn plugin_max_file_size() -> ByteSize {

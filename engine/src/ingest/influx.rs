@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use telltale_formats::influx::{Precision, parse_lines_counted};
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{ParsedAt, Reason, Rejection, check_parsed};
+use super::limits::{ParsedAt, Reason, Rejection, check_parsed, store_all};
 use super::{Shared, Source};
 
 /// The `reason` of `telltale_ingest_skipped_total` for lines whose fields are all strings.
@@ -73,12 +73,7 @@ async fn handle(
         check_parsed(&shared.limits, &parsed, text)?;
         let samples: Vec<ParsedAt<'_>> = parsed.iter().map(|p| ParsedAt(p, now)).collect();
         let n = samples.len();
-        let report = shared.influx_series.admit_and_store(
-            &shared.store,
-            &samples,
-            now,
-            Source::Influx.as_str(),
-        )?;
+        let report = store_all(&shared.store, shared.source(Source::Influx), &samples)?;
         shared.stats.dropped(Source::Influx, &report);
         // Counted only once the request is taken: a refused one leaves no trace at all.
         shared

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use telltale_formats::{is_valid_label_name, is_valid_metric_name};
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, check_count, check_sample};
+use super::limits::{Reason, Rejection, check_count, check_sample, store_all};
 use super::{Shared, Source};
 use crate::model::{Labels, MetricName, Sample};
 
@@ -83,12 +83,7 @@ pub(crate) async fn write_json(
     let work: Work = Box::new(|shared: &Shared, text: &str, now| {
         let samples = parse(shared, text, now)?;
         let n = samples.len();
-        let report = shared.json_series.admit_and_store(
-            &shared.store,
-            &samples,
-            now,
-            Source::Json.as_str(),
-        )?;
+        let report = store_all(&shared.store, shared.source(Source::Json), &samples)?;
         shared.stats.dropped(Source::Json, &report);
         Ok(n)
     });

@@ -3,16 +3,12 @@
 //! The order is fixed: parse everything, check everything, then store. A check never
 //! stores, so a request refused here leaves the store untouched.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use axum::http::StatusCode;
-use parking_lot::Mutex;
 use telltale_formats::ParsedSample;
 
 use crate::config::IngestLimitsConfig;
 use crate::model::{Labels, Point, TimestampMs};
-use crate::store::{SeriesId, SeriesStore, StoreSample};
+use crate::store::{Bound, Refusal, SeriesId, SeriesStore, SourceId, StoreSample};
 
 /// The ingest limits in effect (see `IngestLimitsConfig` for their meaning).
 #[derive(Debug, Clone, Copy)]
@@ -349,117 +345,70 @@ fn truncate(s: &str, chars: usize) -> &str {
     }
 }
 
-/// The live series of one source, as the store's series hashes with the time each was
-/// last written, so a request that would take the source beyond `max_series_per_source` is
-/// refused whole. Entries older than the store's retention are forgotten (the store has
-/// pruned them).
-pub(crate) struct SeriesTracker {
-    seen: Mutex<HashMap<u64, TimestampMs, BuildHasherDefault<PassHasher>>>,
-    limit: usize,
+/// Stores a request's samples for `source`, all or none: the store checks the series they
+/// would create against the source's, the push listeners' and its own bounds under one
+/// lock, so concurrent requests cannot both pass the check.
+pub(crate) fn store_all<S: StoreSample>(
+    store: &SeriesStore,
+    source: SourceId,
+    samples: &[S],
+) -> Result<crate::store::IngestReport, Rejection> {
+    // Hashed outside the lock.
+    let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
+    store
+        .try_ingest_hashed_from(source, &hashes, samples)
+        .map_err(refused)
 }
 
-/// The keys are already random-keyed hashes (`SeriesStore::series_hash`): hashing them
-/// again would only cost time.
-#[derive(Default)]
-pub(crate) struct PassHasher(u64);
-
-impl Hasher for PassHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in rather than lose it.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// Refuses a write that would create `series` new series costing `bytes` for `source`
+/// (the Pushgateway, which replaces a group's series itself, checks before it writes).
+pub(crate) fn check_room(
+    store: &SeriesStore,
+    source: SourceId,
+    series: usize,
+    bytes: usize,
+) -> Result<(), Rejection> {
+    store.check_room(source, series, bytes).map_err(refused)
 }
 
-impl SeriesTracker {
-    pub(crate) fn new(limit: usize) -> Self {
-        SeriesTracker {
-            seen: Mutex::new(HashMap::default()),
-            limit,
-        }
-    }
-
-    /// Checks the series budget and the store's capacity, then stores the batch; the lock
-    /// is held throughout so concurrent requests of one source cannot both pass the check.
-    pub(crate) fn admit_and_store<S: StoreSample>(
-        &self,
-        store: &SeriesStore,
-        samples: &[S],
-        now: TimestampMs,
-        source: &str,
-    ) -> Result<crate::store::IngestReport, Rejection> {
-        // Hashed once, outside the lock, for both this budget and the store's index.
-        let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
-        let mut seen = self.seen.lock();
-        let mut new: Vec<u64> = hashes
-            .iter()
-            .copied()
-            .filter(|h| !seen.contains_key(h))
-            .collect();
-        new.sort_unstable();
-        new.dedup();
-        if seen.len() + new.len() > self.limit {
-            let first_over = samples
-                .iter()
-                .zip(&hashes)
-                .find(|(_, h)| new.binary_search(h).is_ok())
-                .map(|(s, _)| s.to_key());
-            return Err(Rejection::new(
-                StatusCode::BAD_REQUEST,
-                Reason::SeriesLimit,
-                format!(
-                    "the request would create {} new series (first: {}); source `{source}` has {} of at most {}",
-                    new.len(),
-                    first_over.map(|k| k.to_string()).unwrap_or_default(),
-                    seen.len(),
-                    self.limit
-                ),
-            )
-            .hint("send fewer distinct label combinations, or raise ingest.limits.max_series_per_source"));
-        }
-        check_store_capacity(store, new.len())?;
-        let report = store.ingest_hashed(hashes.iter().copied().zip(samples));
-        for h in hashes {
-            seen.insert(h, now);
-        }
-        Ok(report)
-    }
-
-    /// Forgets series last written before `cutoff`.
-    pub(crate) fn forget_older_than(&self, cutoff: TimestampMs) {
-        self.seen.lock().retain(|_, t| *t >= cutoff);
-    }
-
-    /// Live series.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.seen.lock().len()
-    }
-}
-
-/// Refuses a batch that would create more series than the store has room for (503: room
-/// comes back as old series are pruned). Series the store already holds under another
-/// source's name are counted as new, so this errs on the side of refusing.
-pub(crate) fn check_store_capacity(store: &SeriesStore, new: usize) -> Result<(), Rejection> {
-    if new == 0 {
-        return Ok(());
-    }
-    let max = store.limits().max_series;
-    let have = store.series_count();
-    if have + new > max {
-        return Err(Rejection::new(
+/// The answer to a write the store has no room for: 400 when the request is over its own
+/// source's bound (sending it again will not help), 503 when the push listeners' share or
+/// the store is full (room comes back as old series are pruned).
+fn refused(r: Refusal) -> Rejection {
+    let (status, reason, hint) = match (r.bound, r.source.as_str()) {
+        (Bound::SourceSeries | Bound::SourceBytes, INGEST_GROUP) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Reason::StoreFull,
-            format!("the store holds {have} series of at most {max}; this request would add {new}"),
-        )
-        .hint("retry later (old series are pruned after engine.retention), or raise engine.max_series"));
-    }
-    Ok(())
+            "retry later (old series are pruned after engine.retention), or raise \
+             ingest.limits.max_series / ingest.limits.max_series_bytes (the push listeners' \
+             share of the store)",
+        ),
+        (Bound::SourceSeries, _) => (
+            StatusCode::BAD_REQUEST,
+            Reason::SeriesLimit,
+            "send fewer distinct label combinations, or raise \
+             ingest.limits.max_series_per_source",
+        ),
+        (Bound::SourceBytes, _) => (
+            StatusCode::BAD_REQUEST,
+            Reason::SeriesLimit,
+            "send fewer or shorter labels, or raise ingest.limits.max_series_bytes_per_source",
+        ),
+        (Bound::StoreSeries, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Reason::StoreFull,
+            "retry later (old series are pruned after engine.retention), or raise \
+             engine.max_series",
+        ),
+        (Bound::StoreBytes, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Reason::StoreFull,
+            "retry later (old series are pruned after engine.retention), or raise \
+             engine.max_series_bytes",
+        ),
+    };
+    Rejection::new(status, reason, r.to_string()).hint(hint)
 }
+
+/// The store source whose bounds every push listener shares.
+pub(crate) const INGEST_GROUP: &str = "ingest";

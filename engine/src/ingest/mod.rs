@@ -39,10 +39,9 @@ use tracing::info;
 
 use crate::config::{IngestConfig, IngestStatsdConfig};
 use crate::model::now_ms;
-use crate::store::SeriesStore;
+use crate::store::{SeriesStore, SourceId, SourceLimits};
 
 pub use limits::Limits;
-use limits::SeriesTracker;
 use pushgateway::PushRegistry;
 use stats::Stats;
 
@@ -109,9 +108,9 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) token: Option<String>,
     pub(crate) stats: Stats,
-    /// Series budgets of the sources that have no registry of their own.
-    pub(crate) influx_series: SeriesTracker,
-    pub(crate) json_series: SeriesTracker,
+    /// Each listener's store source (by [`Source::index`]), all in the push listeners'
+    /// group.
+    pub(crate) sources: [SourceId; 4],
     pub(crate) push: parking_lot::Mutex<PushRegistry>,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -120,14 +119,16 @@ impl Shared {
     /// Shared state for these settings (used by [`Ingest::bind`] and the benchmarks' tests).
     pub(crate) fn new(cfg: &IngestConfig, store: Arc<SeriesStore>) -> Shared {
         let limits = Limits::from_config(&cfg.limits);
+        let sources = register_sources(&cfg.limits, &store);
         Shared {
             push: parking_lot::Mutex::new(PushRegistry::new(
                 cfg.pushgateway.expire_after.get(),
                 cfg.pushgateway.max_groups,
+                sources[Source::Pushgateway.index()],
+                limits.max_series_per_source,
             )),
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
-            influx_series: SeriesTracker::new(limits.max_series_per_source),
-            json_series: SeriesTracker::new(limits.max_series_per_source),
+            sources,
             token: cfg
                 .http
                 .as_ref()
@@ -137,6 +138,35 @@ impl Shared {
             limits,
             store,
         }
+    }
+}
+
+/// The store sources of the push listeners: each bounded by `max_series_per_source` and
+/// `max_series_bytes_per_source`, all together by `ingest.limits.max_series` and
+/// `max_series_bytes` (default: half of the store's), so pushes alone never fill the store.
+fn register_sources(l: &crate::config::IngestLimitsConfig, store: &SeriesStore) -> [SourceId; 4] {
+    let whole = store.limits();
+    let group = store.source(
+        limits::INGEST_GROUP,
+        SourceLimits {
+            max_series: l.max_series.unwrap_or(whole.max_series / 2),
+            max_bytes: l.max_series_bytes.map_or(whole.max_series_bytes / 2, |b| {
+                usize::try_from(b.0).unwrap_or(usize::MAX)
+            }),
+        },
+        None,
+    );
+    let each = SourceLimits {
+        max_series: l.max_series_per_source,
+        max_bytes: usize::try_from(l.max_series_bytes_per_source.0).unwrap_or(usize::MAX),
+    };
+    Source::ALL.map(|src| store.source(&format!("ingest:{}", src.as_str()), each, Some(group)))
+}
+
+impl Shared {
+    /// The store source of `source`.
+    pub(crate) fn source(&self, source: Source) -> SourceId {
+        self.sources[source.index()]
     }
 }
 
@@ -279,9 +309,6 @@ async fn housekeeping(
         }
         let now = now_ms();
         pushgateway::republish(&shared, now);
-        let retention = crate::model::duration_ms(shared.store.limits().retention);
-        shared.influx_series.forget_older_than(now - retention);
-        shared.json_series.forget_older_than(now - retention);
         let groups = shared.push.lock().group_count();
         shared.store.ingest(
             shared

@@ -33,10 +33,10 @@ use telltale_formats::prometheus::{Format, parse_text};
 use tracing::info;
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, check_count, check_labels, check_store_capacity, locate};
+use super::limits::{Reason, Rejection, check_count, check_labels, check_room, locate};
 use super::{Shared, Source};
 use crate::model::{Labels, MetricName, Point, SeriesKey, TimestampMs, duration_ms};
-use crate::store::{SeriesId, SeriesStore, StoreSample};
+use crate::store::{SeriesId, SeriesStore, SourceId, StoreSample, series_cost};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
 pub(crate) const PUSH_TIME: &str = "push_time_seconds";
@@ -48,6 +48,10 @@ pub(crate) struct PushRegistry {
     series: usize,
     expire_after: Duration,
     max_groups: usize,
+    /// The store source pushed series are accounted to.
+    source: SourceId,
+    /// `ingest.limits.max_series_per_source`: the series of all groups together.
+    max_series: usize,
 }
 
 /// One pushed series: its own labels (sorted, without those the grouping key overrides),
@@ -213,12 +217,19 @@ fn fingerprint(mut sample: PushedSample, grouping: &Labels, store: &SeriesStore)
 
 impl PushRegistry {
     /// An empty registry.
-    pub(crate) fn new(expire_after: Duration, max_groups: usize) -> Self {
+    pub(crate) fn new(
+        expire_after: Duration,
+        max_groups: usize,
+        source: SourceId,
+        max_series: usize,
+    ) -> Self {
         PushRegistry {
             groups: HashMap::new(),
             series: 0,
             expire_after,
             max_groups,
+            source,
+            max_series,
         }
     }
 
@@ -238,8 +249,8 @@ impl PushRegistry {
         replace_all: bool,
         now: TimestampMs,
         store: &SeriesStore,
-        max_series: usize,
     ) -> Result<(usize, Option<Group>), Rejection> {
+        let (source, max_series) = (self.source, self.max_series);
         let old = self.groups.get(&grouping);
         if old.is_none() && self.groups.len() >= self.max_groups {
             return Err(Rejection::new(
@@ -305,8 +316,13 @@ impl PushRegistry {
         if !unchanged {
             let new_keys = KeySet::new(new_view());
             let old_keys = KeySet::new(old.into_iter().flat_map(Group::all));
-            let added = new_keys.iter().filter(|s| !old_keys.contains(s)).count();
-            check_store_capacity(store, added)?;
+            let (added, bytes) = new_keys
+                .iter()
+                .filter(|s| !old_keys.contains(s))
+                .fold((0, 0), |(n, bytes), s| {
+                    (n + 1, bytes + series_cost(&in_group(s, &grouping)))
+                });
+            check_room(store, source, added, bytes)?;
             store.remove_hashed(
                 old_keys
                     .iter()
@@ -314,16 +330,19 @@ impl PushRegistry {
                     .map(|sample| (sample.hash, in_group(sample, &grouping))),
             );
         }
-        store.ingest_hashed(new_view().map(|sample| {
-            (
-                sample.hash,
-                InGroup {
-                    sample,
-                    grouping: &grouping,
-                    now,
-                },
-            )
-        }));
+        store.ingest_hashed_from(
+            source,
+            new_view().map(|sample| {
+                (
+                    sample.hash,
+                    InGroup {
+                        sample,
+                        grouping: &grouping,
+                        now,
+                    },
+                )
+            }),
+        );
         drop(kept);
         let mut families = families;
         let mut replaced = None;
@@ -398,9 +417,10 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
         reg.delete(&key, &shared.store);
     }
     // Under the registry lock, so a concurrent push cannot be overwritten by older values.
-    shared
-        .store
-        .ingest_hashed(reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)));
+    shared.store.ingest_hashed_from(
+        shared.source(Source::Pushgateway),
+        reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)),
+    );
 }
 
 /// `PUT`, `POST` or `DELETE /metrics/…`.
@@ -427,14 +447,11 @@ pub(crate) async fn handle(
         }
         let format = format_of(&content_type)?;
         let families = parse_body(shared, text, format, &grouping, &cleared)?;
-        let (pushed, replaced) = shared.push.lock().apply(
-            grouping,
-            families,
-            replace_all,
-            now,
-            &shared.store,
-            shared.limits.max_series_per_source,
-        )?;
+        let (pushed, replaced) =
+            shared
+                .push
+                .lock()
+                .apply(grouping, families, replace_all, now, &shared.store)?;
         drop(replaced);
         Ok(pushed)
     });

@@ -60,14 +60,20 @@ impl Stats {
 
     /// Counts samples the store dropped although the request was accepted.
     pub(crate) fn dropped(&self, source: Source, report: &crate::store::IngestReport) {
-        if report.dropped_out_of_order == 0 && report.dropped_series_limit == 0 {
+        if report.dropped_out_of_order == 0 && report.dropped_for_room() == 0 {
             return;
         }
         let mut s = self.inner.lock();
-        *s.dropped.entry((source, "out_of_order")).or_default() +=
-            report.dropped_out_of_order as u64;
-        *s.dropped.entry((source, "store_series_limit")).or_default() +=
-            report.dropped_series_limit as u64;
+        for (reason, n) in [
+            ("out_of_order", report.dropped_out_of_order),
+            ("store_series_limit", report.dropped_series_limit),
+            ("store_bytes_limit", report.dropped_bytes_limit),
+            ("source_limit", report.dropped_source_limit),
+        ] {
+            if n > 0 {
+                *s.dropped.entry((source, reason)).or_default() += n as u64;
+            }
+        }
     }
 
     /// Counts valid input that was not stored: `n` Influx lines without a numeric field

@@ -325,7 +325,9 @@ fn flush(state: &mut Statsd, shared: &Shared) {
     if samples.is_empty() {
         return;
     }
-    let report = shared.store.ingest(samples);
+    let report = shared
+        .store
+        .ingest_from(shared.source(Source::Statsd), samples);
     shared.stats.dropped(Source::Statsd, &report);
 }
 

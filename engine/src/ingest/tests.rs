@@ -524,7 +524,10 @@ async fn limits_refuse_whole_requests() {
         .await;
     assert_eq!(code, 400);
     assert!(
-        body.contains("would create 2 new series (first: s_v{i=\\\"4\\\"})"),
+        body.contains(
+            "source `ingest:influx` holds 3 series of at most 4; this would add 2 (first new \
+             series: s_v{i=\\\"4\\\"})"
+        ),
         "{body}"
     );
     assert_eq!(
@@ -538,7 +541,13 @@ async fn limits_refuse_whole_requests() {
             .0,
         204
     );
-    assert_eq!(s.shared.influx_series.len(), 4);
+    assert_eq!(
+        s.shared
+            .store
+            .source_usage(s.shared.source(Source::Influx))
+            .0,
+        4
+    );
     assert_eq!(
         s.shared
             .stats

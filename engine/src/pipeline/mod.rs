@@ -61,6 +61,7 @@ pub async fn run(
         retention: cfg.engine.retention.get(),
         max_points_per_series: cfg.engine.max_points_per_series,
         max_series: cfg.engine.max_series,
+        max_series_bytes: usize::try_from(cfg.engine.max_series_bytes.0).unwrap_or(usize::MAX),
         ..StoreLimits::default()
     }));
     let host =

@@ -29,7 +29,7 @@ use crate::model::{Labels, Sample, SeriesKey, Severity, duration_ms, now_ms};
 use crate::plugin_host::{
     AnalyzerInstance, CollectorInstance, PluginError, PluginHost, PluginSource, PluginSpec,
 };
-use crate::store::{IngestReport, SeriesStore};
+use crate::store::{IngestReport, SeriesStore, SourceLimits};
 
 use super::reload::{Reload, watch_key};
 use super::supervise::{FailureLog, PluginState, Policy, Supervisor, Transition};
@@ -109,10 +109,16 @@ struct Stats {
     duration_count: u64,
     emitted: usize,
     up: bool,
-    /// Samples the store refused: beyond `engine.max_series`, or older than their series'
+    /// Samples the store refused: beyond `engine.max_series`, `engine.max_series_bytes`,
+    /// the plugin's own `limits.max_series`/`max_series_bytes`, or older than their series'
     /// newest point.
     dropped_series_limit: u64,
+    dropped_bytes_limit: u64,
+    dropped_source_limit: u64,
     dropped_out_of_order: u64,
+    /// Whether the previous call's samples were refused for want of room: the warning is
+    /// logged when that starts, not on every call while it lasts.
+    dropping_for_room: bool,
     /// The newest failure: its [`PluginError::reason`], message and time.
     last_error: Option<LastError>,
     /// The last-error series published before the newest failure replaced it: removed
@@ -398,10 +404,39 @@ impl<I: Instance> Slot<I> {
         }
     }
 
-    /// Counts what the store refused of this instance's samples.
+    /// Counts what the store refused of this instance's samples, and logs once when it
+    /// starts refusing them for want of room (and once when that stops).
     pub(crate) fn stored(&mut self, report: IngestReport) {
         self.stats.dropped_series_limit += report.dropped_series_limit as u64;
+        self.stats.dropped_bytes_limit += report.dropped_bytes_limit as u64;
+        self.stats.dropped_source_limit += report.dropped_source_limit as u64;
         self.stats.dropped_out_of_order += report.dropped_out_of_order as u64;
+        let dropping = report.dropped_for_room() > 0;
+        if dropping && !self.stats.dropping_for_room {
+            let mut bounds = Vec::new();
+            if report.dropped_source_limit > 0 {
+                bounds.push("the plugin's limits.max_series / limits.max_series_bytes");
+            }
+            if report.dropped_series_limit > 0 {
+                bounds.push("engine.max_series");
+            }
+            if report.dropped_bytes_limit > 0 {
+                bounds.push("engine.max_series_bytes");
+            }
+            warn!(
+                plugin = %self.name,
+                "{} samples of new series dropped: they would exceed {}; counted in \
+                 telltale_plugin_samples_dropped_total until they fit (logged again only \
+                 after they do)",
+                report.dropped_for_room(),
+                bounds.join(" and ")
+            );
+        } else if !dropping && self.stats.dropping_for_room && report.accepted > 0 {
+            info!(plugin = %self.name, "new series fit in the store again");
+        }
+        if dropping || report.accepted > 0 {
+            self.stats.dropping_for_room = dropping;
+        }
     }
 
     /// The self-metrics of this instance, as of `ts`.
@@ -419,6 +454,8 @@ impl<I: Instance> Slot<I> {
         }
         for (reason, n) in [
             ("series_limit", self.stats.dropped_series_limit),
+            ("bytes_limit", self.stats.dropped_bytes_limit),
+            ("source_limit", self.stats.dropped_source_limit),
             ("out_of_order", self.stats.dropped_out_of_order),
         ] {
             out.push(Sample::new(
@@ -516,6 +553,14 @@ async fn handle_reload<I: Instance>(
     slot.publish(store, now_ms());
 }
 
+/// The store bounds of a plugin's series, from its `limits`.
+fn source_limits(limits: &crate::config::PluginLimits) -> SourceLimits {
+    SourceLimits {
+        max_series: limits.max_series,
+        max_bytes: usize::try_from(limits.max_series_bytes.0).unwrap_or(usize::MAX),
+    }
+}
+
 /// Runs one collector: calls `collect()` every interval under supervision and stores what
 /// it returns; reloads it on request.
 pub(crate) async fn collector_task(
@@ -526,6 +571,11 @@ pub(crate) async fn collector_task(
     mut reloads: broadcast::Receiver<Reload>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let source = store.source(
+        &format!("collector:{}", cfg.name),
+        source_limits(&cfg.limits),
+        None,
+    );
     let mut slot: Slot<CollectorInstance> = Slot::new(host, spec, &cfg.supervision);
     let name = cfg.name.clone();
     let mut first = true;
@@ -547,10 +597,7 @@ pub(crate) async fn collector_task(
             match result {
                 Ok(samples) => {
                     let n = samples.len();
-                    let report = store.ingest(samples);
-                    if report.dropped_series_limit > 0 {
-                        warn!(collector = %name, "{} samples dropped: the store holds its maximum of {} series", report.dropped_series_limit, store.limits().max_series);
-                    }
+                    let report = store.ingest_from(source, samples);
                     slot.stored(report);
                     if first {
                         info!(collector = %name, "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
@@ -575,6 +622,11 @@ pub(crate) async fn analyzer_task(
     mut reloads: broadcast::Receiver<Reload>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let source = store.source(
+        &format!("analyzer:{}", cfg.name),
+        source_limits(&cfg.limits),
+        None,
+    );
     let mut slot: Slot<AnalyzerInstance> = Slot::new(host, spec, &cfg.supervision);
     let name = cfg.name.clone();
     let mut tick = ticker(cfg.interval.get());
@@ -617,7 +669,7 @@ pub(crate) async fn analyzer_task(
                         }
                     }
                     let n = samples.len();
-                    let report = store.ingest(samples);
+                    let report = store.ingest_from(source, samples);
                     slot.stored(report);
                     slot.succeeded(took, n);
                 }
@@ -806,6 +858,7 @@ mod tests {
             accepted: 1,
             dropped_series_limit: 2,
             dropped_out_of_order: 3,
+            ..IngestReport::default()
         });
         let dropped = |reason| {
             metric(
@@ -859,5 +912,59 @@ mod tests {
         assert_eq!(slot.stats.reloads_failed, 1);
         assert!(tick(&mut slot).await.is_none());
         assert_eq!(slot.supervisor.state(), PluginState::Quarantined);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_collector_of_huge_label_sets_is_bounded_by_bytes() {
+        // 100 new series a call, each with 64 labels of 1 KiB: within every per-call limit,
+        // but ~290 KB per series in memory before the byte bounds.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = collector(&format!(
+            "name: churn\nplugin: {}\ninterval: 50ms\n\
+             limits: {{ max_series_bytes: 8MiB }}\n\
+             config: {{ churn: {{ samples: 100, labels: 64, value_bytes: 1024 }} }}",
+            test_plugin("flood").display()
+        ));
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let spec = PluginSpec::collector(&cfg, dir.path());
+        let (_reload_tx, reloads) = broadcast::channel(4);
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(collector_task(
+            PluginHost::new(None).unwrap(),
+            cfg,
+            spec,
+            Arc::clone(&store),
+            reloads,
+            stop,
+        ));
+        let dropped = || {
+            store
+                .latest(
+                    "telltale_plugin_samples_dropped_total",
+                    &[("plugin", "churn"), ("reason", "source_limit")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    now_ms(),
+                )
+                .first()
+                .map_or(0.0, |(_, p)| p.value)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while dropped() == 0.0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        assert!(dropped() > 0.0, "nothing refused");
+        let series = store.window("flood_churn", &Labels::new(), 0).len();
+        let one = 256 + 2 * (11 + 64 * (3 + 1024)) + 64 * 64;
+        assert_eq!(series, (8 << 20) / one, "as many as fit in 8 MiB");
+        // The collector's series and the engine's own few metrics.
+        assert!(
+            store.series_bytes() < (8 << 20) + (64 << 10),
+            "{}",
+            store.series_bytes()
+        );
     }
 }

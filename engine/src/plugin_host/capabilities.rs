@@ -3,11 +3,11 @@
 //! check of a component's imports against the contract version and the grants of its
 //! configuration entry.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+#[cfg(test)]
+use std::path::PathBuf;
 
 use parking_lot::Mutex;
 use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
@@ -15,7 +15,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{files, host, system, types};
-use super::error::{PluginError, format_bytes};
+use super::error::PluginError;
+use super::file_read::FileAccess;
 use super::gpu::GpuSampler;
 use super::http::HttpClient;
 use super::inspect::{CONTRACT_PACKAGE, GRANT_TABLE, accepted_versions, version_accepted};
@@ -67,10 +68,8 @@ pub(crate) struct Capabilities {
     pub(crate) gpu: Option<Arc<GpuSampler>>,
     /// The HTTP client, present only with `grants.http`.
     pub(crate) http: Option<HttpClient>,
-    /// Granted file prefixes, canonicalised when they exist.
-    file_prefixes: Vec<PathBuf>,
-    /// `limits.max_file_size`.
-    max_file_size: u64,
+    /// `files.read`: the granted prefixes and the read in progress.
+    pub(crate) files: Arc<FileAccess>,
 }
 
 impl Capabilities {
@@ -101,70 +100,12 @@ impl Capabilities {
             processes: grants.processes.then(|| Arc::clone(&samplers.processes)),
             gpu: grants.gpu.then(|| Arc::clone(&samplers.gpu)),
             http,
-            file_prefixes: grants
-                .files
-                .iter()
-                // A prefix that does not exist (yet) is kept as written: nothing under it
-                // can be read until it exists, and then its canonical form may differ, so
-                // granting it is at worst useless, never wider than intended.
-                .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
-                .collect(),
-            max_file_size: limits.max_file_size.0,
+            files: Arc::new(FileAccess::new(
+                instance,
+                &grants.files,
+                limits.max_file_size.0,
+            )),
         })
-    }
-
-    /// `files.read`: the whole file at `path` if it lies under a granted prefix after
-    /// resolving `..` and symlinks, and is at most `limits.max_file_size` bytes.
-    pub(crate) fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        if self.file_prefixes.is_empty() {
-            return Err(format!(
-                "plugin `{}` has no `files` grant; add `grants: {{ files: [\"/some/dir\"] }}` \
-                 to its entry",
-                self.instance
-            ));
-        }
-        let requested = Path::new(path);
-        if !requested.is_absolute() {
-            return Err(format!("`{path}` is not an absolute path"));
-        }
-        // Canonicalise first: `..` and symlinks must not lead out of a granted prefix.
-        let resolved = requested
-            .canonicalize()
-            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        if !self.file_prefixes.iter().any(|p| resolved.starts_with(p)) {
-            let granted: Vec<String> = self
-                .file_prefixes
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            return Err(format!(
-                "plugin `{}` may not read `{path}` (resolved to `{}`): it is not under a \
-                 granted prefix ({}); to allow it, add its directory to the entry's \
-                 `grants.files`",
-                self.instance,
-                resolved.display(),
-                granted.join(", ")
-            ));
-        }
-        let file = File::open(&resolved).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("`{path}` is not a regular file"));
-        }
-        // Files under /proc report size 0, so the cap is enforced while reading.
-        let mut data = Vec::new();
-        file.take(self.max_file_size.saturating_add(1))
-            .read_to_end(&mut data)
-            .map_err(|e| format!("cannot read `{path}`: {e}"))?;
-        if data.len() as u64 > self.max_file_size {
-            return Err(format!(
-                "`{path}` is larger than limits.max_file_size = {}",
-                format_bytes(self.max_file_size)
-            ));
-        }
-        Ok(data)
     }
 }
 
@@ -445,6 +386,9 @@ impl types::Host for StoreState {}
 impl host::Host for StoreState {
     async fn log(&mut self, level: host::Level, message: String) {
         let message = truncate_message(message, MAX_LOG_MESSAGE);
+        if !self.log.admit(message.len()) {
+            return;
+        }
         let plugin = self.caps.instance.as_str();
         match level {
             host::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -481,10 +425,8 @@ impl system::Host for StoreState {
 
 impl files::Host for StoreState {
     async fn read(&mut self, path: String) -> Result<Vec<u8>, String> {
-        let caps = Arc::clone(&self.caps);
-        tokio::task::spawn_blocking(move || caps.read_file(&path))
-            .await
-            .unwrap_or_else(|e| Err(format!("reading failed: {e}")))
+        let files = Arc::clone(&self.caps.files);
+        files.read(path, self.deadline.remaining()).await
     }
 }
 
@@ -545,9 +487,12 @@ mod tests {
         };
         let c = Capabilities::new("reader", &grants, &limits, &Samplers::new()).unwrap();
         let small = dir.path().join("small");
-        assert_eq!(c.read_file(small.to_str().unwrap()).unwrap().len(), 1024);
+        assert_eq!(
+            c.files.read_now(small.to_str().unwrap()).unwrap().len(),
+            1024
+        );
         let big = dir.path().join("big");
-        let err = c.read_file(big.to_str().unwrap()).unwrap_err();
+        let err = c.files.read_now(big.to_str().unwrap()).unwrap_err();
         assert!(
             err.ends_with("is larger than limits.max_file_size = 1 KiB"),
             "{err}"
@@ -564,7 +509,7 @@ mod tests {
                 ..PluginLimits::default()
             };
             let c = Capabilities::new("reader", &grants, &limits, &Samplers::new()).unwrap();
-            let err = c.read_file("/proc/self/status").unwrap_err();
+            let err = c.files.read_now("/proc/self/status").unwrap_err();
             assert!(err.contains("limits.max_file_size = 16 bytes"), "{err}");
         }
     }
@@ -601,31 +546,34 @@ mod tests {
 
         let c = caps(vec![allowed.clone()]);
         assert_eq!(
-            c.read_file(allowed.join("ok.txt").to_str().unwrap())
+            c.files
+                .read_now(allowed.join("ok.txt").to_str().unwrap())
                 .unwrap(),
             b"hello"
         );
         // `..` escape.
         let dotdot = format!("{}/../secret/key.txt", allowed.display());
-        let err = c.read_file(&dotdot).unwrap_err();
+        let err = c.files.read_now(&dotdot).unwrap_err();
         assert!(err.contains("not under a granted prefix"), "{err}");
         // Symlink escape.
         #[cfg(unix)]
         {
             let err = c
-                .read_file(allowed.join("link.txt").to_str().unwrap())
+                .files
+                .read_now(allowed.join("link.txt").to_str().unwrap())
                 .unwrap_err();
             assert!(err.contains("not under a granted prefix"), "{err}");
         }
-        assert!(c.read_file("relative/path").is_err());
+        assert!(c.files.read_now("relative/path").is_err());
         assert!(
-            c.read_file(allowed.to_str().unwrap()).is_err(),
+            c.files.read_now(allowed.to_str().unwrap()).is_err(),
             "a directory"
         );
 
         let none = caps(Vec::new());
         let err = none
-            .read_file(allowed.join("ok.txt").to_str().unwrap())
+            .files
+            .read_now(allowed.join("ok.txt").to_str().unwrap())
             .unwrap_err();
         assert!(err.contains("no `files` grant"), "{err}");
     }

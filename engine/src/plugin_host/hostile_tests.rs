@@ -740,3 +740,288 @@ async fn slow_calls_succeed_under_the_deadline_and_stop_over_it() {
         "{took:?}"
     );
 }
+
+/// The hand-written `tables` plugin (`tests/plugins/tables/tables.wat`, a core module),
+/// wrapped into a component of the `collector` world as the Rust toolchain would.
+fn tables_component(dir: &std::path::Path) -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut module = wat::parse_file(root.join("tests/plugins/tables/tables.wat")).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_file(root.join("sdk/wit/plugin.wit")).unwrap();
+    let world = resolve.select_world(&[package], Some("collector")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let path = dir.join("tables.wasm");
+    std::fs::write(&path, component).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn tables_count_against_the_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = PluginHost::new(None).unwrap();
+    let mut s = spec(
+        "tables",
+        "tables",
+        serde_json::Value::Null,
+        Grants::default(),
+    );
+    s.source = PluginSource::File(tables_component(dir.path()));
+    s.limits.memory = ByteSize(16 << 20);
+    let mut tables = host.collector(s).await.unwrap();
+    // 100 tables of 2^20 elements would hold about 800 MiB of host memory; under a
+    // 16 MiB cap the second one is refused and the instance stopped.
+    for _ in 0..2 {
+        let err = tables.collect().await.unwrap_err();
+        assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "plugin `tables`: memory limit 16 MiB exceeded in collect(); the plugin was stopped"
+        );
+        assert!(!tables.is_live());
+    }
+}
+
+#[tokio::test]
+async fn proc_grants_reach_metrics_files_and_never_secrets() {
+    if !std::path::Path::new("/proc/self/environ").exists() {
+        return; // not Linux
+    }
+    let host = PluginHost::new(None).unwrap();
+    let run = |path: String, grant: &'static str| {
+        let host = host.clone();
+        async move {
+            let grants = Grants {
+                files: vec![PathBuf::from(grant)],
+                ..Grants::default()
+            };
+            let mut snoop = host
+                .collector(spec(
+                    "snoop",
+                    "snoop",
+                    serde_json::json!({ "mode": "host", "path": path }),
+                    grants,
+                ))
+                .await
+                .unwrap();
+            snoop.collect().await.unwrap_err().to_string()
+        }
+    };
+    // What collectors need is readable.
+    for ok in [
+        "/proc/stat",
+        "/proc/meminfo",
+        "/proc/self/stat",
+        "/proc/self/mountinfo",
+        "/proc/net/dev",
+        "/proc/1/status",
+    ] {
+        let msg = run(ok.to_string(), "/proc").await;
+        assert!(msg.contains("LEAKED"), "{ok}: {msg}");
+    }
+    // Secrets, memory and socket tables are not, even under a grant of `/`.
+    let me = std::process::id();
+    for (bad, why) in [
+        ("/proc/self/environ".to_string(), "environment"),
+        (format!("/proc/{me}/environ"), "environment"),
+        ("/proc/1/environ".to_string(), "environment"),
+        ("/proc/self/cmdline".to_string(), "arguments"),
+        ("/proc/self/maps".to_string(), "memory"),
+        ("/proc/self/stack".to_string(), "memory"),
+        ("/proc/self/syscall".to_string(), "memory"),
+        ("/proc/self/auxv".to_string(), "memory"),
+        ("/proc/net/tcp".to_string(), "socket"),
+        ("/proc/kmsg".to_string(), "kernel log"),
+    ] {
+        for grant in ["/proc", "/"] {
+            let msg = run(bad.clone(), grant).await;
+            assert!(!msg.contains("LEAKED"), "{bad} under {grant}: {msg}");
+            // Some of these do not exist or are root-only on every machine; those that
+            // exist must be refused by the policy, with the reason.
+            if std::path::Path::new(&bad).exists() {
+                assert!(msg.contains("may not read"), "{bad}: {msg}");
+                assert!(msg.contains(why), "{bad}: {msg}");
+            }
+        }
+    }
+    // `/proc/self/root` leads back to `/`: the prefix check sees the real path.
+    let msg = run("/proc/self/root/etc/hostname".to_string(), "/proc").await;
+    assert!(msg.contains("not under a granted prefix"), "{msg}");
+}
+
+/// Makes a FIFO at `path`.
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let host = PluginHost::new(None).unwrap();
+    let mut s = spec(
+        "snoop",
+        "snoop",
+        serde_json::json!({ "mode": "host", "path": fifo }),
+        Grants {
+            files: vec![dir.path().to_path_buf()],
+            ..Grants::default()
+        },
+    );
+    s.limits.timeout = HumanDuration(Duration::from_secs(2));
+    let mut snoop = host.collector(s).await.unwrap();
+    let start = Instant::now();
+    let msg = snoop.collect().await.unwrap_err().to_string();
+    assert!(
+        msg.contains("is not a regular file (it is a FIFO)"),
+        "{msg}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_read_that_blocks_is_abandoned_at_the_deadline_and_not_repeated() {
+    // A FIFO opened *blocking* stands in for a file whose read never returns (a hung
+    // network file system): the reader thread blocks in `open` until a writer comes.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let access = Arc::new(file_read::FileAccess::new(
+        "stuck",
+        &[dir.path().to_path_buf()],
+        1024,
+    ));
+    let path = fifo.to_str().unwrap().to_string();
+    let blocking = {
+        let path = path.clone();
+        move || std::fs::read(&path).map_err(|e| e.to_string())
+    };
+    let start = Instant::now();
+    let err = access
+        .read_with(path.clone(), Duration::from_millis(200), blocking)
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("did not finish before the call's deadline"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    // The thread is still stuck: the next read is refused at once instead of adding one.
+    let err = access
+        .read(path.clone(), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(err.contains("has not returned"), "{err}");
+    // A writer releases it; reads work again.
+    let writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    drop(writer);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let result = access.read(path.clone(), Duration::from_secs(1)).await;
+        match result {
+            Err(e) if e.contains("has not returned") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                assert!(e.contains("not a regular file"), "{e}");
+                break;
+            }
+            Ok(_) => panic!("a FIFO was read"),
+        }
+    }
+}
+
+/// Collects what `tracing` logs on this thread while the guard lives.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn host_log_is_capped_per_call_and_the_drop_reported() {
+    let capture = LogCapture::default();
+    let _guard = capture.install();
+    let host = PluginHost::new(None).unwrap();
+    let mut s = spec(
+        "logger",
+        "flood",
+        // 1 MiB of log lines in one call; the cap is 4 KiB.
+        serde_json::json!({ "samples": 1, "log_bytes": 1 << 20 }),
+        Grants::default(),
+    );
+    s.limits.max_log_bytes = ByteSize(4 << 10);
+    let mut logger = host.collector(s).await.unwrap();
+    for _ in 0..2 {
+        let samples = logger.collect().await.unwrap();
+        assert_eq!(samples.len(), 1);
+    }
+    let text = capture.text();
+    let kept = text
+        .lines()
+        .filter(|l| l.contains(&"y".repeat(100)))
+        .count();
+    // 40 messages of 100 bytes fit in 4 KiB, per call.
+    assert_eq!(kept, 80, "{} bytes of log", text.len());
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("logged more than limits.max_log_bytes"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains(
+            "collect() logged more than limits.max_log_bytes = 4 KiB; 10445 message(s) \
+             (1044500 bytes) dropped"
+        ),
+        "{}",
+        warnings[0]
+    );
+    assert!(text.len() < 64 << 10, "{} bytes of log", text.len());
+}

@@ -28,6 +28,52 @@ pub(crate) struct StoreState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) caps: Arc<Capabilities>,
     pub(crate) deadline: Deadline,
+    /// What `host.log` may still forward in the call in progress.
+    pub(crate) log: LogBudget,
+}
+
+/// The per-call cap on `host.log` (`limits.max_log_bytes`): without it one call can write
+/// hundreds of megabytes to the engine's log. Messages past the cap are counted, not kept,
+/// and reported in one warning after the call.
+#[derive(Debug)]
+pub(crate) struct LogBudget {
+    cap: u64,
+    used: u64,
+    dropped_messages: u64,
+    dropped_bytes: u64,
+}
+
+impl LogBudget {
+    pub(crate) fn new(cap: u64) -> LogBudget {
+        LogBudget {
+            cap,
+            used: 0,
+            dropped_messages: 0,
+            dropped_bytes: 0,
+        }
+    }
+
+    /// Whether a message of `len` bytes may be forwarded; counts it either way.
+    pub(crate) fn admit(&mut self, len: usize) -> bool {
+        let len = len as u64;
+        if self.used.saturating_add(len) > self.cap {
+            self.dropped_messages += 1;
+            self.dropped_bytes += len;
+            return false;
+        }
+        self.used += len;
+        true
+    }
+
+    /// Starts a new call's budget, returning what the previous call dropped (messages,
+    /// bytes).
+    fn reset(&mut self) -> (u64, u64) {
+        let dropped = (self.dropped_messages, self.dropped_bytes);
+        self.used = 0;
+        self.dropped_messages = 0;
+        self.dropped_bytes = 0;
+        dropped
+    }
 }
 
 impl WasiView for StoreState {
@@ -150,6 +196,8 @@ pub(crate) struct RunnerParts<W: World> {
     pub(crate) memory: u64,
     /// `limits.max_output_bytes`: stdout + stderr kept per call.
     pub(crate) max_output: u64,
+    /// `limits.max_log_bytes`: `host.log` messages kept per call.
+    pub(crate) max_log: u64,
     /// The caps on returned samples and events.
     pub(crate) output_limits: OutputLimits,
     pub(crate) config_json: String,
@@ -220,6 +268,7 @@ impl<W: World> Runner<W> {
             limiter: MemoryLimiter::new(self.parts.memory),
             caps: Arc::clone(&self.parts.caps),
             deadline: Deadline::default(),
+            log: LogBudget::new(self.parts.max_log),
         };
         let mut store = Store::new(&self.parts.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -241,6 +290,7 @@ impl<W: World> Runner<W> {
             Ok::<_, wasmtime::Error>((world, result))
         })
         .await;
+        let dropped_log = store.data_mut().log.reset();
         let result = match outcome {
             Ok(Ok((world, Ok(())))) => {
                 self.live = Some(Live { store, world });
@@ -250,6 +300,7 @@ impl<W: World> Runner<W> {
             Ok(Err(err)) => Err(classify(&self.parts, "init", &store, err, &self.output)),
             Err(_elapsed) => Err(self.timeout_error("init")),
         };
+        self.report_dropped_log("init", dropped_log);
         self.forward_output();
         result
     }
@@ -274,6 +325,7 @@ impl<W: World> Runner<W> {
             f(&live.world, &mut live.store),
         )
         .await;
+        let dropped_log = live.store.data_mut().log.reset();
         let result = match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
             // The plugin reported an error itself: it is still healthy.
@@ -290,6 +342,7 @@ impl<W: World> Runner<W> {
                 Err(self.timeout_error(call))
             }
         };
+        self.report_dropped_log(call, dropped_log);
         self.forward_output();
         result
     }
@@ -316,6 +369,19 @@ impl<W: World> Runner<W> {
                 call,
                 message,
             },
+        }
+    }
+
+    /// One warning for the `host.log` messages a call had dropped over its cap.
+    fn report_dropped_log(&self, call: &'static str, (messages, bytes): (u64, u64)) {
+        if messages > 0 {
+            tracing::warn!(
+                plugin = %self.parts.instance,
+                "{call}() logged more than limits.max_log_bytes = {}; {messages} message(s) \
+                 ({}) dropped",
+                super::error::format_bytes(self.parts.max_log),
+                super::error::format_bytes(bytes)
+            );
         }
     }
 

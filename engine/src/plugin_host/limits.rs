@@ -1,5 +1,5 @@
-//! Resource limits of one plugin instance: a cap on all its linear memories together, and
-//! the wall-clock deadline of the call in progress (enforced through epoch interruption).
+//! Resource limits of one plugin instance: a cap on all its linear memories and tables
+//! together, and the wall-clock deadline of the call in progress (enforced through epoch interruption).
 
 use std::time::{Duration, Instant};
 
@@ -16,24 +16,38 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// guest to notice (a host import blocked on I/O cannot be interrupted by the epoch).
 pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
-/// The most table elements one instance may have (function tables of ordinary guests
-/// hold hundreds to thousands of entries).
+/// The most table elements one table may have (function tables of ordinary guests hold
+/// hundreds to thousands of entries).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// Caps the **sum** of an instance's linear memories (wasmtime's `StoreLimits` caps each
-/// memory on its own) and records that the cap was hit, so that the resulting trap can be
-/// reported as "memory limit exceeded" rather than as an anonymous crash.
+/// What one table element costs the host: wasmtime keeps a pointer-sized slot per element
+/// (funcref and externref alike).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The most core instances, tables and linear memories one plugin instance may create. An
+/// ordinary component (a Rust or Python guest with its WASI adapter) has fewer than a dozen
+/// of each; every one costs the host bookkeeping memory that the byte cap does not see.
+const MAX_CORE_INSTANCES: usize = 256;
+const MAX_TABLES: usize = 256;
+const MAX_MEMORIES: usize = 64;
+
+/// Caps the **sum** of an instance's linear memories and tables (wasmtime's `StoreLimits`
+/// caps each on its own, so a component with a hundred tables, each within a per-table cap,
+/// could hold gigabytes of host memory under a 16 MiB `limits.memory`), and records that
+/// the cap was hit, so that the resulting trap can be reported as "memory limit exceeded"
+/// rather than as an anonymous crash.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     cap: usize,
     used: usize,
-    /// Bytes granted by the last `memory_growing`, given back if the growth then fails.
+    /// Bytes granted by the last `memory_growing` or `table_growing`, given back if the
+    /// growth then fails.
     last_grant: usize,
     hit: bool,
 }
 
 impl MemoryLimiter {
-    /// A limiter allowing `cap` bytes of linear memory in total.
+    /// A limiter allowing `cap` bytes of linear memory and tables in total.
     pub(crate) fn new(cap: u64) -> MemoryLimiter {
         MemoryLimiter {
             cap: usize::try_from(cap).unwrap_or(usize::MAX),
@@ -47,6 +61,35 @@ impl MemoryLimiter {
     pub(crate) fn hit(&self) -> bool {
         self.hit
     }
+
+    /// Bytes of memories and tables held now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Grants `delta` more bytes, or fails with the cap's error naming `what` grew.
+    fn grow(&mut self, delta: usize, what: &str) -> wasmtime::Result<bool> {
+        if self.used.saturating_add(delta) > self.cap {
+            self.hit = true;
+            // An error (not `Ok(false)`) traps at once: guests written in Rust abort on a
+            // failed allocation anyway, and the trap carries a clear reason.
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes exceeded (growing a {what} by {delta} bytes with {} \
+                 in use by the instance's memories and tables)",
+                self.cap,
+                self.used
+            ));
+        }
+        self.used += delta;
+        self.last_grant = delta;
+        Ok(true)
+    }
+
+    fn give_back_last(&mut self) {
+        self.used = self.used.saturating_sub(self.last_grant);
+        self.last_grant = 0;
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -56,34 +99,44 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let delta = desired.saturating_sub(current);
-        if self.used.saturating_add(delta) > self.cap {
-            self.hit = true;
-            // An error (not `Ok(false)`) traps at once: guests written in Rust abort on a
-            // failed allocation anyway, and the trap carries a clear reason.
-            return Err(wasmtime::format_err!(
-                "memory limit of {} bytes exceeded",
-                self.cap
-            ));
-        }
-        self.used += delta;
-        self.last_grant = delta;
-        Ok(true)
+        self.grow(desired.saturating_sub(current), "memory")
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.used = self.used.saturating_sub(self.last_grant);
-        self.last_grant = 0;
+        self.give_back_last();
         Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let delta = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(delta, "table")
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.give_back_last();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -153,5 +206,23 @@ mod tests {
         l.memory_grow_failed(wasmtime::format_err!("os said no"))
             .unwrap();
         assert!(l.memory_growing(0, 2 << 16, None).unwrap());
+    }
+
+    #[test]
+    fn tables_count_against_the_same_cap_as_memories() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 512 << 10, None).unwrap());
+        // 64 Ki elements of 8 bytes: the other half of the cap.
+        let half = (512 << 10) / TABLE_ELEMENT_BYTES;
+        assert!(l.table_growing(0, half, None).unwrap());
+        assert_eq!(l.used(), 1 << 20);
+        // A second table of one element no longer fits, however small.
+        let err = l.table_growing(0, 1, None).unwrap_err();
+        assert!(err.to_string().contains("growing a table"), "{err}");
+        assert!(l.hit());
+        // Past the per-table element cap: refused without touching the budget.
+        let mut l = MemoryLimiter::new(u64::MAX);
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert_eq!(l.used(), 0);
     }
 }

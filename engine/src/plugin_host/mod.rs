@@ -45,6 +45,7 @@ mod cache;
 mod capabilities;
 mod convert;
 mod error;
+mod file_read;
 mod gpu;
 #[cfg(test)]
 mod hostile_tests;
@@ -345,6 +346,7 @@ impl PluginHost {
             timeout: spec.limits.timeout.get(),
             memory: spec.limits.memory.0,
             max_output: spec.limits.max_output_bytes.0,
+            max_log: spec.limits.max_log_bytes.0,
             output_limits: OutputLimits::from(&spec.limits),
             config_json: spec.config_json,
             _ticker: Arc::clone(&self.inner.ticker),

@@ -1,8 +1,13 @@
 //! The in-memory series store: the hot window every rule and analyzer reads.
 //!
-//! Bounded three ways: points older than the retention are pruned, each series keeps at
+//! Bounded four ways: points older than the retention are pruned, each series keeps at
 //! most `max_points_per_series` points (oldest dropped first), and new series beyond
-//! `max_series` are refused and counted. A rejected sample never disturbs stored ones.
+//! `max_series` or beyond `max_series_bytes` (what their names and labels cost in memory,
+//! [`series_cost`]) are refused and counted. Every series is accounted to the **source**
+//! that created it (a collector, an analyzer, a push listener; [`SeriesStore::source`]),
+//! and each source has its own series and byte bounds, optionally within a group's (the
+//! push listeners share one, so pushes alone cannot fill the store). A rejected sample
+//! never disturbs stored ones.
 //!
 //! Layout, chosen for ingest speed (a push of 10,000 samples must cost well under a
 //! microsecond per sample):
@@ -45,6 +50,8 @@ pub struct StoreLimits {
     pub max_points_per_series: usize,
     /// Series kept in all.
     pub max_series: usize,
+    /// What all series' identities may cost in memory together ([`series_cost`]).
+    pub max_series_bytes: usize,
     /// How old the newest point of a series may be for `latest` to return it.
     pub lookback: Duration,
 }
@@ -55,6 +62,7 @@ impl Default for StoreLimits {
             retention: Duration::from_secs(3600),
             max_points_per_series: 4096,
             max_series: 100_000,
+            max_series_bytes: 256 << 20,
             lookback: DEFAULT_LOOKBACK,
         }
     }
@@ -67,8 +75,28 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Refused: they would have created a series beyond `max_series`.
     pub dropped_series_limit: usize,
+    /// Refused: the new series would have taken the store beyond `max_series_bytes`.
+    pub dropped_bytes_limit: usize,
+    /// Refused: the new series would have taken their source (or its group) beyond its
+    /// series or byte bound.
+    pub dropped_source_limit: usize,
     /// Refused: older than the series' newest point.
     pub dropped_out_of_order: usize,
+}
+
+impl IngestReport {
+    fn count_refusal(&mut self, r: &Refusal) {
+        match r.bound {
+            Bound::StoreSeries => self.dropped_series_limit += 1,
+            Bound::StoreBytes => self.dropped_bytes_limit += 1,
+            Bound::SourceSeries | Bound::SourceBytes => self.dropped_source_limit += 1,
+        }
+    }
+
+    /// Samples refused for want of room (any bound), not for being out of order.
+    pub fn dropped_for_room(&self) -> usize {
+        self.dropped_series_limit + self.dropped_bytes_limit + self.dropped_source_limit
+    }
 }
 
 /// The identity of a series, readable without owning it.
@@ -178,6 +206,112 @@ struct Series {
     /// `SeriesStore::series_hash` of the identity, kept for the index's rehashing.
     hash: u64,
     points: VecDeque<Point>,
+    /// The source that created it (an index into [`Inner::sources`]).
+    source: u32,
+    /// Its [`series_cost`], given back to the source when it is removed.
+    cost: usize,
+}
+
+/// What one series' identity costs the store in memory, in bytes: its name and label text
+/// twice (the `Labels` the reads share, and the identity run compared on writes), plus the
+/// bookkeeping of a series (slot, index and family entries, point buffer header) and of
+/// each label (two string headers and a map entry). An estimate, measured against the
+/// allocator on a 64-bit build, that grows with the text as the real cost does.
+pub fn series_cost(id: &impl SeriesId) -> usize {
+    const SERIES_OVERHEAD: usize = 256;
+    const LABEL_OVERHEAD: usize = 64;
+    let text = id.name().len()
+        + id.label_pairs()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    SERIES_OVERHEAD + 2 * text + LABEL_OVERHEAD * id.label_pairs().count()
+}
+
+/// One writer's series, as the store accounts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceId(u32);
+
+impl SourceId {
+    /// Writers that did not name themselves: bounded only by the store's totals.
+    pub const UNATTRIBUTED: SourceId = SourceId(0);
+}
+
+/// Bounds on one source's (or group's) series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// Series it may keep alive.
+    pub max_series: usize,
+    /// What they may cost together ([`series_cost`]).
+    pub max_bytes: usize,
+}
+
+impl SourceLimits {
+    /// No bounds beyond the store's own.
+    pub const UNBOUNDED: SourceLimits = SourceLimits {
+        max_series: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// A source's bounds and what it holds now.
+#[derive(Debug, Clone)]
+struct SourceUsage {
+    name: String,
+    limits: SourceLimits,
+    /// The group whose bounds also apply (the push listeners share one).
+    group: Option<u32>,
+    series: usize,
+    bytes: usize,
+}
+
+/// Why new series were refused (all of a request's, or one sample's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Which bound.
+    pub bound: Bound,
+    /// The source (or group) whose bound it is; empty for the store's.
+    pub source: String,
+    /// What it holds now.
+    pub have: usize,
+    /// Its bound.
+    pub max: usize,
+    /// What the refused write would have added.
+    pub adding: usize,
+    /// The first series the refused write would have created, when known.
+    pub first_new: Option<SeriesKey>,
+}
+
+/// The bound a [`Refusal`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The store's `max_series`.
+    StoreSeries,
+    /// The store's `max_series_bytes`.
+    StoreBytes,
+    /// A source's or group's series bound.
+    SourceSeries,
+    /// A source's or group's byte bound.
+    SourceBytes,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (unit, whose) = match self.bound {
+            Bound::StoreSeries => ("series", "the store".to_string()),
+            Bound::StoreBytes => ("bytes of series", "the store".to_string()),
+            Bound::SourceSeries => ("series", format!("source `{}`", self.source)),
+            Bound::SourceBytes => ("bytes of series", format!("source `{}`", self.source)),
+        };
+        write!(
+            f,
+            "{whose} holds {} {unit} of at most {}; this would add {}",
+            self.have, self.max, self.adding
+        )?;
+        match &self.first_new {
+            Some(key) => write!(f, " (first new series: {key})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Ends each part of [`identity_bytes`]: 0xFF never occurs in UTF-8, so no name or label
@@ -230,7 +364,7 @@ impl Series {
 }
 
 /// Everything behind the lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Series by slot number; `None` is a free slot (listed in `free`).
     slots: Vec<Option<Series>>,
@@ -242,9 +376,107 @@ struct Inner {
     families: HashMap<MetricName, BTreeMap<Labels, usize>>,
     /// Live series.
     len: usize,
+    /// What all live series cost ([`series_cost`]).
+    bytes: usize,
+    /// Sources by [`SourceId`]; index 0 is [`SourceId::UNATTRIBUTED`].
+    sources: Vec<SourceUsage>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            families: HashMap::new(),
+            len: 0,
+            bytes: 0,
+            sources: vec![SourceUsage {
+                name: "unattributed".to_string(),
+                limits: SourceLimits::UNBOUNDED,
+                group: None,
+                series: 0,
+                bytes: 0,
+            }],
+        }
+    }
 }
 
 impl Inner {
+    /// Whether `series` new series costing `bytes` may be created for `source`.
+    fn admit(
+        &self,
+        limits: &StoreLimits,
+        source: u32,
+        series: usize,
+        bytes: usize,
+    ) -> Result<(), Refusal> {
+        if series == 0 {
+            return Ok(());
+        }
+        let mut next = Some(source);
+        while let Some(i) = next {
+            let Some(u) = self.sources.get(i as usize) else {
+                break;
+            };
+            let over = |have: usize, max: usize, adding: usize, bound| {
+                (have.saturating_add(adding) > max).then(|| Refusal {
+                    bound,
+                    source: u.name.clone(),
+                    have,
+                    max,
+                    adding,
+                    first_new: None,
+                })
+            };
+            if let Some(r) = over(u.series, u.limits.max_series, series, Bound::SourceSeries)
+                .or_else(|| over(u.bytes, u.limits.max_bytes, bytes, Bound::SourceBytes))
+            {
+                return Err(r);
+            }
+            next = u.group;
+        }
+        let over = |have: usize, max: usize, adding: usize, bound| {
+            (have.saturating_add(adding) > max).then_some(Refusal {
+                bound,
+                source: String::new(),
+                have,
+                max,
+                adding,
+                first_new: None,
+            })
+        };
+        match over(self.len, limits.max_series, series, Bound::StoreSeries).or_else(|| {
+            over(
+                self.bytes,
+                limits.max_series_bytes,
+                bytes,
+                Bound::StoreBytes,
+            )
+        }) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds `sign`·(1 series, `cost` bytes) to `source`, its group and the totals.
+    fn account(&mut self, source: u32, cost: usize, add: bool) {
+        let apply = |n: &mut usize, d: usize| {
+            *n = if add { *n + d } else { n.saturating_sub(d) };
+        };
+        apply(&mut self.len, 1);
+        apply(&mut self.bytes, cost);
+        let mut next = Some(source);
+        while let Some(i) = next {
+            let Some(u) = self.sources.get_mut(i as usize) else {
+                break;
+            };
+            apply(&mut u.series, 1);
+            apply(&mut u.bytes, cost);
+            next = u.group;
+        }
+    }
+
     fn find(&self, hash: u64, id: &impl SeriesId) -> Option<usize> {
         let slots = &self.slots;
         self.index
@@ -257,7 +489,14 @@ impl Inner {
             .copied()
     }
 
-    fn create(&mut self, hash: u64, name: MetricName, labels: Labels) -> usize {
+    fn create(
+        &mut self,
+        hash: u64,
+        name: MetricName,
+        labels: Labels,
+        source: u32,
+        cost: usize,
+    ) -> usize {
         let slot = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -287,12 +526,14 @@ impl Inner {
             labels,
             hash,
             points: VecDeque::new(),
+            source,
+            cost,
         });
         let slots = &self.slots;
         self.index.insert_unique(hash, slot, |&i| {
             slots.get(i).and_then(Option::as_ref).map_or(0, |s| s.hash)
         });
-        self.len += 1;
+        self.account(source, cost, true);
         slot
     }
 
@@ -310,7 +551,7 @@ impl Inner {
             }
         }
         self.free.push(slot);
-        self.len -= 1;
+        self.account(series.source, series.cost, false);
         true
     }
 }
@@ -386,8 +627,41 @@ impl SeriesStore {
         &self,
         batch: impl IntoIterator<Item = (u64, S)>,
     ) -> IngestReport {
-        let mut report = IngestReport::default();
+        self.ingest_hashed_from(SourceId::UNATTRIBUTED, batch)
+    }
+
+    /// [`SeriesStore::ingest`] for `source`: new series count against its bounds.
+    pub fn ingest_from(
+        &self,
+        source: SourceId,
+        samples: impl IntoIterator<Item = Sample>,
+    ) -> IngestReport {
+        let batch: Vec<(u64, Sample)> = samples
+            .into_iter()
+            .map(|s| (self.series_hash(&s), s))
+            .collect();
+        self.ingest_hashed_from(source, batch)
+    }
+
+    /// [`SeriesStore::ingest_hashed`] for `source`. Samples that would create a series
+    /// beyond a bound are refused one by one and counted; the others are stored.
+    pub fn ingest_hashed_from<S: StoreSample>(
+        &self,
+        source: SourceId,
+        batch: impl IntoIterator<Item = (u64, S)>,
+    ) -> IngestReport {
         let mut inner = self.inner.write();
+        self.write_batch(&mut inner, source, batch)
+    }
+
+    /// The write of [`SeriesStore::ingest_hashed_from`], under a lock the caller holds.
+    fn write_batch<S: StoreSample>(
+        &self,
+        inner: &mut Inner,
+        source: SourceId,
+        batch: impl IntoIterator<Item = (u64, S)>,
+    ) -> IngestReport {
+        let mut report = IngestReport::default();
         'samples: for (hash, sample) in batch {
             debug_assert_eq!(hash, self.series_hash(&sample), "hash from another store");
             let point = sample.point();
@@ -395,13 +669,14 @@ impl SeriesStore {
                 if let Some(slot) = inner.find(hash, &sample) {
                     break 'slot slot;
                 }
-                let (hash, name, labels) = if canonical(&sample) {
-                    if inner.len >= self.limits.max_series {
-                        report.dropped_series_limit += 1;
+                let (hash, name, labels, cost) = if canonical(&sample) {
+                    let cost = series_cost(&sample);
+                    if let Err(r) = inner.admit(&self.limits, source.0, 1, cost) {
+                        report.count_refusal(&r);
                         continue 'samples;
                     }
                     let (name, labels) = sample.into_key();
-                    (hash, name, labels)
+                    (hash, name, labels, cost)
                 } else {
                     // A writer broke the sorted-and-unique contract: its hash is not the
                     // one of the label set the series would be stored under, so the series
@@ -413,13 +688,14 @@ impl SeriesStore {
                     if let Some(slot) = inner.find(hash, &key) {
                         break 'slot slot;
                     }
-                    if inner.len >= self.limits.max_series {
-                        report.dropped_series_limit += 1;
+                    let cost = series_cost(&key);
+                    if let Err(r) = inner.admit(&self.limits, source.0, 1, cost) {
+                        report.count_refusal(&r);
                         continue 'samples;
                     }
-                    (hash, key.name, key.labels)
+                    (hash, key.name, key.labels, cost)
                 };
-                inner.create(hash, name, labels)
+                inner.create(hash, name, labels, source.0, cost)
             };
             let Some(series) = inner.slots.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
@@ -441,6 +717,87 @@ impl SeriesStore {
             report.accepted += 1;
         }
         report
+    }
+
+    /// Stores every sample of a request for `source`, or none: if the series it would
+    /// create do not fit the source's, its group's or the store's bounds, nothing is
+    /// stored and the refusal says which bound. `hashes[i]` is the
+    /// [`series_hash`](SeriesStore::series_hash) of `samples[i]`.
+    pub fn try_ingest_hashed_from<S: StoreSample>(
+        &self,
+        source: SourceId,
+        hashes: &[u64],
+        samples: &[S],
+    ) -> Result<IngestReport, Refusal> {
+        // The check and the write under one lock: no other writer can take the room
+        // between them.
+        let mut inner = self.inner.write();
+        let mut new_hashes: Vec<u64> = Vec::new();
+        let (mut series, mut bytes) = (0usize, 0usize);
+        let mut first_new = None;
+        for (&hash, sample) in hashes.iter().zip(samples) {
+            if inner.find(hash, sample).is_some() {
+                continue;
+            }
+            // A request naming one new series many times creates it once.
+            match new_hashes.binary_search(&hash) {
+                Ok(_) => continue,
+                Err(at) => new_hashes.insert(at, hash),
+            }
+            series += 1;
+            bytes += series_cost(sample);
+            first_new.get_or_insert_with(|| sample.to_key());
+        }
+        inner
+            .admit(&self.limits, source.0, series, bytes)
+            .map_err(|r| Refusal { first_new, ..r })?;
+        Ok(self.write_batch(&mut inner, source, hashes.iter().copied().zip(samples)))
+    }
+
+    /// Whether `series` new series costing `bytes` fit `source`'s, its group's and the
+    /// store's bounds now (a check for writers that must refuse a request whole before
+    /// they change anything; [`SeriesStore::try_ingest_hashed_from`] checks and writes at
+    /// once).
+    pub fn check_room(&self, source: SourceId, series: usize, bytes: usize) -> Result<(), Refusal> {
+        self.inner
+            .read()
+            .admit(&self.limits, source.0, series, bytes)
+    }
+
+    /// The source named `name` (created on first use), with these bounds from now on.
+    /// `group`'s bounds apply to it as well. Naming the same source again (a reloaded
+    /// plugin) gives the same id, so its series stay accounted to it.
+    pub fn source(&self, name: &str, limits: SourceLimits, group: Option<SourceId>) -> SourceId {
+        let mut inner = self.inner.write();
+        let group = group.map(|g| g.0);
+        if let Some(i) = inner.sources.iter().position(|u| u.name == name) {
+            let u = &mut inner.sources[i];
+            u.limits = limits;
+            u.group = group;
+            return SourceId(i as u32);
+        }
+        inner.sources.push(SourceUsage {
+            name: name.to_string(),
+            limits,
+            group,
+            series: 0,
+            bytes: 0,
+        });
+        SourceId((inner.sources.len() - 1) as u32)
+    }
+
+    /// The series a source holds and what they cost.
+    pub fn source_usage(&self, source: SourceId) -> (usize, usize) {
+        let inner = self.inner.read();
+        inner
+            .sources
+            .get(source.0 as usize)
+            .map_or((0, 0), |u| (u.series, u.bytes))
+    }
+
+    /// What all series' identities cost ([`series_cost`]).
+    pub fn series_bytes(&self) -> usize {
+        self.inner.read().bytes
     }
 
     /// Removes these series with all their points (a pushed group deleted or expired);
@@ -595,6 +952,7 @@ mod tests {
             max_points_per_series: 3,
             max_series: 2,
             lookback: Duration::from_secs(5),
+            ..StoreLimits::default()
         });
         let r = store.ingest((0..5).map(|i| sample("a", &[], i as f64, 1000 * i)));
         assert_eq!(r.accepted, 5);
@@ -659,6 +1017,8 @@ mod tests {
             labels: stored.labels.clone(),
             hash: 7,
             points: VecDeque::new(),
+            source: 0,
+            cost: 0,
         };
         // The hash is forced equal: only the byte comparison decides.
         assert!(series.is(7, &stored));
@@ -871,5 +1231,115 @@ mod tests {
         sorted.sort();
         assert_eq!(seen, sorted);
         assert_eq!(seen.len(), 2000);
+    }
+
+    #[test]
+    fn label_bytes_are_bounded_in_total_and_per_source() {
+        // 64 labels of 1 KiB: the sample the hardening review used to grow the engine.
+        let big = |i: usize| {
+            let value = format!("{i:01024}");
+            let names: Vec<String> = (0..64).map(|l| format!("l{l:02}")).collect();
+            let labels: Vec<(&str, &str)> =
+                names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+            Sample::new("big", &labels, 1.0, 1000)
+        };
+        let one = series_cost(&big(0));
+        assert!(one > 2 * 64 * 1024, "{one}");
+
+        // The store's byte bound: 10 such series fit, the 11th does not.
+        let store = SeriesStore::new(StoreLimits {
+            max_series_bytes: 10 * one,
+            ..StoreLimits::default()
+        });
+        let r = store.ingest((0..11).map(big));
+        assert_eq!(r.accepted, 10);
+        assert_eq!(r.dropped_bytes_limit, 1);
+        assert_eq!(store.series_bytes(), 10 * one);
+        // Small series of others still fit while there is room, and removal gives it back.
+        store.prune(1000 + 3_600_001);
+        assert_eq!(store.series_bytes(), 0);
+
+        // A source's bounds, inside a group's, inside the store's.
+        let store = SeriesStore::new(StoreLimits::default());
+        let group = store.source(
+            "push",
+            SourceLimits {
+                max_series: 3,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let a = store.source(
+            "push:a",
+            SourceLimits {
+                max_series: usize::MAX,
+                max_bytes: 2 * one,
+            },
+            Some(group),
+        );
+        let b = store.source("push:b", SourceLimits::UNBOUNDED, Some(group));
+        let r = store.ingest_from(a, (0..3).map(big));
+        assert_eq!((r.accepted, r.dropped_source_limit), (2, 1));
+        assert_eq!(store.source_usage(a), (2, 2 * one));
+        // b is bounded by what a left of the group.
+        let r = store.ingest_from(
+            b,
+            [
+                sample("x", &[("i", "1")], 1.0, 1),
+                sample("x", &[("i", "2")], 1.0, 1),
+            ],
+        );
+        assert_eq!((r.accepted, r.dropped_source_limit), (1, 1));
+        // An unattributed writer (the engine's own metrics) is bounded only by the store.
+        let r = store.ingest((0..5).map(|i| sample("own", &[("i", &i.to_string())], 1.0, 1)));
+        assert_eq!(r.accepted, 5);
+        // Registering again by name keeps the id and the usage.
+        assert_eq!(
+            store.source("push:a", SourceLimits::UNBOUNDED, Some(group)),
+            a
+        );
+        assert_eq!(store.source_usage(a).0, 2);
+        assert_eq!(store.source_usage(group).0, 3);
+        // Removal gives the room back to the source and its group.
+        let removed = store.remove_series(&[big(0).to_key()]);
+        assert_eq!(removed, 1);
+        assert_eq!(store.source_usage(a), (1, one));
+        assert_eq!(store.source_usage(group).0, 2);
+    }
+
+    #[test]
+    fn a_request_is_stored_whole_or_not_at_all() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let src = store.source(
+            "push:json",
+            SourceLimits {
+                max_series: 3,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let batch = |ids: &[u32]| -> Vec<Sample> {
+            ids.iter()
+                .map(|i| sample("m", &[("i", &i.to_string())], 1.0, 1))
+                .collect()
+        };
+        let write = |samples: Vec<Sample>| {
+            let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
+            store.try_ingest_hashed_from(src, &hashes, &samples)
+        };
+        // Two new series, one named twice: three samples, two series.
+        assert_eq!(write(batch(&[1, 2, 2])).unwrap().accepted, 3);
+        // Two more would make four: refused whole, nothing stored.
+        let refusal = write(batch(&[1, 3, 4])).unwrap_err();
+        assert_eq!(refusal.bound, Bound::SourceSeries);
+        assert_eq!(
+            refusal.to_string(),
+            "source `push:json` holds 2 series of at most 3; this would add 2 (first new \
+             series: m{i=\"3\"})"
+        );
+        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 1);
+        // Existing series cost nothing.
+        assert_eq!(write(batch(&[1, 2, 3])).unwrap().accepted, 3);
     }
 }
