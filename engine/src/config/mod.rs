@@ -549,6 +549,36 @@ mod tests {
     }
 
     #[test]
+    fn push_limits_must_leave_room_for_collectors() {
+        let text = err(concat!(
+            "engine:\n",
+            "  max_series: 1000\n",
+            "ingest:\n",
+            "  limits:\n",
+            "    max_series: 1000\n",
+            "    max_series_bytes: 1GiB\n",
+        ));
+        assert!(
+            text.contains(
+                "t.yaml:5:5: error: ingest.limits.max_series = 1000 leaves no room for \
+                 collectors: engine.max_series is 1000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:6:5: error: ingest.limits.max_series_bytes"),
+            "{text}"
+        );
+        assert!(
+            parse(
+                "ingest:\n  limits:\n    max_series: 999\n",
+                Path::new("t.yaml")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn duplicate_names_and_missing_kind() {
         let text = err(concat!(
             "collectors:\n",
