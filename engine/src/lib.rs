@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod ingest;
+pub mod log_limit;
 pub mod model;
 pub mod notify;
 pub mod pipeline;

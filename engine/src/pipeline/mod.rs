@@ -39,7 +39,6 @@ use crate::store::{SeriesStore, StoreLimits};
 
 use plugins::{analyzer_task, collector_task};
 use reload::{PluginWatcher, RELOAD_CHANNEL, Reload, watch_key};
-use supervise::FailureLog;
 
 /// Runs the engine until `shutdown` completes, then shuts down gracefully.
 ///
@@ -253,7 +252,6 @@ async fn rule_task(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut alerts = AlertManager::new();
-    let mut rule_failures: std::collections::HashMap<String, FailureLog> = Default::default();
     let mut tick = ticker(period);
     let mut first = true;
     loop {
@@ -265,21 +263,15 @@ async fn rule_task(
                 let results = tokio::task::block_in_place(|| rules.evaluate(now));
                 let took = started.elapsed();
                 let mut errors = 0usize;
+                // A failing rule is logged by `RuleSet::evaluate`, without repeats.
                 for r in results {
-                    let log = rule_failures
-                        .entry(r.meta.name.clone())
-                        .or_insert_with(|| FailureLog::new(&format!("rule {}", r.meta.name)));
                     match r.outcome {
                         Ok(candidates) => {
-                            log.success();
                             for n in alerts.process(&r.meta, &candidates, now) {
                                 dispatcher.send(n);
                             }
                         }
-                        Err(e) => {
-                            errors += 1;
-                            log.failure(&e.to_string());
-                        }
+                        Err(_) => errors += 1,
                     }
                 }
                 let active = alerts.active();

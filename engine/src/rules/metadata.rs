@@ -13,7 +13,7 @@ use rhai::{AST, Dynamic, ImmutableString, Map, ParseError, ParseErrorType};
 use crate::diagnostic::{Diagnostic, Position, did_you_mean};
 use crate::model::{Labels, Severity};
 
-use super::sandbox::position_of;
+use super::sandbox::{MAX_EXPR_DEPTHS, position_of};
 
 /// Keys the `RULE` map may have.
 pub const RULE_KEYS: [&str; 5] = ["name", "severity", "hold", "labels", "summary"];
@@ -202,6 +202,16 @@ pub(crate) fn scan_layout(src: &str) -> RuleLayout {
         i += 1;
     }
     layout
+}
+
+/// Where `fn name` is declared in `src` (its `fn` keyword), if it is.
+pub(crate) fn find_fn(src: &str, name: &str) -> Option<Position> {
+    tokenize(src)
+        .windows(2)
+        .find_map(|w| match (&w[0].0, &w[1].0) {
+            (Tok::Word(f), Tok::Word(n)) if f == "fn" && n == name => Some(w[0].1),
+            _ => None,
+        })
 }
 
 /// The hint for a `RULE` that is missing or malformed.
@@ -431,7 +441,14 @@ pub(crate) fn parse_error_diagnostic(err: &ParseError, source: &str, file: &Path
         }
     };
     let rest = at(pos);
-    let message = err.0.to_string();
+    let message = match &*err.0 {
+        // Rhai's own words ("Expression exceeds maximum complexity") name no limit.
+        ParseErrorType::ExprTooDeep => format!(
+            "expression nested too deeply (the limit is {} levels inside a function, {} outside)",
+            MAX_EXPR_DEPTHS.1, MAX_EXPR_DEPTHS.0
+        ),
+        other => other.to_string(),
+    };
     let d = Diagnostic::new(file, Some(source), pos, message);
     let mentions = |word: &str| {
         rest.starts_with(word)
@@ -448,6 +465,9 @@ pub(crate) fn parse_error_diagnostic(err: &ParseError, source: &str, file: &Path
         );
     }
     match &*err.0 {
+        ParseErrorType::ExprTooDeep => d.with_hint(
+            "split the expression: compute parts of it into variables with `let` first",
+        ),
         ParseErrorType::VariableUndefined(name) => d.with_hint(format!(
             "declare `{name}` with `let` first; note that functions cannot see variables or constants declared outside them"
         )),

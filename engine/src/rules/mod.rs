@@ -10,12 +10,14 @@
 //! - [`RuleSet`] owns the engine and the compiled rules, keyed by file.
 //! - [`sandbox`] builds the engine and enforces the limits (operations, deadline, sizes).
 //! - [`functions`] are the host functions rules read the store with.
+//! - `locate` finds where a rule stopped at a limit, which Rhai does not report.
 //! - [`watch::RuleWatcher`] reports changed files; [`RuleSet::apply_change`] reloads one.
 //!
 //! Invariant: a file that fails to compile never replaces a working version of itself, and
 //! one rule failing (at compile time or run time) never stops the others.
 
 pub mod functions;
+mod locate;
 pub mod metadata;
 pub mod sandbox;
 pub mod watch;
@@ -27,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rhai::{
@@ -37,7 +39,8 @@ use rhai::{
 use sha2::{Digest, Sha256};
 
 use crate::config::RulesConfig;
-use crate::diagnostic::{Diagnostic, Position, did_you_mean, location};
+use crate::diagnostic::{Diagnostic, Position, did_you_mean};
+use crate::log_limit::{LogLimit, Notice};
 use crate::model::{AlertCandidate, TimestampMs};
 use crate::store::{SeriesStore, StoreLimits};
 
@@ -98,9 +101,9 @@ pub enum RuleErrorKind {
     Panic,
 }
 
-/// A failed evaluation of one rule.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{loc}: rule `{rule}`: {message}", loc = location(.file, *.position))]
+/// A failed evaluation of one rule. It renders as a [`Diagnostic`]: `file:line:column:
+/// error: rule `name`: message`, the offending line with a caret, and a hint.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleError {
     /// The rule's file.
     pub file: PathBuf,
@@ -110,9 +113,40 @@ pub struct RuleError {
     pub kind: RuleErrorKind,
     /// What went wrong, for people.
     pub message: String,
-    /// Where in the file, when Rhai knows.
+    /// Where in the file: the statement that failed or was running when a limit stopped
+    /// the rule (for a bad return value, `fn evaluate`).
     pub position: Option<Position>,
+    /// How to fix it, when we can tell.
+    pub hint: Option<String>,
+    /// The line at `position`, for the snippet.
+    pub source_line: Option<String>,
 }
+
+impl RuleError {
+    /// The error as a diagnostic (what its `Display` prints).
+    pub fn diagnostic(&self) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            position: self.position,
+            message: format!("rule `{}`: {}", self.rule, self.message),
+            hint: self.hint.clone(),
+            source_line: self.source_line.clone(),
+        }
+    }
+
+    /// `file:line:column` (or just `file`).
+    pub fn location(&self) -> String {
+        crate::diagnostic::location(&self.file, self.position)
+    }
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.diagnostic().fmt(f)
+    }
+}
+
+impl std::error::Error for RuleError {}
 
 /// One rule's outcome on one tick.
 #[derive(Debug, Clone)]
@@ -159,11 +193,23 @@ struct LoadedRule {
     file_label: Arc<str>,
     ast: AST,
     hash: [u8; 32],
+    /// The source, for the snippets of runtime errors.
+    source: Arc<str>,
+    /// Where `fn evaluate` is declared.
+    evaluate_at: Option<Position>,
+    /// Which of this rule's failures get a log line (a new version starts afresh).
+    log: Mutex<LogLimit>,
+    /// The last limit error located by a second run (see [`locate`]), by Rhai's text of it:
+    /// while the rule keeps stopping at the same limit it is not run twice per tick.
+    located: Mutex<Option<(String, Option<locate::Stop>)>>,
 }
 
 /// The loaded rules and the engine that runs them.
 pub struct RuleSet {
     engine: Engine,
+    /// The engine that locates limit errors (see [`locate`]); built on first need.
+    locator: OnceLock<Engine>,
+    store: Arc<SeriesStore>,
     limits: SandboxLimits,
     /// By file key (see [`RuleSet::key`]); iteration order is the evaluation order.
     rules: BTreeMap<PathBuf, LoadedRule>,
@@ -187,7 +233,9 @@ impl RuleSet {
     pub fn new(store: Arc<SeriesStore>, cfg: &RulesConfig) -> RuleSet {
         let limits = SandboxLimits::from_config(cfg);
         RuleSet {
-            engine: sandbox::build_engine(store, limits),
+            engine: sandbox::build_engine(store.clone(), limits),
+            locator: OnceLock::new(),
+            store,
             limits,
             rules: BTreeMap::new(),
         }
@@ -250,6 +298,7 @@ impl RuleSet {
             .iter_functions()
             .find(|f| f.name == "evaluate")
             .map(|f| f.params.len());
+        let evaluate_at = metadata::find_fn(source, "evaluate");
         match evaluate {
             Some(0) => {}
             Some(n) => {
@@ -257,7 +306,7 @@ impl RuleSet {
                     Diagnostic::new(
                         file,
                         Some(source),
-                        None,
+                        evaluate_at,
                         format!("`evaluate` takes {n} parameters; it must take none"),
                     )
                     .with_hint("declare it as `fn evaluate() { ... }`"),
@@ -265,12 +314,15 @@ impl RuleSet {
             }
             None => {
                 let names: Vec<&str> = ast.iter_functions().map(|f| f.name).collect();
-                let hint = match did_you_mean("evaluate", names.iter().copied()) {
+                let close = did_you_mean("evaluate", names.iter().copied());
+                let hint = match close {
                     Some(s) => format!("rename `{s}` to `evaluate`"),
                     None => "add `fn evaluate() { ... }` returning alert(value) or []".into(),
                 };
+                // Point at the likely misspelling; with none, no line is more to blame.
+                let at = close.and_then(|s| metadata::find_fn(source, s));
                 return Err(vec![
-                    Diagnostic::new(file, Some(source), None, "no `fn evaluate()` in the rule")
+                    Diagnostic::new(file, Some(source), at, "no `fn evaluate()` in the rule")
                         .with_hint(hint),
                 ]);
             }
@@ -289,6 +341,10 @@ impl RuleSet {
             file_label: Arc::from(label),
             ast,
             hash: sha256(source),
+            source: Arc::from(source),
+            evaluate_at,
+            log: Mutex::new(LogLimit::default()),
+            located: Mutex::new(None),
         })
     }
 
@@ -412,6 +468,7 @@ impl RuleSet {
             file: rule.file_label.clone(),
             now_ms,
             deadline: started + self.limits.timeout,
+            quiet: false,
         });
         let call = catch_unwind(AssertUnwindSafe(|| {
             self.engine.call_fn_with_options::<Dynamic>(
@@ -423,32 +480,41 @@ impl RuleSet {
             )
         }));
         let outcome = match call {
-            Ok(Ok(value)) => to_candidates(value).map_err(|message| RuleError {
-                file: rule.meta.file.clone(),
-                rule: rule.meta.name.clone(),
-                kind: RuleErrorKind::BadReturn,
-                message,
-                position: None,
+            Ok(Ok(value)) => to_candidates(value).map_err(|message| {
+                self.rule_error(
+                    rule,
+                    RuleErrorKind::BadReturn,
+                    message,
+                    rule.evaluate_at,
+                    Some("return alert(value) (or an array of alerts) when the condition holds, [] when it does not".into()),
+                )
             }),
-            Ok(Err(err)) => Err(self.runtime_error(&rule.meta, *err)),
+            Ok(Err(err)) => Err(self.runtime_error(rule, *err, now_ms)),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                Err(RuleError {
-                    file: rule.meta.file.clone(),
-                    rule: rule.meta.name.clone(),
-                    kind: RuleErrorKind::Panic,
-                    message: format!("a host function panicked (a telltale bug): {what}"),
-                    position: None,
-                })
+                // Where: the last node the traced run reached before panicking again.
+                let stop = self.locate(rule, "panic", now_ms);
+                let position = stop
+                    .as_ref()
+                    .and_then(|s| locate::statement(&rule.ast, s.node))
+                    .and_then(|s| sandbox::position_of(s.start));
+                Err(self.rule_error(
+                    rule,
+                    RuleErrorKind::Panic,
+                    format!("a host function panicked (a telltale bug): {what}"),
+                    position,
+                    Some("please report this with the rule file".into()),
+                ))
             }
         };
-        if let Err(e) = &outcome {
-            tracing::warn!(rule = %rule.meta.name, "{e}");
+        if outcome.is_ok() {
+            *rule.located.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
+        log_outcome(rule, &outcome, Instant::now());
         RuleResult {
             meta: rule.meta.clone(),
             outcome,
@@ -456,9 +522,41 @@ impl RuleSet {
         }
     }
 
+    /// A [`RuleError`] of `rule`, with the snippet of the line at `position`.
+    fn rule_error(
+        &self,
+        rule: &LoadedRule,
+        kind: RuleErrorKind,
+        message: String,
+        position: Option<Position>,
+        hint: Option<String>,
+    ) -> RuleError {
+        let source_line = position.and_then(|p| {
+            rule.source
+                .lines()
+                .nth(p.line.saturating_sub(1))
+                .map(str::to_string)
+        });
+        RuleError {
+            file: rule.meta.file.clone(),
+            rule: rule.meta.name.clone(),
+            kind,
+            message,
+            position,
+            hint,
+            source_line,
+        }
+    }
+
     /// Turns a Rhai error into a [`RuleError`]: the innermost error is what went wrong;
-    /// the calls it happened in are named, and the innermost known position is used.
-    fn runtime_error(&self, meta: &RuleMeta, err: EvalAltResult) -> RuleError {
+    /// the calls it happened in are named, and the innermost known position is used. Limit
+    /// errors carry neither (see [`locate`]): they are found by running the rule again.
+    fn runtime_error(
+        &self,
+        rule: &LoadedRule,
+        err: EvalAltResult,
+        now_ms: TimestampMs,
+    ) -> RuleError {
         let mut err = err;
         let mut calls: Vec<String> = Vec::new();
         let mut position = None;
@@ -472,13 +570,35 @@ impl RuleSet {
         let mut err = err;
         let pos = err.take_position();
         position = sandbox::position_of(pos).or(position);
-        let (kind, mut message) = match &err {
+        // Innermost first.
+        calls.reverse();
+
+        let stop = if position.is_none() && err.is_system_exception() {
+            self.locate(rule, &err.to_string(), now_ms)
+        } else {
+            None
+        };
+        let statement = stop
+            .as_ref()
+            .and_then(|s| locate::statement(&rule.ast, s.node));
+        if let Some(stop) = &stop {
+            if calls.is_empty() {
+                calls = stop.calls.clone();
+            }
+            position = statement
+                .as_ref()
+                .and_then(|s| sandbox::position_of(s.start))
+                .or_else(|| sandbox::position_of(stop.node));
+        }
+
+        let (kind, mut message, hint) = match &err {
             EvalAltResult::ErrorTooManyOperations(_) => (
                 RuleErrorKind::OperationLimit,
                 format!(
                     "stopped after {} operations (rules.max_operations): an endless loop?",
                     self.limits.max_operations
                 ),
+                Some("make sure every loop ends; a rule that needs more operations can get them from `rules.max_operations`".to_string()),
             ),
             EvalAltResult::ErrorTerminated(token, _)
                 if token
@@ -491,6 +611,7 @@ impl RuleSet {
                         "stopped after running longer than {} (rules.timeout)",
                         humantime::format_duration(self.limits.timeout)
                     ),
+                    Some("the line shown is where it was when time ran out; make the rule do less, or raise `rules.timeout`".to_string()),
                 )
             }
             EvalAltResult::ErrorStackOverflow(_) => (
@@ -499,29 +620,213 @@ impl RuleSet {
                     "more than {} nested function calls: endless recursion?",
                     sandbox::MAX_CALL_LEVELS
                 ),
+                Some("a function that calls itself needs a condition that stops it".to_string()),
             ),
-            EvalAltResult::ErrorDataTooLarge(..) | EvalAltResult::ErrorTooManyVariables(..) => {
-                (RuleErrorKind::ResourceLimit, err.to_string())
+            EvalAltResult::ErrorDataTooLarge(what, _) => {
+                let noun = statement.as_ref().and_then(|st| {
+                    let in_scope = st.target.as_ref().and_then(|var| {
+                        stop.as_ref()?
+                            .scope
+                            .as_ref()?
+                            .iter()
+                            .rev()
+                            .find(|(name, _)| name == var)
+                            .map(|(_, noun)| *noun)
+                    });
+                    in_scope.or(st.literal)
+                });
+                let (message, hint) = data_too_large(what, noun);
+                (RuleErrorKind::ResourceLimit, message, Some(hint))
             }
+            EvalAltResult::ErrorTooManyVariables(_) => (
+                RuleErrorKind::ResourceLimit,
+                "too many variables".to_string(),
+                None,
+            ),
             EvalAltResult::ErrorRuntime(value, _) => (
                 RuleErrorKind::Runtime,
                 value
                     .read_lock::<ImmutableString>()
                     .map_or_else(|| value.to_string(), |s| s.to_string()),
+                None,
             ),
-            _ => (RuleErrorKind::Runtime, err.to_string()),
+            _ => (RuleErrorKind::Runtime, err.to_string(), None),
         };
         if !calls.is_empty() {
-            calls.reverse();
-            message.push_str(&format!(" (in {}())", calls.join("() in ")));
+            message.push_str(&format!(" (in {})", describe_calls(&calls)));
         }
-        RuleError {
-            file: meta.file.clone(),
-            rule: meta.name.clone(),
-            kind,
+        self.rule_error(rule, kind, message, position, hint)
+    }
+
+    /// Runs `rule` again on the tracing engine to find where it stopped (see [`locate`]),
+    /// unless its previous failure was the same error (`key`, Rhai's text of it), whose
+    /// place is reused. `None` when the second run did not stop at a limit (or panic) too:
+    /// the store changed in between, and its place would describe another run.
+    fn locate(&self, rule: &LoadedRule, key: &str, now_ms: TimestampMs) -> Option<locate::Stop> {
+        let mut cached = rule.located.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((k, stop)) = cached.as_ref()
+            && k == key
+        {
+            return stop.clone();
+        }
+        let engine = self
+            .locator
+            .get_or_init(|| sandbox::build_locator(self.store.clone(), self.limits));
+        let _ctx = sandbox::enter(EvalContext {
+            file: rule.file_label.clone(),
+            now_ms,
+            deadline: Instant::now() + self.limits.timeout,
+            quiet: true,
+        });
+        let _trace = locate::start(
+            rule.ast
+                .iter_functions()
+                .map(|f| f.name.to_string())
+                .collect(),
+        );
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            engine.call_fn_with_options::<Dynamic>(
+                CallFnOptions::new().eval_ast(false).rewind_scope(false),
+                &mut Scope::new(),
+                &rule.ast,
+                "evaluate",
+                (),
+            )
+        }));
+        let stop = match run {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) if !e.is_system_exception() => None,
+            Ok(Err(_)) | Err(_) => locate::finish(),
+        };
+        *cached = Some((key.to_string(), stop.clone()));
+        stop
+    }
+}
+
+/// Logs a rule's failure the first time, then only as [`LogLimit`] allows (a rule is
+/// evaluated every tick, and a broken one fails every tick), and its recovery.
+fn log_outcome(rule: &LoadedRule, outcome: &Result<Vec<AlertCandidate>, RuleError>, now: Instant) {
+    let mut log = rule.log.lock().unwrap_or_else(PoisonError::into_inner);
+    let name = &rule.meta.name;
+    match outcome {
+        Ok(_) => {
+            if let Some(Notice::Recovered { failures, lasted }) = log.success(now) {
+                tracing::info!(
+                    rule = %name,
+                    "rule `{name}` recovered after {failures} failed evaluation(s) over {}",
+                    humantime::format_duration(round_to_secs(lasted))
+                );
+            }
+        }
+        // Compared by message, not position: a rule stopped by the deadline stops at a
+        // different place every time, and that is still the same failure.
+        Err(e) => match log.failure(now, &e.message) {
+            Some(Notice::First | Notice::Changed { .. }) => tracing::warn!(rule = %name, "{e}"),
+            Some(Notice::Reminder {
+                repeats,
+                since_last,
+                failing_for,
+            }) => tracing::warn!(
+                rule = %name,
+                "{}: rule `{name}` still failing: {repeats} more time(s) in the last {}, failing for {}: {}",
+                e.location(),
+                humantime::format_duration(round_to_secs(since_last)),
+                humantime::format_duration(round_to_secs(failing_for)),
+                e.message
+            ),
+            _ => {}
+        },
+    }
+}
+
+/// `d` without its fraction of a second, for log lines.
+fn round_to_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// `f() in g() ×3 in h()`: the calls in progress, innermost first, repeats folded.
+fn describe_calls(calls: &[String]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < calls.len() {
+        let run = calls[i..].iter().take_while(|c| **c == calls[i]).count();
+        parts.push(if run > 1 {
+            format!("{}() ×{run}", calls[i])
+        } else {
+            format!("{}()", calls[i])
+        });
+        i += run;
+    }
+    parts.join(" in ")
+}
+
+/// The message and hint of a size limit error. `what` is Rhai's name of the limit
+/// ("Length of string", "Size of array/BLOB", "Size of object map", "Size of BLOB"), which
+/// is not the kind of value that grew: Rhai checks the text, items and entries of a whole
+/// value, nested ones included, and the text first, so an array of strings that grows is
+/// reported as "Length of string". `noun` is the kind of value found growing, when known.
+fn data_too_large(what: &str, noun: Option<locate::Noun>) -> (String, String) {
+    use locate::Noun;
+    let text = sandbox::MAX_STRING_SIZE;
+    let items = sandbox::MAX_ARRAY_SIZE;
+    let entries = sandbox::MAX_MAP_SIZE;
+    if what.contains("string") {
+        let message = match noun {
+            Some(Noun::String) => format!("string too large: longer than {text} bytes"),
+            Some(n @ (Noun::Array | Noun::Map)) => format!(
+                "{n} too large: the strings in it add up to more than {text} bytes",
+                n = n.as_str()
+            ),
+            _ => format!(
+                "too much text: more than {text} bytes in one value (a string, or the strings in an array or map together)"
+            ),
+        };
+        (
             message,
-            position,
-        }
+            format!(
+                "a value may hold at most {text} bytes of text, counting every string in it and in the arrays and maps it holds; look for a loop that keeps adding to it"
+            ),
+        )
+    } else if what.contains("map") {
+        let message = match noun {
+            Some(n @ (Noun::Array | Noun::Blob)) => format!(
+                "{n} too large: the maps in it add up to more than {entries} entries",
+                n = n.as_str()
+            ),
+            Some(Noun::Map) => format!("map too large: more than {entries} entries"),
+            _ => format!(
+                "too many map entries: more than {entries} in one value (a map, or the maps in an array or map together)"
+            ),
+        };
+        (
+            message,
+            format!(
+                "a value may hold at most {entries} map entries, counting the entries of every map inside it; look for a loop that keeps adding to it"
+            ),
+        )
+    } else if what.contains("array") || what.contains("BLOB") {
+        let message = match noun {
+            Some(Noun::Map) => {
+                format!("map too large: the arrays in it add up to more than {items} items")
+            }
+            Some(Noun::Blob) => format!("BLOB too large: more than {items} bytes"),
+            _ if what == "Size of BLOB" => format!("BLOB too large: more than {items} bytes"),
+            Some(Noun::Array) => format!("array too large: more than {items} items"),
+            _ => format!(
+                "too many array items: more than {items} in one value (an array, or the arrays in an array or map together)"
+            ),
+        };
+        (
+            message,
+            format!(
+                "a value may hold at most {items} array items, counting the items of every array inside it; look for a loop that keeps adding to it"
+            ),
+        )
+    } else {
+        (
+            format!("{what} too large"),
+            "look for a loop that keeps adding to a value".to_string(),
+        )
     }
 }
 

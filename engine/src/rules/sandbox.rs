@@ -47,6 +47,9 @@ pub(crate) struct EvalContext {
     pub now_ms: TimestampMs,
     /// When the call must be stopped.
     pub deadline: Instant,
+    /// Whether `print`/`debug` output is dropped: a run repeated to locate an error (see
+    /// [`super::locate`]) already logged its output the first time.
+    pub quiet: bool,
 }
 
 thread_local! {
@@ -91,6 +94,11 @@ pub(crate) fn current_now_ms() -> TimestampMs {
 /// The file of the rule being evaluated, for log lines.
 fn current_file() -> Arc<str> {
     read_current(|c| c.file.clone()).unwrap_or_else(|| Arc::from("<no rule>"))
+}
+
+/// Whether the current rule's output is dropped (see [`EvalContext::quiet`]).
+fn quiet() -> bool {
+    read_current(|c| c.quiet).unwrap_or(false)
 }
 
 /// Whether the current rule has run past its deadline.
@@ -160,9 +168,15 @@ pub(crate) fn build_engine(store: Arc<SeriesStore>, limits: SandboxLimits) -> En
     engine.set_optimization_level(OptimizationLevel::None);
 
     engine.on_print(|text| {
+        if quiet() {
+            return;
+        }
         tracing::info!(target: "telltale::rules", rule_file = %current_file(), "print: {text}");
     });
     engine.on_debug(|text, source, pos| {
+        if quiet() {
+            return;
+        }
         let file = source.map_or_else(current_file, Arc::from);
         match (pos.line(), pos.position()) {
             (Some(line), Some(column)) => tracing::debug!(
@@ -181,6 +195,15 @@ pub(crate) fn build_engine(store: Arc<SeriesStore>, limits: SandboxLimits) -> En
     });
 
     functions::register(&mut engine, store);
+    engine
+}
+
+/// Builds the engine a rule that stopped at a limit is run again on, to find where it
+/// stopped: the rule engine plus a tracing debugger ([`super::locate`] says why it is a
+/// second engine).
+pub(crate) fn build_locator(store: Arc<SeriesStore>, limits: SandboxLimits) -> Engine {
+    let mut engine = build_engine(store, limits);
+    super::locate::install(&mut engine);
     engine
 }
 

@@ -37,6 +37,8 @@ fn rule_src(name: &str, body: &str) -> String {
 }
 
 /// Loads `src` as a single rule and evaluates it at `now`.
+// The error is inspected by the tests, never propagated: its size does not matter.
+#[allow(clippy::result_large_err)]
 fn eval_src(
     store: &Arc<SeriesStore>,
     src: &str,
@@ -51,6 +53,7 @@ fn eval_src(
 }
 
 /// The value of `alert(<expr>)`, or the error.
+#[allow(clippy::result_large_err)]
 fn eval_value(store: &Arc<SeriesStore>, expr: &str) -> Result<f64, RuleError> {
     let out = eval_src(store, &rule_src("t", &format!("alert({expr})")), T0)?;
     Ok(out[0].value)
@@ -303,6 +306,22 @@ fn metadata_errors_are_positioned_with_hints() {
         compile_diags("const RULE = #{ name: \"x\", severity: \"info\" };\nfn evalute() { [] }\n");
     assert!(d[0].message.contains("no `fn evaluate()`"), "{}", d[0]);
     assert_eq!(d[0].hint.as_deref(), Some("rename `evalute` to `evaluate`"));
+    assert_eq!(
+        d[0].position,
+        Some(Position { line: 2, column: 1 }),
+        "{}",
+        d[0]
+    );
+    let d = compile_diags(
+        "const RULE = #{ name: \"x\", severity: \"info\" };\n\n  fn evaluate(x) { [] }\n",
+    );
+    assert!(d[0].message.contains("takes 1 parameters"), "{}", d[0]);
+    assert_eq!(
+        d[0].position,
+        Some(Position { line: 3, column: 3 }),
+        "{}",
+        d[0]
+    );
 }
 
 #[test]
@@ -416,7 +435,7 @@ fn metric_reads_the_one_matching_series() {
     );
     assert!(
         err.to_string()
-            .starts_with("t.rhai:4:11: rule `t`: metric("),
+            .starts_with("t.rhai:4:11: error: rule `t`: metric("),
         "{err}"
     );
 }
@@ -561,7 +580,17 @@ fn return_values() {
         let err = eval_src(&s, &rule_src("t", body), T0).expect_err(body);
         assert_eq!(err.kind, RuleErrorKind::BadReturn, "{body}");
         assert!(err.message.contains(expect), "{body}: {err}");
-        assert!(err.to_string().starts_with("t.rhai: rule `t`:"), "{err}");
+        // No return statement to point at: the position is `fn evaluate`.
+        assert_eq!(
+            err.position,
+            Some(Position { line: 3, column: 1 }),
+            "{body}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("t.rhai:3:1: error: rule `t`: evaluate() returned"),
+            "{err}"
+        );
     }
     let err =
         eval_src(&s, &rule_src("t", "alert(metric(\"absent\"))"), T0).expect_err("unit value");
@@ -598,12 +627,23 @@ fn runaway_rule_is_stopped_by_the_operation_limit_and_others_still_run() {
     let spin = results[0].outcome.as_ref().expect_err("stopped");
     assert_eq!(spin.kind, RuleErrorKind::OperationLimit);
     assert_eq!(spin.file, PathBuf::from("a_loop.rhai"));
-    assert!(spin.to_string().contains("a_loop.rhai"), "{spin}");
+    assert!(
+        spin.to_string().starts_with("a_loop.rhai:4:5: error:"),
+        "{spin}"
+    );
     assert!(spin.message.contains("100000 operations"), "{spin}");
     assert_eq!(results[1].outcome.as_ref().expect("ok")[0].value, 7.0);
     let rec = results[2].outcome.as_ref().expect_err("recursion");
     assert_eq!(rec.kind, RuleErrorKind::ResourceLimit, "{rec}");
     assert!(rec.message.contains("nested function calls"), "{rec}");
+    assert_eq!(
+        rec.position,
+        Some(Position {
+            line: 2,
+            column: 11
+        }),
+        "{rec}"
+    );
 }
 
 #[test]
@@ -635,6 +675,12 @@ fn runaway_rule_is_stopped_by_the_deadline() {
     let err = results[0].outcome.as_ref().expect_err("deadline");
     assert_eq!(err.kind, RuleErrorKind::Deadline, "{err}");
     assert!(err.message.contains("50ms"), "{err}");
+    // Where it was when time ran out: somewhere in the loop, all of which is on line 4.
+    assert_eq!(err.position.map(|p| p.line), Some(4), "{err}");
+    assert!(
+        err.to_string().contains("let i = 0; loop { i += 1; }"),
+        "{err}"
+    );
     assert!(results[0].elapsed >= Duration::from_millis(50));
     assert!(
         results[0].elapsed < Duration::from_secs(2),
@@ -974,4 +1020,218 @@ fn rule_set_and_watcher_can_move_between_threads() {
     send_sync::<ReloadOutcome>();
     send::<RuleWatcher>();
     send_sync::<crate::alerts::AlertManager>();
+}
+
+/// A rule file whose `evaluate()` is `body` (and whose other functions are `helpers`), with
+/// every statement on its own line so that positions can be asserted.
+fn hostile_src(name: &str, helpers: &str, body: &str) -> String {
+    format!(
+        "const RULE = #{{ name: \"{name}\", severity: \"warning\" }};\n\n{helpers}fn evaluate() {{\n{body}}}\n"
+    )
+}
+
+/// A hostile rule and what its error must say.
+struct Hostile {
+    name: &'static str,
+    /// Functions declared before `evaluate()`.
+    helpers: &'static str,
+    /// The body of `evaluate()`.
+    body: &'static str,
+    /// The position of the offending statement.
+    line: usize,
+    column: usize,
+    kind: RuleErrorKind,
+    /// A part of the message.
+    message: &'static str,
+    /// What the message must not say ("" for nothing).
+    not: &'static str,
+}
+
+#[test]
+fn hostile_rules_name_file_line_column_and_the_value_that_grew() {
+    let cases = [
+        Hostile {
+            name: "endless_loop",
+            helpers: "",
+            body: "    let i = 0;\n    loop {\n        i += 1;\n    }\n",
+            line: 6,
+            column: 9,
+            kind: RuleErrorKind::OperationLimit,
+            message: "stopped after 1000000 operations",
+            not: "",
+        },
+        Hostile {
+            name: "deep_recursion",
+            helpers: "fn deeper(n) {\n    deeper(n + 1)\n}\n\n",
+            body: "    deeper(0)\n",
+            line: 4,
+            column: 5,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "more than 32 nested function calls: endless recursion? (in deeper() ×32)",
+            not: "",
+        },
+        Hostile {
+            name: "long_string",
+            helpers: "",
+            body: "    let s = \"x\";\n    loop {\n        s += s;\n    }\n",
+            line: 6,
+            column: 9,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "string too large: longer than 65536 bytes",
+            not: "",
+        },
+        Hostile {
+            name: "long_array",
+            helpers: "",
+            body: "    let a = [1];\n    loop {\n        a += a;\n    }\n",
+            line: 6,
+            column: 9,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "array too large: more than 100000 items",
+            not: "",
+        },
+        // The reported bug: Rhai checks the strings of an array against the string limit
+        // first and calls it "Length of string"; the array is what grew.
+        Hostile {
+            name: "array_of_strings",
+            helpers: "",
+            body: "    let a = [];\n    loop {\n        a.push(\"0123456789abcdef0123456789abcdef\");\n    }\n",
+            line: 6,
+            column: 9,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "array too large: the strings in it add up to more than 65536 bytes",
+            not: "string too large",
+        },
+        Hostile {
+            name: "big_map",
+            helpers: "",
+            body: "    let m = #{ a: 1 };\n    loop {\n        m = #{ a: m, b: m };\n    }\n",
+            line: 6,
+            column: 9,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "map too large: more than 10000 entries",
+            not: "",
+        },
+        // In a helper: the statement in the helper, and the helper named.
+        Hostile {
+            name: "grows_in_helper",
+            helpers: "fn grow(a) {\n    a + a\n}\n\n",
+            body: "    let a = [1];\n    loop {\n        a = grow(a);\n    }\n",
+            line: 4,
+            column: 5,
+            kind: RuleErrorKind::ResourceLimit,
+            message: "array too large: more than 100000 items (in grow())",
+            not: "",
+        },
+    ];
+    let s = store();
+    for case in cases {
+        let Hostile {
+            name, line, column, ..
+        } = case;
+        let src = hostile_src(name, case.helpers, case.body);
+        let mut set = rule_set(&s);
+        let file = format!("{name}.rhai");
+        let diags = set.load_source(Path::new(&file), PathBuf::from(&file), &src);
+        assert!(diags.is_empty(), "{name}: {diags:?}");
+        let err = set
+            .evaluate(T0)
+            .remove(0)
+            .outcome
+            .expect_err("a hostile rule fails");
+        assert_eq!(err.kind, case.kind, "{name}: {err}");
+        assert_eq!(
+            err.position,
+            Some(Position { line, column }),
+            "{name}: {err}"
+        );
+        assert!(err.message.contains(case.message), "{name}: {err}");
+        if !case.not.is_empty() {
+            assert!(!err.message.contains(case.not), "{name}: {err}");
+        }
+        let text = err.to_string();
+        let statement = src.lines().nth(line - 1).unwrap_or_default();
+        assert!(
+            text.starts_with(&format!("{file}:{line}:{column}: error: rule `{name}`: ")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{line} | {statement}\n")), "{text}");
+        assert!(text.contains("\n  = hint: "), "{text}");
+    }
+}
+
+#[test]
+fn too_deep_an_expression_is_a_positioned_compile_error() {
+    let deep = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+    let d = compile_diags(&rule_src("deep", &format!("let x = {deep};\n    []")));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].position.map(|p| p.line), Some(4), "{}", d[0]);
+    assert!(
+        d[0].message
+            .contains("expression nested too deeply (the limit is 32 levels inside a function"),
+        "{}",
+        d[0]
+    );
+    assert!(d[0].hint.is_some(), "{}", d[0]);
+}
+
+/// Runs `f` with logs captured; returns the log text.
+fn capture_logs(f: impl FnOnce()) -> String {
+    let buf = LogBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    buf.0
+        .lock()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_failing_rule_is_logged_once_and_its_recovery_once() {
+    let s = store();
+    let mut set = rule_set(&s);
+    let src = rule_src("flaky", "alert(metric(\"flaky_input\"))");
+    assert!(
+        set.load_source(Path::new("flaky.rhai"), PathBuf::from("flaky.rhai"), &src)
+            .is_empty()
+    );
+    let log = capture_logs(|| {
+        for i in 0..5 {
+            assert!(set.evaluate(T0 + i * 1000)[0].outcome.is_err());
+        }
+        s.ingest([sample("flaky_input", &[], 1.0, T0 + 5000)]);
+        assert!(set.evaluate(T0 + 5000)[0].outcome.is_ok());
+        assert!(set.evaluate(T0 + 6000)[0].outcome.is_ok());
+    });
+    assert_eq!(log.matches("value is ()").count(), 1, "{log}");
+    assert_eq!(log.matches("WARN").count(), 1, "{log}");
+    assert!(log.contains("flaky.rhai:4:5: error: rule `flaky`"), "{log}");
+    assert_eq!(
+        log.matches("rule `flaky` recovered after 5 failed evaluation(s)")
+            .count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn locating_a_limit_error_does_not_repeat_the_rules_output() {
+    let log = capture_logs(|| {
+        let err = eval_src(
+            &store(),
+            &rule_src(
+                "loud",
+                &format!("print(\"{PRINT_MARKER}\");\n    loop {{ }}"),
+            ),
+            T0,
+        )
+        .expect_err("stopped");
+        assert_eq!(err.position, Some(Position { line: 5, column: 5 }), "{err}");
+    });
+    assert_eq!(log.matches(PRINT_MARKER).count(), 1, "{log}");
 }
