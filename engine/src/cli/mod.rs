@@ -137,7 +137,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// a child process) sees a secret. `/proc/PID/environ` still shows the environment the
 /// process started with, which is why plugins may never read it (`plugin_host::file_read`).
 fn forget_config_secrets(names: &[String]) {
-    for name in names {
+    // Variables the engine itself reads later (the data directory comes from HOME or
+    // XDG_DATA_HOME) or that describe the system rather than hold a secret stay.
+    let keep = |name: &str| {
+        name.starts_with("XDG_")
+            || name.starts_with("LC_")
+            || matches!(
+                name,
+                "HOME"
+                    | "USER"
+                    | "LOGNAME"
+                    | "PATH"
+                    | "PWD"
+                    | "TMPDIR"
+                    | "SHELL"
+                    | "LANG"
+                    | "TZ"
+                    | "HOSTNAME"
+                    | "RUST_LOG"
+            )
+    };
+    for name in names.iter().filter(|n| !keep(n)) {
         // SAFETY: called before the async runtime or any other thread is started, so no
         // other thread can be reading the environment.
         unsafe { std::env::remove_var(name) };
@@ -344,5 +364,36 @@ fn check(path: Option<&Path>) -> ExitCode {
         }
         eprintln!("{} problem(s) found.", problems.len());
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_stuck_blocking_task_does_not_hold_the_exit() {
+        let Ok(rt) = super::runtime() else {
+            panic!("no runtime")
+        };
+        // A host call stuck in the kernel stands in for a hung file system or driver.
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        rt.spawn_blocking(move || {
+            let _ = stuck.recv();
+        });
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            super::stop_runtime(rt);
+            let _ = done_tx.send(());
+        });
+        let stopped = done.recv_timeout(Duration::from_secs(10));
+        drop(release);
+        assert!(stopped.is_ok(), "the runtime waited for the stuck task");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -124,7 +124,8 @@ pub struct PluginLimits {
     /// plugin's name); the rest is dropped with a note.
     #[serde(default = "defaults::plugin_max_output_bytes")]
     pub max_output_bytes: ByteSize,
-    /// The most bytes of `host.log` messages kept per call (forwarded to the engine's log);
+    /// The most bytes of `host.log` messages kept per call (forwarded to the engine's log),
+    /// each message counting 128 bytes more than its text (the line the engine writes);
     /// later messages of the call are dropped and counted in one warning.
     #[serde(default = "defaults::plugin_max_log_bytes")]
     pub max_log_bytes: ByteSize,

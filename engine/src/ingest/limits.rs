@@ -360,21 +360,10 @@ pub(crate) fn store_all<S: StoreSample>(
         .map_err(refused)
 }
 
-/// Refuses a write that would create `series` new series costing `bytes` for `source`
-/// (the Pushgateway, which replaces a group's series itself, checks before it writes).
-pub(crate) fn check_room(
-    store: &SeriesStore,
-    source: SourceId,
-    series: usize,
-    bytes: usize,
-) -> Result<(), Rejection> {
-    store.check_room(source, series, bytes).map_err(refused)
-}
-
 /// The answer to a write the store has no room for: 400 when the request is over its own
 /// source's bound (sending it again will not help), 503 when the push listeners' share or
 /// the store is full (room comes back as old series are pruned).
-fn refused(r: Refusal) -> Rejection {
+pub(crate) fn refused(r: Refusal) -> Rejection {
     let (status, reason, hint) = match (r.bound, r.source.as_str()) {
         (Bound::SourceSeries | Bound::SourceBytes, INGEST_GROUP) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -33,10 +33,10 @@ use telltale_formats::prometheus::{Format, parse_text};
 use tracing::info;
 
 use super::http::{Style, Work, rejection_response, write};
-use super::limits::{Reason, Rejection, check_count, check_labels, check_room, locate};
+use super::limits::{Reason, Rejection, check_count, check_labels, locate, refused};
 use super::{Shared, Source};
 use crate::model::{Labels, MetricName, Point, SeriesKey, TimestampMs, duration_ms};
-use crate::store::{SeriesId, SeriesStore, SourceId, StoreSample, series_cost};
+use crate::store::{IngestReport, SeriesId, SeriesStore, SourceId, StoreSample};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
 pub(crate) const PUSH_TIME: &str = "push_time_seconds";
@@ -249,8 +249,8 @@ impl PushRegistry {
         replace_all: bool,
         now: TimestampMs,
         store: &SeriesStore,
-    ) -> Result<(usize, Option<Group>), Rejection> {
-        let (source, max_series) = (self.source, self.max_series);
+    ) -> Result<(usize, Option<Group>, IngestReport), Rejection> {
+        let max_series = self.max_series;
         let old = self.groups.get(&grouping);
         if old.is_none() && self.groups.len() >= self.max_groups {
             return Err(Rejection::new(
@@ -313,36 +313,33 @@ impl PushRegistry {
         };
         let unchanged =
             old.is_some_and(|old| same_series_in_order(&old.families, &families, replace_all));
-        if !unchanged {
+        // The old group's series the push no longer names, removed in the same step as the
+        // write (and credited to its room), so a refused push leaves the group as it was.
+        let removals = if unchanged {
+            Vec::new()
+        } else {
             let new_keys = KeySet::new(new_view());
             let old_keys = KeySet::new(old.into_iter().flat_map(Group::all));
-            let (added, bytes) = new_keys
+            old_keys
                 .iter()
-                .filter(|s| !old_keys.contains(s))
-                .fold((0, 0), |(n, bytes), s| {
-                    (n + 1, bytes + series_cost(&in_group(s, &grouping)))
-                });
-            check_room(store, source, added, bytes)?;
-            store.remove_hashed(
-                old_keys
-                    .iter()
-                    .filter(|s| !new_keys.contains(s))
-                    .map(|sample| (sample.hash, in_group(sample, &grouping))),
-            );
-        }
-        store.ingest_hashed_from(
-            source,
-            new_view().map(|sample| {
-                (
-                    sample.hash,
-                    InGroup {
-                        sample,
-                        grouping: &grouping,
-                        now,
-                    },
-                )
-            }),
-        );
+                .filter(|s| !new_keys.contains(s))
+                .map(|sample| (sample.hash, in_group(sample, &grouping)))
+                .collect()
+        };
+        let report = store
+            .replace_hashed_from(self.source, removals, || {
+                new_view().map(|sample| {
+                    (
+                        sample.hash,
+                        InGroup {
+                            sample,
+                            grouping: &grouping,
+                            now,
+                        },
+                    )
+                })
+            })
+            .map_err(refused)?;
         drop(kept);
         let mut families = families;
         let mut replaced = None;
@@ -365,7 +362,7 @@ impl PushRegistry {
                 series: new_series,
             },
         );
-        Ok((pushed, replaced))
+        Ok((pushed, replaced, report))
     }
 
     /// Removes a group and its series.
@@ -417,10 +414,11 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
         reg.delete(&key, &shared.store);
     }
     // Under the registry lock, so a concurrent push cannot be overwritten by older values.
-    shared.store.ingest_hashed_from(
+    let report = shared.store.ingest_hashed_from(
         shared.source(Source::Pushgateway),
         reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)),
     );
+    shared.stats.dropped(Source::Pushgateway, &report);
 }
 
 /// `PUT`, `POST` or `DELETE /metrics/…`.
@@ -447,12 +445,13 @@ pub(crate) async fn handle(
         }
         let format = format_of(&content_type)?;
         let families = parse_body(shared, text, format, &grouping, &cleared)?;
-        let (pushed, replaced) =
+        let (pushed, replaced, report) =
             shared
                 .push
                 .lock()
                 .apply(grouping, families, replace_all, now, &shared.store)?;
         drop(replaced);
+        shared.stats.dropped(Source::Pushgateway, &report);
         Ok(pushed)
     });
     match write(&shared, Source::Pushgateway, &headers, body, work).await {

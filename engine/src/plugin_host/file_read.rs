@@ -61,12 +61,38 @@ const PROC_PROCESS_FILES: &[&str] = &[
 /// the socket tables (`tcp`, `udp`, `unix`, ...) that list every connection.
 const PROC_NET_FILES: &[&str] = &["dev", "snmp", "snmp6", "netstat", "sockstat", "sockstat6"];
 
-/// The most reads, over all plugins, that may be blocked at once. Each holds one host
-/// thread; past this every plugin's reads are refused until some return.
+/// The most reads, over all plugins, that may be stuck at once (running past their call's
+/// deadline). Each holds one host thread; past this every plugin's reads are refused until
+/// some return.
 const MAX_BLOCKED_READS: usize = 16;
 
-/// Reads that have been started and have not returned, engine-wide.
-static READS_IN_PROGRESS: AtomicUsize = AtomicUsize::new(0);
+/// Reads that outlived their call's deadline and have not returned, engine-wide.
+static STUCK_READS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether one read has returned, and whether it was counted as stuck.
+#[derive(Debug, Default)]
+struct ReadState {
+    done: bool,
+    stuck: bool,
+}
+
+/// Held by the reading thread: when dropped (the read returned, or the job panicked) the
+/// plugin may read again and a read counted as stuck is no longer.
+struct ReadFinished {
+    in_progress: Arc<Mutex<Option<(String, Instant)>>>,
+    state: Arc<Mutex<ReadState>>,
+}
+
+impl Drop for ReadFinished {
+    fn drop(&mut self) {
+        *self.in_progress.lock() = None;
+        let mut st = self.state.lock();
+        st.done = true;
+        if st.stuck {
+            STUCK_READS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
 
 /// One plugin's access to files: its granted prefixes, size cap and the read it has in
 /// progress.
@@ -113,7 +139,7 @@ impl FileAccess {
 
     /// Runs `job` (the read of `path`) on a thread of its own and waits for it at most
     /// `timeout`. Refused while an earlier read of this plugin has not returned, or while
-    /// [`MAX_BLOCKED_READS`] reads are running engine-wide.
+    /// [`MAX_BLOCKED_READS`] reads engine-wide have outlived their call's deadline.
     pub(crate) async fn read_with(
         &self,
         path: String,
@@ -129,8 +155,7 @@ impl FileAccess {
                     since.elapsed()
                 ));
             }
-            if READS_IN_PROGRESS.fetch_add(1, Ordering::SeqCst) >= MAX_BLOCKED_READS {
-                READS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+            if STUCK_READS.load(Ordering::SeqCst) >= MAX_BLOCKED_READS {
                 return Err(format!(
                     "{MAX_BLOCKED_READS} file reads of plugins are blocked in the host; \
                      reads are refused until they return"
@@ -139,20 +164,22 @@ impl FileAccess {
             *slot = Some((path.clone(), Instant::now()));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let in_progress = Arc::clone(&self.in_progress);
+        let state = Arc::new(Mutex::new(ReadState::default()));
+        let finished = ReadFinished {
+            in_progress: Arc::clone(&self.in_progress),
+            state: Arc::clone(&state),
+        };
         // A thread of its own, not tokio's blocking pool: a read that never returns must
         // not be waited for when the runtime shuts down.
         let spawned = std::thread::Builder::new()
             .name("telltale-file-read".into())
             .spawn(move || {
-                let result = job();
-                *in_progress.lock() = None;
-                READS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
-                let _ = tx.send(result);
+                // Dropped when the job returns or panics: the plugin may read again.
+                let _finished = finished;
+                let _ = tx.send(job());
             });
         if let Err(e) = spawned {
-            *self.in_progress.lock() = None;
-            READS_IN_PROGRESS.fetch_sub(1, Ordering::SeqCst);
+            // The closure (and its guard) was dropped with the failed spawn.
             return Err(format!(
                 "cannot read `{path}`: no thread to read it on: {e}"
             ));
@@ -160,10 +187,17 @@ impl FileAccess {
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(format!("cannot read `{path}`: the reading thread failed")),
-            Err(_) => Err(format!(
-                "reading `{path}` did not finish before the call's deadline: the file blocks \
-                 (a hung file system?); later reads are refused until it returns"
-            )),
+            Err(_) => {
+                let mut st = state.lock();
+                if !st.done {
+                    st.stuck = true;
+                    STUCK_READS.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(format!(
+                    "reading `{path}` did not finish before the call's deadline: the file \
+                     blocks (a hung file system?); later reads are refused until it returns"
+                ))
+            }
         }
     }
 
@@ -218,9 +252,14 @@ impl FileAccess {
                 file_kind(&meta)
             ));
         }
-        // The check above ran on the path; this one on what was opened, in case the path
-        // was swapped for a link into procfs in between.
-        if is_procfs_file(&file) && procfs_relative(&resolved).is_none() {
+        // The checks above ran on the path; these on what was opened, in case a directory
+        // on the path was swapped for a symlink in between (O_NOFOLLOW guards the last
+        // component only): the kernel's name for the open file must be the checked one.
+        let swapped = match opened_path(&file) {
+            Some(opened) => opened != resolved,
+            None => is_procfs_file(&file) && procfs_relative(&resolved).is_none(),
+        };
+        if swapped {
             return Err(format!("`{path}` changed while it was opened; not read"));
         }
         // Files under /proc report size 0, so the cap is enforced while reading.
@@ -301,6 +340,18 @@ fn is_procfs_file(file: &File) -> bool {
     #[allow(clippy::unnecessary_cast)]
     let is_proc = rc == 0 && buf.f_type as i64 == PROC_SUPER_MAGIC;
     is_proc
+}
+
+/// The path the kernel has for an open file (`/proc/self/fd/N`), when it can say.
+#[cfg(target_os = "linux")]
+fn opened_path(file: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_path(_file: &File) -> Option<PathBuf> {
+    None
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1008,8 +1008,8 @@ async fn host_log_is_capped_per_call_and_the_drop_reported() {
         .lines()
         .filter(|l| l.contains(&"y".repeat(100)))
         .count();
-    // 40 messages of 100 bytes fit in 4 KiB, per call.
-    assert_eq!(kept, 80, "{} bytes of log", text.len());
+    // 17 messages of 100 bytes (plus 128 per line) fit in 4 KiB, per call.
+    assert_eq!(kept, 34, "{} bytes of log", text.len());
     let warnings: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("logged more than limits.max_log_bytes"))
@@ -1017,11 +1017,18 @@ async fn host_log_is_capped_per_call_and_the_drop_reported() {
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
         warnings[0].contains(
-            "collect() logged more than limits.max_log_bytes = 4 KiB; 10445 message(s) \
-             (1044500 bytes) dropped"
+            "collect() logged more than limits.max_log_bytes = 4 KiB; 10468 message(s) \
+             (1046800 bytes) dropped"
         ),
         "{}",
         warnings[0]
     );
     assert!(text.len() < 64 << 10, "{} bytes of log", text.len());
+}
+
+#[test]
+fn empty_log_messages_are_not_free() {
+    let mut budget = instance::LogBudget::new(64 << 10);
+    let admitted = (0..1_000_000).take_while(|_| budget.admit(0)).count();
+    assert_eq!(admitted as u64, (64 << 10) / instance::LOG_LINE_COST);
 }

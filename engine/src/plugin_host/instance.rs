@@ -32,6 +32,10 @@ pub(crate) struct StoreState {
     pub(crate) log: LogBudget,
 }
 
+/// What one `host.log` line costs beyond its message: the timestamp, level and plugin
+/// name the engine's log adds (about 80 bytes), rounded up.
+pub(crate) const LOG_LINE_COST: u64 = 128;
+
 /// The per-call cap on `host.log` (`limits.max_log_bytes`): without it one call can write
 /// hundreds of megabytes to the engine's log. Messages past the cap are counted, not kept,
 /// and reported in one warning after the call.
@@ -53,15 +57,18 @@ impl LogBudget {
         }
     }
 
-    /// Whether a message of `len` bytes may be forwarded; counts it either way.
+    /// Whether a message of `len` bytes may be forwarded; counts it either way. Each message
+    /// is charged [`LOG_LINE_COST`] on top of its text: it becomes a whole log line however
+    /// short it is, so empty messages must not be free.
     pub(crate) fn admit(&mut self, len: usize) -> bool {
         let len = len as u64;
-        if self.used.saturating_add(len) > self.cap {
+        let charge = len.saturating_add(LOG_LINE_COST);
+        if self.used.saturating_add(charge) > self.cap {
             self.dropped_messages += 1;
             self.dropped_bytes += len;
             return false;
         }
-        self.used += len;
+        self.used += charge;
         true
     }
 

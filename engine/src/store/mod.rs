@@ -729,39 +729,60 @@ impl SeriesStore {
         hashes: &[u64],
         samples: &[S],
     ) -> Result<IngestReport, Refusal> {
-        // The check and the write under one lock: no other writer can take the room
-        // between them.
-        let mut inner = self.inner.write();
-        let mut new_hashes: Vec<u64> = Vec::new();
-        let (mut series, mut bytes) = (0usize, 0usize);
-        let mut first_new = None;
-        for (&hash, sample) in hashes.iter().zip(samples) {
-            if inner.find(hash, sample).is_some() {
-                continue;
-            }
-            // A request naming one new series many times creates it once.
-            match new_hashes.binary_search(&hash) {
-                Ok(_) => continue,
-                Err(at) => new_hashes.insert(at, hash),
-            }
-            series += 1;
-            bytes += series_cost(sample);
-            first_new.get_or_insert_with(|| sample.to_key());
-        }
-        inner
-            .admit(&self.limits, source.0, series, bytes)
-            .map_err(|r| Refusal { first_new, ..r })?;
-        Ok(self.write_batch(&mut inner, source, hashes.iter().copied().zip(samples)))
+        self.replace_hashed_from::<SeriesKey, _, _>(source, Vec::new(), || {
+            hashes.iter().copied().zip(samples)
+        })
     }
 
-    /// Whether `series` new series costing `bytes` fit `source`'s, its group's and the
-    /// store's bounds now (a check for writers that must refuse a request whole before
-    /// they change anything; [`SeriesStore::try_ingest_hashed_from`] checks and writes at
-    /// once).
-    pub fn check_room(&self, source: SourceId, series: usize, bytes: usize) -> Result<(), Refusal> {
-        self.inner
-            .read()
-            .admit(&self.limits, source.0, series, bytes)
+    /// Removes the series `remove` names, then stores every sample `add` yields for
+    /// `source`, or does nothing at all: the series the write would create, less those it
+    /// removes, must fit the source's, its group's and the store's bounds. Check, removal
+    /// and write happen under one lock, so no other writer can take the room between them
+    /// (a Pushgateway push replacing a group's series). `add` is called twice (check, then
+    /// write) and must yield the same samples both times, hashed as for
+    /// [`SeriesStore::ingest_hashed`]; `remove` and `add` must not name the same series.
+    pub fn replace_hashed_from<K: SeriesId, S: StoreSample, I: Iterator<Item = (u64, S)>>(
+        &self,
+        source: SourceId,
+        remove: Vec<(u64, K)>,
+        add: impl Fn() -> I,
+    ) -> Result<IngestReport, Refusal> {
+        let mut inner = self.inner.write();
+        // New series, found by their hash; one named many times is created once. Sorted
+        // and deduplicated at the end: a request may carry hundreds of thousands.
+        let mut new: Vec<(u64, usize)> = Vec::new();
+        let mut first_new = None;
+        for (hash, sample) in add() {
+            if inner.find(hash, &sample).is_some() {
+                continue;
+            }
+            first_new.get_or_insert_with(|| sample.to_key());
+            new.push((hash, series_cost(&sample)));
+        }
+        new.sort_unstable_by_key(|&(hash, _)| hash);
+        new.dedup_by_key(|&mut (hash, _)| hash);
+        let bytes: usize = new.iter().map(|&(_, cost)| cost).sum();
+        let removed: Vec<usize> = remove
+            .iter()
+            .filter_map(|(hash, key)| inner.find(*hash, key))
+            .collect();
+        let freed: usize = removed
+            .iter()
+            .filter_map(|&slot| inner.slots.get(slot).and_then(Option::as_ref))
+            .map(|series| series.cost)
+            .sum();
+        inner
+            .admit(
+                &self.limits,
+                source.0,
+                new.len().saturating_sub(removed.len()),
+                bytes.saturating_sub(freed),
+            )
+            .map_err(|r| Refusal { first_new, ..r })?;
+        for slot in removed {
+            inner.remove_slot(slot);
+        }
+        Ok(self.write_batch(&mut inner, source, add()))
     }
 
     /// The source named `name` (created on first use), with these bounds from now on.
@@ -1341,5 +1362,41 @@ mod tests {
         assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 1);
         // Existing series cost nothing.
         assert_eq!(write(batch(&[1, 2, 3])).unwrap().accepted, 3);
+    }
+
+    #[test]
+    fn a_replacement_is_credited_with_what_it_removes_and_refused_whole() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let src = store.source(
+            "ingest:pushgateway",
+            SourceLimits {
+                max_series: 2,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let s = |i: u32| sample("g", &[("i", &i.to_string())], 1.0, 1);
+        let hashed = |v: &[Sample]| -> Vec<(u64, Sample)> {
+            v.iter()
+                .map(|x| (store.series_hash(x), x.clone()))
+                .collect()
+        };
+        let put = |remove: &[Sample], add: &[Sample]| {
+            let add = hashed(add);
+            store.replace_hashed_from(src, hashed(remove), || add.iter().map(|(h, x)| (*h, x)))
+        };
+        assert_eq!(put(&[], &[s(1), s(2)]).unwrap().accepted, 2);
+        // At the bound, renaming both series fits: the two removed make room for two.
+        assert_eq!(put(&[s(1), s(2)], &[s(3), s(4)]).unwrap().accepted, 2);
+        // Three for two does not, and nothing changes: 3 and 4 are still there.
+        let refusal = put(&[s(3), s(4)], &[s(5), s(6), s(7)]).unwrap_err();
+        assert_eq!(refusal.bound, Bound::SourceSeries);
+        let left: Vec<String> = store
+            .window("g", &Labels::new(), 0)
+            .iter()
+            .map(|w| w.key.labels.get("i").unwrap().clone())
+            .collect();
+        assert_eq!(left, ["3", "4"]);
+        assert_eq!(store.source_usage(src).0, 2);
     }
 }
