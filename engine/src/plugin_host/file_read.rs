@@ -174,9 +174,12 @@ impl FileAccess {
         let spawned = std::thread::Builder::new()
             .name("telltale-file-read".into())
             .spawn(move || {
-                // Dropped when the job returns or panics: the plugin may read again.
-                let _finished = finished;
-                let _ = tx.send(job());
+                // Released when the job returns or panics, and before the result is sent:
+                // the caller may read again as soon as it has it.
+                let finished = finished;
+                let result = job();
+                drop(finished);
+                let _ = tx.send(result);
             });
         if let Err(e) = spawned {
             // The closure (and its guard) was dropped with the failed spawn.
@@ -468,6 +471,20 @@ mod tests {
             let err = proc_verdict(&parts(bad)).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
             assert!(err.starts_with(&format!("/proc/{bad}")), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_one_after_another_are_not_taken_for_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let access = Arc::new(FileAccess::new("reader", &[dir.path().to_path_buf()], 16));
+        for _ in 0..100 {
+            let read = access
+                .read(file.to_str().unwrap().to_string(), Duration::from_secs(5))
+                .await;
+            assert_eq!(read.as_deref(), Ok(&b"x"[..]));
         }
     }
 }
