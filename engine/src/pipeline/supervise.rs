@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::config::SupervisionConfig;
+use crate::log_limit::{LogLimit, Notice};
 
 /// Where a supervised plugin instance stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,56 +213,43 @@ impl Supervisor {
     }
 }
 
-/// Logs the first failure of a run of failures, a reminder at most once a minute while it
-/// lasts (or at once when the error changes), and the recovery.
+/// Logs the errors a healthy plugin reports itself: the first of a run at once, then as
+/// [`LogLimit`] allows (a reminder at one minute, doubling to 30), a changed error at once,
+/// and the recovery.
 #[derive(Debug)]
 pub(crate) struct FailureLog {
     what: String,
-    consecutive: u64,
-    last_message: String,
-    last_logged: Option<Instant>,
+    limit: LogLimit,
 }
-
-const REMIND_EVERY: Duration = Duration::from_secs(60);
 
 impl FailureLog {
     pub(crate) fn new(what: &str) -> FailureLog {
         FailureLog {
             what: what.to_string(),
-            consecutive: 0,
-            last_message: String::new(),
-            last_logged: None,
+            limit: LogLimit::new(Duration::from_secs(60), LogLimit::DEFAULT_MAX_REMINDER),
         }
     }
 
     pub(crate) fn failure(&mut self, message: &str) {
-        self.consecutive += 1;
-        let changed = message != self.last_message;
-        let due = self.last_logged.is_none_or(|t| t.elapsed() >= REMIND_EVERY);
-        if changed || due {
-            if self.consecutive == 1 {
-                warn!("{}: {message}", self.what);
-            } else {
-                warn!(
-                    "{}: {message} ({} consecutive failures)",
-                    self.what, self.consecutive
-                );
-            }
-            self.last_logged = Some(Instant::now());
-            self.last_message = message.to_string();
+        match self.limit.failure(Instant::now(), message) {
+            Some(Notice::First | Notice::Changed { .. }) => warn!("{}: {message}", self.what),
+            Some(Notice::Reminder {
+                repeats,
+                failing_for,
+                ..
+            }) => warn!(
+                "{}: {message} (still failing: {repeats} more time(s), for {})",
+                self.what,
+                humantime::format_duration(Duration::from_secs(failing_for.as_secs()))
+            ),
+            Some(Notice::Recovered { .. }) | None => {}
         }
     }
 
     pub(crate) fn success(&mut self) {
-        if self.consecutive > 0 {
-            info!(
-                "{}: recovered after {} failure(s)",
-                self.what, self.consecutive
-            );
+        if let Some(Notice::Recovered { failures, .. }) = self.limit.success(Instant::now()) {
+            info!("{}: recovered after {failures} failure(s)", self.what);
         }
-        self.consecutive = 0;
-        self.last_message.clear();
-        self.last_logged = None;
     }
 }
 
