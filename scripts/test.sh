@@ -21,7 +21,7 @@ fi
 step "formatting"
 cargo fmt --all -- --check
 
-# The engine's build script builds the wasm plugins first (engine/build.rs).
+# The build script of engine/standard-plugins builds the wasm plugins first.
 step "lints: engine (all targets, benchmarks included)"
 cargo clippy --all-targets --locked -- -D warnings
 # Every plugin crate (standard and test-only), each on its own: the SDK's two worlds are
@@ -52,5 +52,11 @@ if ! python3 -c 'import prometheus_client, statsd' 2>/dev/null; then
   python3 -m pip install --quiet prometheus_client statsd
 fi
 
-step "tests: engine (unit, end-to-end, doc)"
-cargo test -p telltale --locked
+# Every engine crate (engine/*): unit tests, the tidy test of the crate graph, the
+# end-to-end tests of the real binary (the `telltale` package) and doc tests.
+engine_packages=()
+for manifest in engine/*/Cargo.toml; do
+  engine_packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
+done
+step "tests: engine (unit, tidy, end-to-end, doc)"
+cargo test "${engine_packages[@]}" --locked

@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use telltale::config::{AnalyzerConfig, CollectorConfig};
-use telltale::model::{Point, Sample, SeriesKey, SeriesWindow};
-use telltale::plugin_host::{PluginHost, PluginSpec, standard_plugins};
+use telltale_config::{AnalyzerConfig, CollectorConfig};
+use telltale_model::{Point, Sample, SeriesKey, SeriesWindow};
+use telltale_plugin_host::{PluginHost, PluginSpec};
+use telltale_standard_plugins::standard_plugins;
 
 use crate::support::{StaticServer, closed_port, ray_fixture};
 
@@ -77,8 +78,9 @@ struct Entry {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the engine crate lies in the repository")
+        .ancestors()
+        .nth(2)
+        .expect("the cli crate lies in engine/cli of the repository")
         .to_path_buf()
 }
 
@@ -303,7 +305,7 @@ fn assert_all_emitted(cat: &Catalogue, matched: &BTreeSet<String>) {
     );
 }
 
-async fn system_plugin(config_json: &str) -> telltale::plugin_host::CollectorInstance {
+async fn system_plugin(config_json: &str) -> telltale_plugin_host::CollectorInstance {
     let yaml = format!(
         "name: system\nplugin: system\ngrants:\n  system: true\n  files: [/proc, /sys]\nconfig: {config_json}\n"
     );
@@ -475,7 +477,7 @@ struct Bracket {
 }
 
 async fn collect_bracketed(
-    plugin: &mut telltale::plugin_host::CollectorInstance,
+    plugin: &mut telltale_plugin_host::CollectorInstance,
 ) -> (Vec<Sample>, Bracket) {
     let (stat, net, disk) = (
         read("/proc/stat"),

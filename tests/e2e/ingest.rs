@@ -67,7 +67,7 @@ fn free_udp_port() -> u16 {
 /// Runs the Python client script; `None` when the libraries are missing (exit 77) or
 /// python3 is absent, which fails the test when `CI` is set.
 fn python(mode: &str, http: u16, udp: u16) -> Option<String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/ingest_clients.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/ingest_clients.py");
     let out = match Command::new("python3")
         .arg(&script)
         .args([mode, &http.to_string(), &udp.to_string(), TOKEN])

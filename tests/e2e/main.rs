@@ -297,7 +297,7 @@ fn check_accepts_the_defaults_and_the_examples() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
 
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(&examples).unwrap() {
         let mut path = entry.unwrap().path();

@@ -242,7 +242,7 @@ fn run_scrapes_and_a_rule_on_a_ray_metric_fires() {
     // The example's rules, run for real; the p95 threshold lowered so that it fires on the
     // fixture (whose p95 is 47.74 ms).
     let example =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/feature-extraction/rules");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/feature-extraction/rules");
     for entry in std::fs::read_dir(&example).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();

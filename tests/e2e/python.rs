@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(240);
 const BUILD_TIMEOUT: Duration = Duration::from_secs(420);
 
 fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python-collector")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-collector")
 }
 
 /// The newest modification time among the build's inputs.

@@ -21,9 +21,9 @@ pub fn telltale() -> Command {
     cmd
 }
 
-/// A compiled test plugin (built by engine/build.rs from tests/plugins/).
+/// A compiled test plugin (built by engine/standard-plugins/build.rs from tests/plugins/).
 pub fn test_plugin(name: &str) -> PathBuf {
-    Path::new(env!("TELLTALE_TEST_PLUGINS_DIR")).join(format!("{name}.wasm"))
+    Path::new(telltale_standard_plugins::TEST_PLUGINS_DIR).join(format!("{name}.wasm"))
 }
 
 /// Writes `contents` to `path` the way editors save: a temporary file renamed over it.
@@ -383,6 +383,6 @@ pub fn closed_port() -> String {
 /// The Ray Serve 2.60 `/metrics` fixture (1599 samples).
 pub fn ray_fixture() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../formats/tests/fixtures/ray_serve_2.60_metrics.txt");
+        .join("../../formats/tests/fixtures/ray_serve_2.60_metrics.txt");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

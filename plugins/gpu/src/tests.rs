@@ -6,7 +6,7 @@ use telltale_sdk::bindings::telltale::plugin::gpu::{Device, GpuProcess, GpuSnaps
 use super::*;
 
 /// A recorded snapshot, as the host's mapping gives it (see
-/// `engine/src/plugin_host/gpu.rs`, whose test maps the same NVML reading).
+/// `engine/plugin-host/src/gpu.rs`, whose test maps the same NVML reading).
 fn recorded() -> GpuSnapshot {
     GpuSnapshot {
         devices: vec![

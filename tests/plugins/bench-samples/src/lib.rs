@@ -1,4 +1,4 @@
-//! Test plugin for the benchmarks (`engine/benches/plugin_overhead.rs`): a collector whose
+//! Test plugin for the benchmarks (`engine/plugin-host/benches/plugin_overhead.rs`): a collector whose
 //! `collect()` returns `samples` samples (config `{"samples": N}`, default 50), each with
 //! two labels, written the way the SDK writes them: every name and label formatted into the
 //! call's batch (the `series` label from an integer), one timestamp from the host per call.

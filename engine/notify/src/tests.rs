@@ -1,0 +1,318 @@
+//! Dispatcher tests against real HTTP receivers on 127.0.0.1 and real spool files.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::testutil::{Receiver, Reply, dead_url, notification};
+use super::*;
+use telltale_config::{ConsoleConfig, HumanDuration, WebhookConfig};
+use telltale_model::{AlertStatus, Severity};
+
+const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+
+fn webhook(name: &str, url: &str) -> NotifierConfig {
+    NotifierConfig {
+        name: name.into(),
+        console: None,
+        webhook: Some(WebhookConfig {
+            url: url.into(),
+            secret: Some(SECRET.into()),
+            headers: BTreeMap::new(),
+            timeout: HumanDuration(Duration::from_millis(300)),
+            max_attempts: 3,
+            initial_backoff: HumanDuration(Duration::from_millis(50)),
+            max_backoff: HumanDuration(Duration::from_millis(100)),
+        }),
+    }
+}
+
+fn console(name: &str) -> NotifierConfig {
+    NotifierConfig {
+        name: name.into(),
+        console: Some(ConsoleConfig { json: false }),
+        webhook: None,
+    }
+}
+
+fn ok() -> Reply {
+    Reply::Status(200, vec![])
+}
+
+async fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn stat<'a>(stats: &'a [NotifierStats], name: &str) -> &'a NotifierStats {
+    stats.iter().find(|s| s.name == name).unwrap()
+}
+
+#[test]
+fn config_errors_name_the_notifier_and_field() {
+    let e = Dispatcher::new(&[console("c"), webhook("ops", "htp://x")], &[], None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "notifiers[1] (`ops`): webhook.url `htp://x` is not an http(s) URL (expected e.g. `https://example.com/hook`)"
+    );
+
+    let mut bad_secret = webhook("hook", "http://127.0.0.1:9/");
+    bad_secret.webhook.as_mut().unwrap().secret = Some("whsec_%%%".into());
+    let e = Dispatcher::new(&[bad_secret], &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("notifiers[0] (`hook`): webhook.secret "),
+        "{e}"
+    );
+    assert!(e.contains("base64"), "{e}");
+
+    let e = Dispatcher::new(&[console("a"), console("a")], &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("notifiers[1] (`a`): name `a` is already used by notifiers[0]"),
+        "{e}"
+    );
+
+    let mut both = webhook("x", "http://127.0.0.1:9/");
+    both.console = Some(ConsoleConfig::default());
+    let e = Dispatcher::new(&[both], &[], None).unwrap_err().to_string();
+    assert!(
+        e.contains("notifiers[0] (`x`): console/webhook both set"),
+        "{e}"
+    );
+    let mut none = console("y");
+    none.console = None;
+    let e = Dispatcher::new(&[none], &[], None).unwrap_err().to_string();
+    assert!(e.contains("console/webhook missing"), "{e}");
+
+    let route = RouteConfig {
+        matchers: Default::default(),
+        min_severity: None,
+        notifiers: vec!["console".into(), "opps".into()],
+        continue_matching: false,
+    };
+    let e = Dispatcher::new(&[console("console"), console("ops")], &[route], None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "routes[0].notifiers[1]: `opps` is not a configured notifier (known: console, ops); did you mean `ops`?"
+    );
+}
+
+#[tokio::test]
+async fn delivers_in_order_and_counts() {
+    let rx = Receiver::start(vec![], ok()).await;
+    let d = Dispatcher::new(&[webhook("ops", &rx.url), console("console")], &[], None).unwrap();
+    assert_eq!(d.notifier_names(), ["ops", "console"]);
+    let h = d.start();
+    for i in 0..5 {
+        assert_eq!(
+            h.send(notification(
+                &format!("n{i}"),
+                i as f64,
+                AlertStatus::Firing
+            )),
+            2
+        );
+    }
+    let got = rx.wait_for(5, Duration::from_secs(5)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["n0", "n1", "n2", "n3", "n4"]);
+    for r in &got {
+        verify(SECRET, &r.headers, &r.body).unwrap();
+    }
+    wait_until("counters", Duration::from_secs(5), || {
+        let s = h.stats();
+        stat(&s, "ops").delivered == 5 && stat(&s, "console").delivered == 5
+    })
+    .await;
+    let report = h.shutdown(Duration::from_secs(1)).await;
+    assert!(!report.timed_out);
+    assert_eq!((report.spooled, report.lost), (0, 0));
+    assert_eq!(stat(&report.stats, "ops").kind, "webhook");
+}
+
+#[tokio::test]
+async fn routes_pick_the_notifiers() {
+    let pager = Receiver::start(vec![], ok()).await;
+    let ops = Receiver::start(vec![], ok()).await;
+    let routes = [
+        RouteConfig {
+            matchers: Default::default(),
+            min_severity: Some(Severity::Critical),
+            notifiers: vec!["pager".into()],
+            continue_matching: true,
+        },
+        RouteConfig {
+            matchers: [("cpu".to_string(), "total".to_string())].into(),
+            min_severity: None,
+            notifiers: vec!["ops".into()],
+            continue_matching: false,
+        },
+    ];
+    let h = Dispatcher::new(
+        &[webhook("pager", &pager.url), webhook("ops", &ops.url)],
+        &routes,
+        None,
+    )
+    .unwrap()
+    .start();
+    let mut crit = notification("crit", 1.0, AlertStatus::Firing);
+    crit.alert.severity = Severity::Critical;
+    assert_eq!(h.send(crit), 2);
+    assert_eq!(h.send(notification("warn", 1.0, AlertStatus::Firing)), 1);
+    let mut other = notification("other", 1.0, AlertStatus::Firing);
+    other.alert.labels.remove("cpu");
+    assert_eq!(h.send(other), 2, "unmatched goes everywhere");
+    let p = pager.wait_for(2, Duration::from_secs(5)).await;
+    let o = ops.wait_for(3, Duration::from_secs(5)).await;
+    let ids = |v: &[testutil::Received]| -> Vec<String> {
+        v.iter()
+            .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&p), ["crit", "other"]);
+    assert_eq!(ids(&o), ["crit", "warn", "other"]);
+    h.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_blocks_neither_the_caller_nor_other_notifiers() {
+    let slow = Receiver::start(vec![], Reply::Hang).await;
+    let fast = Receiver::start(vec![], ok()).await;
+    let h = Dispatcher::new(
+        &[webhook("slow", &slow.url), webhook("fast", &fast.url)],
+        &[],
+        None,
+    )
+    .unwrap()
+    .with_queue_capacity(2)
+    .start();
+    let mut in_send = Duration::ZERO;
+    for i in 0..10 {
+        let t = Instant::now();
+        h.send(notification(&format!("n{i}"), 1.0, AlertStatus::Firing));
+        in_send += t.elapsed();
+        // Give the workers a moment, so the fast lane keeps up and the slow one is stuck.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        in_send < Duration::from_millis(100),
+        "send blocked: {in_send:?}"
+    );
+    fast.wait_for(10, Duration::from_secs(3)).await;
+    let s = h.stats();
+    // The slow lane holds one in flight and two queued; the rest were dropped and counted.
+    assert_eq!(stat(&s, "slow").dropped, 7, "{s:?}");
+    assert_eq!(stat(&s, "slow").queued, 2, "{s:?}");
+    assert_eq!(stat(&s, "slow").delivered, 0);
+    assert_eq!(stat(&s, "fast").dropped, 0, "{s:?}");
+    let report = h.shutdown(Duration::from_millis(100)).await;
+    assert!(report.timed_out);
+    // No spool configured: the in-flight one and the two queued are lost (and said so).
+    assert_eq!(report.lost, 3, "{report:?}");
+    assert_eq!(stat(&report.stats, "fast").delivered, 10);
+}
+
+#[tokio::test]
+async fn undelivered_notifications_survive_a_restart_through_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool/notify.jsonl");
+    let (dead, _guard) = dead_url();
+    let mut down = webhook("ops", &dead);
+    // Still retrying when the grace period ends (not given up, which would count as failed).
+    down.webhook.as_mut().unwrap().max_attempts = 100;
+    let h = Dispatcher::new(&[down, console("gone")], &[], Some(spool.clone()))
+        .unwrap()
+        .start();
+    let mut nan = notification("n2", f64::NAN, AlertStatus::Resolved);
+    nan.alert.summary = "resolved".into();
+    h.send(notification("n1", 97.0, AlertStatus::Firing));
+    h.send(nan);
+    let report = h.shutdown(Duration::from_millis(150)).await;
+    assert!(report.timed_out);
+    assert_eq!(report.spooled, 2, "{report:?}");
+    assert_eq!(report.lost, 0);
+    assert!(spool.exists());
+
+    // Add an entry for a notifier the next configuration no longer has.
+    spool::append(
+        &spool,
+        &[spool::SpoolEntry {
+            notifier: "removed".into(),
+            notification: notification("n9", 1.0, AlertStatus::Firing),
+        }],
+    )
+    .unwrap();
+
+    // Next start: same notifier name, receiver now up.
+    let up = Receiver::start(vec![], ok()).await;
+    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[], Some(spool.clone()))
+        .unwrap()
+        .start();
+    assert!(!spool.exists(), "the spool is consumed at start");
+    h.send(notification("n3", 1.0, AlertStatus::Firing));
+    let got = up.wait_for(3, Duration::from_secs(5)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["n1", "n2", "n3"],
+        "spooled first, in order; the unknown notifier's entry skipped"
+    );
+    let p: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert!(p["alert"]["value"].is_null());
+    assert_eq!(p["status"], "resolved");
+    for r in &got {
+        verify(SECRET, &r.headers, &r.body).unwrap();
+    }
+    let report = h.shutdown(Duration::from_secs(2)).await;
+    assert!(!report.timed_out);
+    assert_eq!(report.spooled, 0);
+    assert_eq!(stat(&report.stats, "ops").delivered, 3);
+    assert!(!spool.exists());
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_retries_within_grace() {
+    let rx = Receiver::start(vec![Reply::Status(500, vec![])], ok()).await;
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[], None)
+        .unwrap()
+        .start();
+    h.send(notification("r1", 1.0, AlertStatus::Firing));
+    let report = h.shutdown(Duration::from_secs(5)).await;
+    assert!(!report.timed_out);
+    assert_eq!(stat(&report.stats, "ops").delivered, 1);
+    assert_eq!(rx.received().len(), 2);
+}
+
+#[tokio::test]
+async fn failures_are_counted_and_sends_after_shutdown_dropped() {
+    let rx = Receiver::start(vec![], Reply::Status(401, vec![])).await;
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[], None)
+        .unwrap()
+        .start();
+    let clone = h.clone();
+    h.send(notification("f1", 1.0, AlertStatus::Firing));
+    wait_until("failure counted", Duration::from_secs(5), || {
+        stat(&h.stats(), "ops").failed == 1
+    })
+    .await;
+    h.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(
+        clone.send(notification("late", 1.0, AlertStatus::Firing)),
+        0
+    );
+    assert_eq!(stat(&clone.stats(), "ops").dropped, 1);
+    assert_eq!(rx.received().len(), 1);
+}

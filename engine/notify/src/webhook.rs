@@ -1,0 +1,648 @@
+//! The webhook notifier: POSTs the signed v1 payload, retrying transient failures.
+//!
+//! Retried: 5xx, 429, 408, connection errors and timeouts, with exponential backoff
+//! (`initial_backoff`, doubling up to `max_backoff`, ±20% jitter so that many senders do not
+//! retry in lockstep) or the receiver's `Retry-After` (capped at `max_backoff`). Any other
+//! non-2xx answer is a permanent failure: retrying a 400 or 401 only repeats it.
+//! The id and body are the same on every attempt (receivers dedupe on `webhook-id`); the
+//! timestamp and signature are fresh per attempt so the signature stays within the
+//! receiver's replay tolerance.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng as _;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::{StatusCode, Url};
+
+use crate::payload::WebhookPayload;
+use crate::signing::SigningKey;
+use telltale_config::WebhookConfig;
+use telltale_model::Notification;
+
+/// A problem in one webhook's settings: the field (relative to the notifier, e.g.
+/// `webhook.url`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The offending field, e.g. `webhook.url`.
+    pub field: String,
+    /// What is wrong, e.g. "`htp://x` is not an http(s) URL".
+    pub message: String,
+}
+
+/// Headers Telltale sets itself; configured extra headers may not replace them.
+const RESERVED: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+];
+
+/// One configured webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct WebhookNotifier {
+    name: String,
+    url: Url,
+    key: Option<SigningKey>,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_attempts: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    client: reqwest::Client,
+}
+
+/// The end result of delivering one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A 2xx answer arrived.
+    Delivered {
+        /// Attempts made, the successful one included.
+        attempts: u32,
+    },
+    /// Given up (attempts exhausted or a permanent error).
+    Failed {
+        /// Attempts made.
+        attempts: u32,
+        /// The last status or error, for logs and status pages.
+        last: String,
+    },
+}
+
+/// What one attempt ended with.
+enum Attempt {
+    Ok,
+    Retry {
+        last: String,
+        after: Option<Duration>,
+    },
+    Permanent {
+        last: String,
+    },
+}
+
+impl WebhookNotifier {
+    /// Validates the settings and builds the HTTP client. `name` is the notifier's name,
+    /// used in logs.
+    pub fn new(name: &str, cfg: &WebhookConfig) -> Result<WebhookNotifier, FieldProblem> {
+        let problem = |field: &str, message: String| FieldProblem {
+            field: format!("webhook.{field}"),
+            message,
+        };
+        let url = Url::parse(&cfg.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                problem(
+                    "url",
+                    format!(
+                        "`{}` is not an http(s) URL (expected e.g. `https://example.com/hook`)",
+                        cfg.url
+                    ),
+                )
+            })?;
+        let key = match &cfg.secret {
+            Some(s) => Some(SigningKey::parse(s).map_err(|e| problem("secret", e.to_string()))?),
+            None => None,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("telltale/", env!("CARGO_PKG_VERSION"))),
+        );
+        for (k, v) in &cfg.headers {
+            let field = format!("headers.{k}");
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| problem(&field, format!("`{k}` is not a valid header name")))?;
+            if RESERVED.contains(&name.as_str()) {
+                return Err(problem(
+                    &field,
+                    format!("`{k}` is set by Telltale itself and cannot be configured"),
+                ));
+            }
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                problem(
+                    &field,
+                    "the value is not a valid header value (control characters?)".into(),
+                )
+            })?;
+            headers.insert(name, value);
+        }
+        if cfg.max_attempts == 0 {
+            return Err(problem("max_attempts", "must be at least 1".into()));
+        }
+        if cfg.timeout.get().is_zero() {
+            return Err(problem("timeout", "must be greater than 0".into()));
+        }
+        let client = reqwest::Client::builder()
+            // A redirect could carry signed alerts to another host; receivers must give the
+            // final URL.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cfg.timeout.get())
+            .build()
+            .map_err(|e| problem("url", format!("cannot build an HTTP client: {e}")))?;
+        Ok(WebhookNotifier {
+            name: name.to_string(),
+            url,
+            key,
+            headers,
+            timeout: cfg.timeout.get(),
+            max_attempts: cfg.max_attempts,
+            initial_backoff: cfg.initial_backoff.get(),
+            max_backoff: cfg.max_backoff.get().max(cfg.initial_backoff.get()),
+            client,
+        })
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Delivers one notification, retrying as described in the module docs. Logs the
+    /// outcome of failures; never panics. Cancel-safe: dropping the future abandons the
+    /// delivery (the dispatcher then spools the notification).
+    pub async fn deliver(&self, n: &Notification) -> Delivery {
+        let body = WebhookPayload::from_notification(n).to_json();
+        let mut backoff = self.initial_backoff;
+        let mut attempts = 0;
+        let mut last = String::new();
+        while attempts < self.max_attempts {
+            attempts += 1;
+            match self.attempt(&n.id, &body).await {
+                Attempt::Ok => {
+                    tracing::debug!(notifier = %self.name, id = %n.id, attempts, "webhook delivered");
+                    return Delivery::Delivered { attempts };
+                }
+                Attempt::Permanent { last } => {
+                    tracing::error!(
+                        notifier = %self.name,
+                        alert = %n.alert.rule,
+                        fingerprint = %n.alert.fingerprint,
+                        id = %n.id,
+                        last = %last,
+                        "webhook rejected the notification; not retrying (fix the receiver or the config)"
+                    );
+                    return Delivery::Failed { attempts, last };
+                }
+                Attempt::Retry { last: l, after } => {
+                    last = l;
+                    if attempts >= self.max_attempts {
+                        break;
+                    }
+                    let delay = match after {
+                        Some(d) => d.min(self.max_backoff),
+                        None => jitter(backoff).min(self.max_backoff),
+                    };
+                    tracing::warn!(
+                        notifier = %self.name,
+                        alert = %n.alert.rule,
+                        id = %n.id,
+                        attempt = attempts,
+                        last = %last,
+                        retry_in = ?delay,
+                        "webhook attempt failed; will retry"
+                    );
+                    tokio::time::sleep(delay).await;
+                    backoff = backoff.saturating_mul(2).min(self.max_backoff);
+                }
+            }
+        }
+        tracing::error!(
+            notifier = %self.name,
+            alert = %n.alert.rule,
+            fingerprint = %n.alert.fingerprint,
+            id = %n.id,
+            attempts,
+            last = %last,
+            "webhook delivery failed; giving up"
+        );
+        Delivery::Failed { attempts, last }
+    }
+
+    async fn attempt(&self, id: &str, body: &[u8]) -> Attempt {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .headers(self.headers.clone())
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(key) = &self.key {
+            req = req.header("webhook-signature", key.sign(id, timestamp, body));
+        }
+        let resp = match req.body(body.to_vec()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                return Attempt::Retry {
+                    last: format!("{kind}: {}", error_chain(&e)),
+                    after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Attempt::Ok;
+        }
+        let after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        // A little of the body helps whoever reads the log; bounded, and a slow or broken
+        // body must not turn a clear status into a confusing error.
+        let text = tokio::time::timeout(Duration::from_secs(1), resp.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let snippet: String = text.chars().take(200).collect();
+        let last = if snippet.trim().is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {}", snippet.trim())
+        };
+        if retryable(status) {
+            Attempt::Retry { last, after }
+        } else if status.is_redirection() {
+            Attempt::Permanent {
+                last: format!("{last} (redirects are not followed; configure the final URL)"),
+            }
+        } else {
+            Attempt::Permanent { last }
+        }
+    }
+}
+
+/// Whether a status is worth retrying: the receiver is overloaded, timing out, or broken
+/// for now.
+fn retryable(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT
+}
+
+/// ±20% so that many senders that failed together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.8..=1.2))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (IMF-fixdate,
+/// `Sun, 06 Nov 1994 08:49:37 GMT`); a date in the past means "now".
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    let [_dow, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| x == month)? + 1;
+    let day: u32 = day.parse().ok()?;
+    let year: u32 = year.parse().ok()?;
+    let rfc3339 = format!("{year:04}-{m:02}-{day:02}T{time}Z");
+    let at = humantime::parse_rfc3339(&rfc3339).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An error and its causes on one line ("error sending request: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::verify;
+    use crate::testutil::{Receiver, Reply, dead_url, notification};
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+    use telltale_config::HumanDuration;
+    use telltale_model::AlertStatus;
+
+    const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
+
+    pub(crate) fn config(url: &str) -> WebhookConfig {
+        WebhookConfig {
+            url: url.into(),
+            secret: Some(SECRET.into()),
+            headers: BTreeMap::from([("x-team".into(), "ops".into())]),
+            timeout: HumanDuration(Duration::from_millis(500)),
+            max_attempts: 3,
+            initial_backoff: HumanDuration(Duration::from_millis(50)),
+            max_backoff: HumanDuration(Duration::from_millis(200)),
+        }
+    }
+
+    fn ok() -> Reply {
+        Reply::Status(200, vec![])
+    }
+
+    #[tokio::test]
+    async fn retries_5xx_with_same_id_and_fresh_valid_signatures() {
+        let rx = Receiver::start(
+            vec![Reply::Status(500, vec![]), Reply::Status(503, vec![])],
+            ok(),
+        )
+        .await;
+        let w = WebhookNotifier::new("ops", &config(&rx.url)).unwrap();
+        let n = notification("id-500", 97.2, AlertStatus::Firing);
+        let got = tokio::time::timeout(Duration::from_secs(10), w.deliver(&n))
+            .await
+            .unwrap();
+        assert_eq!(got, Delivery::Delivered { attempts: 3 });
+        let reqs = rx.received();
+        assert_eq!(reqs.len(), 3);
+        for r in &reqs {
+            assert_eq!(r.headers["webhook-id"], "id-500");
+            assert_eq!(r.headers["content-type"], "application/json");
+            assert_eq!(r.headers["x-team"], "ops");
+            assert_eq!(
+                r.headers["user-agent"],
+                concat!("telltale/", env!("CARGO_PKG_VERSION"))
+            );
+            verify(SECRET, &r.headers, &r.body).unwrap();
+            assert_eq!(r.body, reqs[0].body, "same body on every attempt");
+            let p: WebhookPayload = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(p.id, "id-500");
+        }
+        // A signature is bound to its own timestamp: moving it breaks verification.
+        let mut tampered = reqs[0].headers.clone();
+        let ts: i64 = tampered["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        tampered.insert("webhook-timestamp", (ts + 1).to_string().parse().unwrap());
+        assert!(verify(SECRET, &tampered, &reqs[0].body).is_err());
+        // Backoff: ~50ms then ~100ms (±20%).
+        let gap1 = reqs[1].at - reqs[0].at;
+        let gap2 = reqs[2].at - reqs[1].at;
+        assert!(gap1 >= Duration::from_millis(40), "{gap1:?}");
+        assert!(gap2 >= Duration::from_millis(80), "{gap2:?}");
+    }
+
+    #[tokio::test]
+    async fn honours_retry_after_on_429() {
+        let rx = Receiver::start(
+            vec![Reply::Status(429, vec![("retry-after", "1".into())])],
+            ok(),
+        )
+        .await;
+        let mut cfg = config(&rx.url);
+        cfg.max_backoff = HumanDuration(Duration::from_secs(5));
+        let w = WebhookNotifier::new("ops", &cfg).unwrap();
+        let n = notification("id-429", 1.0, AlertStatus::Firing);
+        let got = tokio::time::timeout(Duration::from_secs(10), w.deliver(&n))
+            .await
+            .unwrap();
+        assert_eq!(got, Delivery::Delivered { attempts: 2 });
+        let reqs = rx.received();
+        let gap = reqs[1].at - reqs[0].at;
+        assert!(gap >= Duration::from_millis(950), "waited only {gap:?}");
+        assert!(gap < Duration::from_secs(3), "waited {gap:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_capped_by_max_backoff() {
+        let rx = Receiver::start(
+            vec![Reply::Status(503, vec![("retry-after", "3600".into())])],
+            ok(),
+        )
+        .await;
+        let w = WebhookNotifier::new("ops", &config(&rx.url)).unwrap();
+        let n = notification("id-cap", 1.0, AlertStatus::Firing);
+        let got = tokio::time::timeout(Duration::from_secs(5), w.deliver(&n))
+            .await
+            .unwrap();
+        assert_eq!(got, Delivery::Delivered { attempts: 2 });
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_not_retried() {
+        let rx = Receiver::start(vec![Reply::Status(400, vec![])], ok()).await;
+        let w = WebhookNotifier::new("ops", &config(&rx.url)).unwrap();
+        let n = notification("id-400", 1.0, AlertStatus::Firing);
+        let got = tokio::time::timeout(Duration::from_secs(5), w.deliver(&n))
+            .await
+            .unwrap();
+        match got {
+            Delivery::Failed { attempts: 1, last } => assert!(last.contains("400"), "{last}"),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rx.received().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let rx = Receiver::start(
+            vec![Reply::Status(
+                307,
+                vec![("location", "http://127.0.0.1:1/elsewhere".into())],
+            )],
+            ok(),
+        )
+        .await;
+        let w = WebhookNotifier::new("ops", &config(&rx.url)).unwrap();
+        let got = w
+            .deliver(&notification("id-307", 1.0, AlertStatus::Firing))
+            .await;
+        assert!(
+            matches!(got, Delivery::Failed { attempts: 1, .. }),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_times_out_and_gives_up() {
+        let rx = Receiver::start(vec![], Reply::Hang).await;
+        let mut cfg = config(&rx.url);
+        cfg.timeout = HumanDuration(Duration::from_millis(200));
+        let w = WebhookNotifier::new("ops", &cfg).unwrap();
+        let start = Instant::now();
+        let n = notification("id-hang", 1.0, AlertStatus::Firing);
+        let got = tokio::time::timeout(Duration::from_secs(5), w.deliver(&n))
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        match got {
+            Delivery::Failed { attempts: 3, last } => assert!(last.contains("timed out"), "{last}"),
+            other => panic!("{other:?}"),
+        }
+        // 3 × 200ms timeouts + ~50ms + ~100ms backoff.
+        assert!(took >= Duration::from_millis(600), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(rx.received().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retried() {
+        let (dead, _guard) = dead_url();
+        let w = WebhookNotifier::new("ops", &config(&dead)).unwrap();
+        let got = w
+            .deliver(&notification("id-dead", 1.0, AlertStatus::Firing))
+            .await;
+        match got {
+            Delivery::Failed { attempts: 3, last } => assert!(last.contains("connect"), "{last}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unsigned_without_a_secret() {
+        let rx = Receiver::start(vec![], ok()).await;
+        let mut cfg = config(&rx.url);
+        cfg.secret = None;
+        let w = WebhookNotifier::new("ops", &cfg).unwrap();
+        w.deliver(&notification("id-u", 1.0, AlertStatus::Firing))
+            .await;
+        let r = &rx.received()[0];
+        assert!(r.headers.get("webhook-signature").is_none());
+        assert_eq!(r.headers["webhook-id"], "id-u");
+        assert!(r.headers.get("webhook-timestamp").is_some());
+    }
+
+    /// The Python verification snippet in docs/webhooks.md accepts a real request and
+    /// rejects a tampered one. Skipped (with a note) where `python3` is not installed.
+    #[tokio::test]
+    async fn the_documented_python_snippet_verifies_a_real_request() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/webhooks.md"),
+        )
+        .unwrap();
+        let snippet = doc
+            .split("```python\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/webhooks.md has a ```python block");
+        let rx = Receiver::start(vec![], ok()).await;
+        let w = WebhookNotifier::new("ops", &config(&rx.url)).unwrap();
+        w.deliver(&notification("id-py", 97.2, AlertStatus::Firing))
+            .await;
+        let r = rx.received().remove(0);
+        let dir = tempfile::tempdir().unwrap();
+        let headers: BTreeMap<&str, &str> =
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+                .into_iter()
+                .map(|k| (k, r.headers[k].to_str().unwrap()))
+                .collect();
+        std::fs::write(
+            dir.path().join("headers.json"),
+            serde_json::to_vec(&headers).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("body"), &r.body).unwrap();
+        let mut tampered = r.body.clone();
+        tampered.push(b' ');
+        std::fs::write(dir.path().join("tampered"), &tampered).unwrap();
+        let script = format!(
+            "{snippet}\nimport json, sys\nh = json.load(open('headers.json'))\n\
+             print(verify('{SECRET}', h, open('body', 'rb').read()), \
+             verify('{SECRET}', h, open('tampered', 'rb').read()))\n"
+        );
+        let out = match std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("python3 not available ({e}); skipping the snippet check");
+                return;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True False");
+    }
+
+    #[test]
+    fn config_problems_name_the_field() {
+        let bad = |f: &dyn Fn(&mut WebhookConfig)| {
+            let mut c = config("http://127.0.0.1:9/x");
+            f(&mut c);
+            WebhookNotifier::new("ops", &c).unwrap_err()
+        };
+        let p = bad(&|c| c.url = "htp://x".into());
+        assert_eq!(p.field, "webhook.url");
+        assert!(
+            p.message.starts_with("`htp://x` is not an http(s) URL"),
+            "{}",
+            p.message
+        );
+        assert_eq!(bad(&|c| c.url = "not a url".into()).field, "webhook.url");
+        assert_eq!(
+            bad(&|c| c.secret = Some("whsec_***".into())).field,
+            "webhook.secret"
+        );
+        assert_eq!(
+            bad(&|c| {
+                c.headers.insert("webhook-id".into(), "x".into());
+            })
+            .field,
+            "webhook.headers.webhook-id"
+        );
+        assert_eq!(
+            bad(&|c| {
+                c.headers.insert("bad header".into(), "x".into());
+            })
+            .field,
+            "webhook.headers.bad header"
+        );
+        assert_eq!(bad(&|c| c.max_attempts = 0).field, "webhook.max_attempts");
+    }
+
+    #[test]
+    fn retry_after_parses() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_20_percent() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_millis(1000));
+            assert!((800..=1200).contains(&d.as_millis()), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Wires the stages together and runs them until shutdown:
+//!
+//! ```text
+//! collector tasks ──▶ SeriesStore ◀── analyzer tasks (read windows, write derived samples)
+//!                          │
+//!                     rule task (every evaluation tick; reloads changed rule files)
+//!                          │ AlertCandidate → AlertManager → Notification
+//!                          ▼
+//!                     Dispatcher (one bounded queue + worker per notifier)
+//! ```
+//!
+//! Data flows one way. Each plugin instance has its own task, so a slow or hung plugin
+//! delays only itself; the plugin host stops a call at its deadline. On SIGINT/SIGTERM the
+//! tasks stop taking new work, then the dispatcher gets the grace period to deliver what is
+//! queued and spools the rest for the next start.
+
+mod plugins;
+mod reload;
+mod supervise;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tracing::{error, info, warn};
+
+use telltale_alerts::AlertManager;
+use telltale_config::LoadedConfig;
+use telltale_model::{Labels, Notification, Sample, TimestampMs, now_ms};
+use telltale_notify::{Dispatcher, DispatcherHandle};
+use telltale_plugin_host::{PluginHost, PluginSource, PluginSpec};
+use telltale_rules::{ReloadOutcome, RuleResult, RuleSet, RuleWatcher};
+use telltale_store::{SeriesStore, StoreLimits};
+
+use plugins::{analyzer_task, collector_task};
+use reload::{PluginWatcher, RELOAD_CHANNEL, Reload, watch_key};
+
+/// Runs the engine until `shutdown` completes, then shuts down gracefully.
+///
+/// Each message on `reloads` (the CLI sends one per SIGHUP) reloads every plugin: files are
+/// read again, and quarantined or backing-off instances get a fresh start. Plugin files
+/// are also watched and reloaded when their content changes. A closed `reloads` channel
+/// just means no operator reloads.
+pub async fn run(
+    loaded: LoadedConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    mut reloads: mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let data_dir = loaded.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let store = Arc::new(SeriesStore::new(StoreLimits {
+        retention: cfg.engine.retention.get(),
+        max_points_per_series: cfg.engine.max_points_per_series,
+        max_series: cfg.engine.max_series,
+        max_series_bytes: usize::try_from(cfg.engine.max_series_bytes.0).unwrap_or(usize::MAX),
+        ..StoreLimits::default()
+    }));
+    let host =
+        PluginHost::new(Some(data_dir.join("cache"))).context("cannot start the plugin host")?;
+    let dispatcher = Dispatcher::new(
+        &cfg.notifiers,
+        &cfg.routes,
+        Some(data_dir.join("notification-spool.jsonl")),
+    )
+    .context("invalid notifier configuration")?
+    .start();
+
+    let mut rules = RuleSet::new(store.clone(), &cfg.rules);
+    let rules_dir = loaded.rules_dir();
+    let problems = match &rules_dir {
+        Some(dir) => rules.load_dir(dir),
+        None => rules.load_embedded_defaults(),
+    };
+    for d in &problems {
+        error!("{d}");
+    }
+    let changes = match &rules_dir {
+        Some(dir) => match RuleWatcher::start(dir) {
+            Ok((watcher, rx)) => Some((watcher, rx)),
+            Err(e) => {
+                warn!(dir = %dir.display(), "rule files will not be reloaded on change: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    info!(
+        "telltale {} running {}: {} collector(s), {} analyzer(s), {} rule(s) from {}, notifiers: {}; data in {}",
+        env!("CARGO_PKG_VERSION"),
+        loaded.display_name(),
+        cfg.collectors.len(),
+        cfg.analyzers.len(),
+        rules.rules().len(),
+        rules_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "the built-in defaults".into()),
+        if cfg.notifiers.is_empty() {
+            "none".to_string()
+        } else {
+            cfg.notifiers
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        data_dir.display(),
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (reload_tx, _) = broadcast::channel::<Reload>(RELOAD_CHANNEL);
+    let mut tasks = JoinSet::new();
+    let mut plugin_files = BTreeSet::new();
+    for c in &cfg.collectors {
+        let spec = PluginSpec::collector(c, &loaded.base_dir);
+        plugin_files.extend(plugin_file(&spec));
+        tasks.spawn(collector_task(
+            host.clone(),
+            c.clone(),
+            spec,
+            store.clone(),
+            reload_tx.subscribe(),
+            stop_rx.clone(),
+        ));
+    }
+    for a in &cfg.analyzers {
+        let spec = PluginSpec::analyzer(a, &loaded.base_dir);
+        plugin_files.extend(plugin_file(&spec));
+        tasks.spawn(analyzer_task(
+            host.clone(),
+            a.clone(),
+            spec,
+            store.clone(),
+            reload_tx.subscribe(),
+            stop_rx.clone(),
+        ));
+    }
+    // Held until shutdown: dropping it stops the watch.
+    let _plugin_watcher = PluginWatcher::start(&plugin_files, reload_tx.clone());
+    {
+        let reload_tx = reload_tx.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = reloads.recv() => match r {
+                        Some(()) => {
+                            info!("reload requested (SIGHUP): reloading every plugin; quarantined ones get a fresh start");
+                            let _ = reload_tx.send(Reload::Operator);
+                        }
+                        // No operator reloads: wait for shutdown only.
+                        None => {
+                            let _ = stop.changed().await;
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let (_watcher, change_rx) = match changes {
+        Some((w, rx)) => (Some(w), Some(rx)),
+        None => (None, None),
+    };
+    tasks.spawn(rule_task(
+        rules,
+        change_rx,
+        dispatcher.clone(),
+        store.clone(),
+        cfg.engine.evaluation_interval.get(),
+        stop_rx.clone(),
+    ));
+
+    tasks.spawn(status_task(store.clone(), stop_rx.clone()));
+    if let Some(c) = &cfg.ingest {
+        let eval = cfg.engine.evaluation_interval.get();
+        let ingest = telltale_ingest::Ingest::bind(c, eval, store.clone())
+            .await
+            .context("cannot start the push ingest listeners")?;
+        tasks.spawn(ingest.run(stop_rx.clone()));
+    }
+
+    shutdown.await;
+    info!("shutting down: stopping collection and evaluation");
+    let _ = stop_tx.send(true);
+    // A task in the middle of a plugin call finishes it (bounded by the plugin deadline).
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        warn!("some tasks did not stop within 30s; abandoning them");
+        tasks.abort_all();
+    }
+    let grace = cfg.engine.shutdown_grace.get();
+    info!(
+        "delivering queued notifications (up to {})",
+        humantime::format_duration(grace)
+    );
+    let report = dispatcher.shutdown(grace).await;
+    let delivered: u64 = report.stats.iter().map(|s| s.delivered).sum();
+    let failed: u64 = report.stats.iter().map(|s| s.failed).sum();
+    info!(
+        "stopped: {delivered} notification(s) delivered, {failed} failed, {} spooled for the next start, {} lost",
+        report.spooled, report.lost
+    );
+    Ok(())
+}
+
+/// The watched form of a plugin's file, for file plugins whose directory exists.
+fn plugin_file(spec: &PluginSpec) -> Option<PathBuf> {
+    match &spec.source {
+        PluginSource::File(path) => {
+            let key = watch_key(path);
+            if key.is_none() {
+                warn!(
+                    "plugin `{}`: the directory of {} does not exist; the file will not be watched",
+                    spec.instance,
+                    path.display()
+                );
+            }
+            key
+        }
+        PluginSource::Standard(_) => None,
+    }
+}
+
+pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+/// Evaluates every rule each tick, feeds the alert state machine and the dispatcher, and
+/// applies rule-file changes as they arrive.
+async fn rule_task(
+    mut rules: RuleSet,
+    mut changes: Option<mpsc::Receiver<PathBuf>>,
+    dispatcher: DispatcherHandle,
+    store: Arc<SeriesStore>,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut alerts = AlertManager::new();
+    let mut tick = ticker(period);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = now_ms();
+                let started = Instant::now();
+                // Rhai is synchronous; keep the runtime's other tasks moving meanwhile.
+                let results = tokio::task::block_in_place(|| rules.evaluate(now));
+                let took = started.elapsed();
+                let (notifications, errors) = apply_results(&mut alerts, results, now);
+                for n in notifications {
+                    dispatcher.send(n);
+                }
+                let active = alerts.active();
+                let firing = active.iter().filter(|a| a.firing_since_ms > 0).count();
+                let count = rules.rules().len();
+                if first {
+                    info!("first evaluation: {count} rule(s) in {:.2} ms, {} alert(s) active", took.as_secs_f64() * 1e3, active.len());
+                    first = false;
+                }
+                store.ingest([
+                    Sample::new("telltale_rules_loaded", &[], count as f64, now),
+                    Sample::new("telltale_rule_evaluation_duration_seconds", &[], took.as_secs_f64(), now),
+                    Sample::new("telltale_rule_errors", &[], errors as f64, now),
+                    Sample::new("telltale_alerts", &[("state", "firing")], firing as f64, now),
+                    Sample::new("telltale_alerts", &[("state", "pending")], (active.len() - firing) as f64, now),
+                    Sample::new("telltale_store_series", &[], store.series_count() as f64, now),
+                ]);
+                store.prune(now);
+            }
+            Some(path) = recv(&mut changes) => {
+                match rules.apply_change(&path) {
+                    ReloadOutcome::Added(meta) => info!(file = %path.display(), "rule `{}` loaded", meta.name),
+                    ReloadOutcome::Updated { rule, renamed_from } => {
+                        info!(file = %path.display(), "rule `{}` reloaded", rule.name);
+                        // The old name's alerts would otherwise stay firing forever.
+                        if let Some(old) = renamed_from {
+                            for n in alerts.rule_removed(&old, now_ms()) {
+                                dispatcher.send(n);
+                            }
+                        }
+                    }
+                    ReloadOutcome::Removed(name) => {
+                        info!(file = %path.display(), "rule `{name}` removed");
+                        for n in alerts.rule_removed(&name, now_ms()) {
+                            dispatcher.send(n);
+                        }
+                    }
+                    ReloadOutcome::Unchanged => {}
+                    ReloadOutcome::Failed { diagnostics, kept_previous } => {
+                        let text = telltale_diagnostics::Diagnostics(diagnostics);
+                        if kept_previous {
+                            error!("{text}\n  = note: the previous version of this rule stays active");
+                        } else {
+                            error!("{text}");
+                        }
+                    }
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Feeds one tick of rule results to the alert state machine. A failed rule's alerts stay
+/// as they are (a broken rule is not evidence that the problem went away); the rule itself
+/// was logged by `RuleSet::evaluate`, without repeats. Returns the notifications to send
+/// and how many rules failed.
+fn apply_results(
+    alerts: &mut AlertManager,
+    results: Vec<RuleResult>,
+    now: TimestampMs,
+) -> (Vec<Notification>, usize) {
+    let mut out = Vec::new();
+    let mut errors = 0;
+    for r in results {
+        match r.outcome {
+            Ok(candidates) => out.extend(alerts.process(&r.meta, &candidates, now)),
+            Err(_) => errors += 1,
+        }
+    }
+    (out, errors)
+}
+
+/// When the first status line is printed, and how often after that.
+const STATUS_FIRST: Duration = Duration::from_secs(15);
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
+/// Prints a one-line summary now and then, so an operator watching the console sees that
+/// collection and evaluation are alive. It reads only the self-metrics in the store.
+async fn status_task(store: Arc<SeriesStore>, mut stop: watch::Receiver<bool>) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_FIRST, STATUS_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => info!("status: {}", status_line(&store, now_ms())),
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// `312 series; collector system: 37 samples in 3.1 ms; rules: 5 in 0.2 ms; alerts: 0 firing, 0 pending`
+fn status_line(store: &SeriesStore, now: i64) -> String {
+    let latest = |name: &str, labels: &[(&str, &str)]| -> Vec<(Labels, f64)> {
+        let m: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        store
+            .latest(name, &m, now)
+            .into_iter()
+            .map(|(l, p)| (l, p.value))
+            .collect()
+    };
+    let one = |name: &str, labels: &[(&str, &str)]| {
+        latest(name, labels).first().map(|x| x.1).unwrap_or(0.0)
+    };
+    let mut parts = vec![format!("{} series", store.series_count())];
+    for (labels, samples) in latest("telltale_plugin_samples", &[]) {
+        let (Some(plugin), Some(kind)) = (labels.get("plugin"), labels.get("kind")) else {
+            continue;
+        };
+        let selector = [("plugin", plugin.as_str()), ("kind", kind.as_str())];
+        let up = one("telltale_plugin_up", &selector) > 0.0;
+        let ms = one("telltale_plugin_call_duration_seconds", &selector) * 1e3;
+        let state = |s: &str| {
+            one(
+                "telltale_plugin_state",
+                &[("plugin", plugin), ("kind", kind), ("state", s)],
+            ) > 0.0
+        };
+        let errors = one(
+            "telltale_plugin_calls_total",
+            &[("plugin", plugin), ("kind", kind), ("outcome", "error")],
+        );
+        parts.push(if up {
+            format!("{kind} {plugin}: {samples} samples in {ms:.1} ms")
+        } else if state("quarantined") {
+            format!("{kind} {plugin}: QUARANTINED ({errors} errors)")
+        } else if state("backing_off") {
+            format!("{kind} {plugin}: BACKING OFF ({errors} errors)")
+        } else if errors == 0.0 {
+            // Loaded but not called yet (an analyzer waits for its inputs' first points).
+            format!("{kind} {plugin}: no calls yet")
+        } else {
+            format!("{kind} {plugin}: FAILING ({errors} errors)")
+        });
+    }
+    parts.push(format!(
+        "rules: {} in {:.2} ms ({} failing)",
+        one("telltale_rules_loaded", &[]),
+        one("telltale_rule_evaluation_duration_seconds", &[]) * 1e3,
+        one("telltale_rule_errors", &[]),
+    ));
+    parts.push(format!(
+        "alerts: {} firing, {} pending",
+        one("telltale_alerts", &[("state", "firing")]),
+        one("telltale_alerts", &[("state", "pending")]),
+    ));
+    parts.join("; ")
+}
+
+/// Receives from an optional channel; pends forever when there is none.
+async fn recv(rx: &mut Option<mpsc::Receiver<PathBuf>>) -> Option<PathBuf> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,402 @@
+//! The host functions rules read the store through. Their names and signatures are the
+//! public contract documented in `rules/README.md`; change both together.
+//!
+//! Every store-reading function is registered as *volatile*: the optimiser
+//! (`OptimizationLevel::Full`) would otherwise evaluate `metric("x")` once at compile time
+//! and bake the answer into the rule. None of them may panic: a panic in a native function
+//! unwinds through Rhai into the host. Errors are returned as Rhai runtime errors, which
+//! Rhai positions at the call site.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FLOAT, FuncRegistration, INT, ImmutableString, Map,
+    Position,
+};
+
+use telltale_model::{Labels, Point, TimestampMs, duration_ms, write_labels};
+use telltale_store::SeriesStore;
+
+use super::sandbox::current_now_ms;
+
+/// A Rhai result.
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// A runtime error from a host function.
+pub(crate) fn rt_err(msg: impl Into<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE).into()
+}
+
+/// Registers every host function and the absent-data comparisons.
+pub(crate) fn register(engine: &mut Engine, store: Arc<SeriesStore>) {
+    register_store_functions(engine, &store);
+    register_helpers(engine);
+    register_absent_comparisons(engine);
+}
+
+/// How a window aggregate reduces the points of one series.
+#[derive(Debug, Clone, Copy)]
+enum Aggregate {
+    Avg,
+    Min,
+    Max,
+    P95,
+    Rate,
+}
+
+impl Aggregate {
+    fn fn_name(self) -> &'static str {
+        match self {
+            Aggregate::Avg => "avg_over",
+            Aggregate::Min => "min_over",
+            Aggregate::Max => "max_over",
+            Aggregate::P95 => "p95_over",
+            Aggregate::Rate => "rate",
+        }
+    }
+
+    /// The aggregate of `points` (oldest first, non-empty), or `None` when it is undefined
+    /// (a rate needs two points spanning some time).
+    pub(crate) fn apply(self, points: &[Point]) -> Option<f64> {
+        if points.is_empty() {
+            return None;
+        }
+        match self {
+            Aggregate::Avg => {
+                Some(points.iter().map(|p| p.value).sum::<f64>() / points.len() as f64)
+            }
+            Aggregate::Min => points.iter().map(|p| p.value).reduce(f64::min),
+            Aggregate::Max => points.iter().map(|p| p.value).reduce(f64::max),
+            Aggregate::P95 => quantile(points.iter().map(|p| p.value).collect(), 0.95),
+            Aggregate::Rate => counter_rate(points),
+        }
+    }
+}
+
+/// The `q` quantile with linear interpolation between closest ranks (what Prometheus'
+/// `quantile_over_time` and numpy's default do). NaNs sort last.
+pub fn quantile(mut values: Vec<f64>, q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let lower = rank.floor() as usize;
+    let upper = rank.ceil() as usize;
+    let (lo, hi) = (values.get(lower)?, values.get(upper)?);
+    Some(lo + (hi - lo) * (rank - lower as f64))
+}
+
+/// Per-second increase of a counter over `points`: a decrease is a counter reset (the
+/// counter restarted from 0), as in Prometheus. Divided by the time between the first and
+/// the last point (no extrapolation to the window edges).
+pub fn counter_rate(points: &[Point]) -> Option<f64> {
+    let (first, last) = (points.first()?, points.last()?);
+    let span_s = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    if points.len() < 2 || span_s <= 0.0 {
+        return None;
+    }
+    let increase: f64 = points
+        .windows(2)
+        .map(|w| {
+            if w[1].value >= w[0].value {
+                w[1].value - w[0].value
+            } else {
+                w[1].value
+            }
+        })
+        .sum();
+    Some(increase / span_s)
+}
+
+/// Converts a Rhai map to a label set. Strings are taken as they are; numbers and booleans
+/// are written out (`#{ cpu: 0 }` means `cpu="0"`); anything else is an error.
+pub(crate) fn map_to_labels(map: &Map, what: &str) -> RhaiResult<Labels> {
+    let mut labels = Labels::new();
+    for (k, v) in map {
+        let value = if let Some(s) = v.read_lock::<ImmutableString>() {
+            s.to_string()
+        } else if v.is_int() || v.is_float() || v.is_bool() {
+            v.to_string()
+        } else {
+            return Err(rt_err(format!(
+                "{what}: label `{k}` must be a string, got {}",
+                v.type_name()
+            )));
+        };
+        labels.insert(k.to_string(), value);
+    }
+    Ok(labels)
+}
+
+/// Converts a label set to a Rhai map.
+pub(crate) fn labels_to_map(labels: &Labels) -> Map {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone())))
+        .collect()
+}
+
+/// `{a="1"}` for error messages.
+fn show_labels(labels: &Labels) -> String {
+    let mut s = String::new();
+    let _ = write_labels(&mut s, labels);
+    if s.is_empty() { "{}".into() } else { s }
+}
+
+/// The error for a single-series function that matched several series.
+fn too_many(call: &str, all: &[&Labels]) -> Box<EvalAltResult> {
+    let mut shown: Vec<String> = all.iter().take(3).map(|l| show_labels(l)).collect();
+    if all.len() > 3 {
+        shown.push("...".into());
+    }
+    rt_err(format!(
+        "{call} matches {} series ({}); add labels to pick one or use series()",
+        all.len(),
+        shown.join(", ")
+    ))
+}
+
+/// `metric("x")` or `metric("x", #{..})` for messages.
+fn describe_call(func: &str, name: &str, matcher: &Labels) -> String {
+    if matcher.is_empty() {
+        format!("{func}(\"{name}\")")
+    } else {
+        format!("{func}(\"{name}\", {})", show_labels(matcher))
+    }
+}
+
+/// Reads a window argument: a duration string (`"5m"`) or a number of seconds.
+pub(crate) fn parse_window(func: &str, window: &Dynamic) -> RhaiResult<Duration> {
+    let d = if let Some(s) = window.read_lock::<ImmutableString>() {
+        humantime::parse_duration(s.trim()).map_err(|e| {
+            rt_err(format!(
+                "{func}(): window \"{}\" is not a duration ({e}); write it like \"30s\", \"5m\" or \"1h\"", s.as_str()
+            ))
+        })?
+    } else if let Ok(secs) = window.as_int() {
+        u64::try_from(secs)
+            .map(Duration::from_secs)
+            .map_err(|_| rt_err(format!("{func}(): window must not be negative, got {secs}")))?
+    } else if let Ok(secs) = window.as_float() {
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            rt_err(format!(
+                "{func}(): window must be a non-negative number of seconds, got {secs}"
+            ))
+        })?
+    } else {
+        return Err(rt_err(format!(
+            "{func}(): window must be a duration like \"5m\" or a number of seconds, got {}",
+            window.type_name()
+        )));
+    };
+    if d.is_zero() {
+        return Err(rt_err(format!("{func}(): window must be longer than 0")));
+    }
+    Ok(d)
+}
+
+/// `metric()`: the latest value of the one matching series, `()` if none.
+fn metric_value(store: &SeriesStore, name: &str, matcher: &Labels) -> RhaiResult<Dynamic> {
+    let now = current_now_ms();
+    let hits = store.latest(name, matcher, now);
+    match hits.as_slice() {
+        [] => Ok(Dynamic::UNIT),
+        [(_, p)] => Ok(Dynamic::from_float(p.value)),
+        many => Err(too_many(
+            &describe_call("metric", name, matcher),
+            &many.iter().map(|(l, _)| l).collect::<Vec<_>>(),
+        )),
+    }
+}
+
+/// `series()`: `#{ labels, value }` for the latest value of every matching series.
+fn series_values(store: &SeriesStore, name: &str, matcher: &Labels) -> Array {
+    let now = current_now_ms();
+    store
+        .latest(name, matcher, now)
+        .into_iter()
+        .map(|(labels, p)| {
+            let mut m = Map::new();
+            m.insert("labels".into(), Dynamic::from_map(labels_to_map(&labels)));
+            m.insert("value".into(), Dynamic::from_float(p.value));
+            Dynamic::from_map(m)
+        })
+        .collect()
+}
+
+/// A window aggregate over the one matching series, `()` if it has no points (or too few).
+fn window_aggregate(
+    store: &SeriesStore,
+    agg: Aggregate,
+    name: &str,
+    matcher: &Labels,
+    window: &Dynamic,
+) -> RhaiResult<Dynamic> {
+    let window = parse_window(agg.fn_name(), window)?;
+    let now: TimestampMs = current_now_ms();
+    let since = now.saturating_sub(duration_ms(window));
+    // Collect straight from the store's buffers under its read lock: no per-series copy.
+    let mut matched: Vec<Labels> = Vec::new();
+    let mut result: Option<f64> = None;
+    let mut scratch: Vec<Point> = Vec::new();
+    store.for_each_series(name, matcher, |labels, points| {
+        let start = points.partition_point(|p| p.timestamp_ms < since);
+        let end = points.partition_point(|p| p.timestamp_ms <= now);
+        if start >= end {
+            return;
+        }
+        matched.push(labels.clone());
+        if matched.len() == 1 {
+            scratch.clear();
+            scratch.extend(points.range(start..end).copied());
+            result = agg.apply(&scratch);
+        }
+    });
+    match matched.len() {
+        0 => Ok(Dynamic::UNIT),
+        1 => Ok(result.map_or(Dynamic::UNIT, Dynamic::from_float)),
+        _ => Err(too_many(
+            &describe_call(agg.fn_name(), name, matcher),
+            &matched.iter().collect::<Vec<_>>(),
+        )),
+    }
+}
+
+fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
+    let s = store.clone();
+    FuncRegistration::new("metric")
+        .with_volatility(true)
+        .register_into_engine(engine, move |name: ImmutableString| {
+            metric_value(&s, &name, &Labels::new())
+        });
+    let s = store.clone();
+    FuncRegistration::new("metric")
+        .with_volatility(true)
+        .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
+            let matcher = map_to_labels(&labels, "metric()")?;
+            metric_value(&s, &name, &matcher)
+        });
+
+    let s = store.clone();
+    FuncRegistration::new("series")
+        .with_volatility(true)
+        .register_into_engine(engine, move |name: ImmutableString| -> RhaiResult<Array> {
+            Ok(series_values(&s, &name, &Labels::new()))
+        });
+    let s = store.clone();
+    FuncRegistration::new("series")
+        .with_volatility(true)
+        .register_into_engine(
+            engine,
+            move |name: ImmutableString, labels: Map| -> RhaiResult<Array> {
+                let matcher = map_to_labels(&labels, "series()")?;
+                Ok(series_values(&s, &name, &matcher))
+            },
+        );
+
+    for agg in [
+        Aggregate::Avg,
+        Aggregate::Min,
+        Aggregate::Max,
+        Aggregate::P95,
+        Aggregate::Rate,
+    ] {
+        let s = store.clone();
+        FuncRegistration::new(agg.fn_name())
+            .with_volatility(true)
+            .register_into_engine(engine, move |name: ImmutableString, window: Dynamic| {
+                window_aggregate(&s, agg, &name, &Labels::new(), &window)
+            });
+        let s = store.clone();
+        FuncRegistration::new(agg.fn_name())
+            .with_volatility(true)
+            .register_into_engine(
+                engine,
+                move |name: ImmutableString, labels: Map, window: Dynamic| {
+                    let matcher = map_to_labels(&labels, &format!("{}()", agg.fn_name()))?;
+                    window_aggregate(&s, agg, &name, &matcher, &window)
+                },
+            );
+    }
+
+    let s = store.clone();
+    FuncRegistration::new("label_values")
+        .with_volatility(true)
+        .register_into_engine(
+            engine,
+            move |name: ImmutableString, label: ImmutableString| -> RhaiResult<Array> {
+                Ok(s.label_values(&name, &label)
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect())
+            },
+        );
+
+    FuncRegistration::new("now_ms")
+        .with_volatility(true)
+        .register_into_engine(engine, || -> RhaiResult<INT> { Ok(current_now_ms()) });
+}
+
+/// Reads an alert value: a number.
+fn alert_value(value: &Dynamic) -> RhaiResult<f64> {
+    if let Ok(f) = value.as_float() {
+        Ok(f)
+    } else if let Ok(i) = value.as_int() {
+        Ok(i as f64)
+    } else if value.is_unit() {
+        Err(rt_err(
+            "alert(): value is () (no data: the metric is absent or the window is empty)",
+        ))
+    } else {
+        Err(rt_err(format!(
+            "alert(): value must be a number, got {}",
+            value.type_name()
+        )))
+    }
+}
+
+/// Builds the alert map `#{ value, labels, summary }`.
+fn alert_map(
+    value: &Dynamic,
+    labels: Option<Map>,
+    summary: Option<ImmutableString>,
+) -> RhaiResult<Map> {
+    let mut m = Map::new();
+    m.insert("value".into(), Dynamic::from_float(alert_value(value)?));
+    if let Some(labels) = labels {
+        // Validate now, so the error points at the alert() call rather than the return.
+        map_to_labels(&labels, "alert()")?;
+        m.insert("labels".into(), Dynamic::from_map(labels));
+    }
+    if let Some(summary) = summary {
+        m.insert("summary".into(), Dynamic::from(summary));
+    }
+    Ok(m)
+}
+
+fn register_helpers(engine: &mut Engine) {
+    engine.register_fn("alert", |value: Dynamic| alert_map(&value, None, None));
+    engine.register_fn("alert", |value: Dynamic, labels: Map| {
+        alert_map(&value, Some(labels), None)
+    });
+    engine.register_fn(
+        "alert",
+        |value: Dynamic, labels: Map, summary: ImmutableString| {
+            alert_map(&value, Some(labels), Some(summary))
+        },
+    );
+}
+
+/// `()` (absent data) compares false against any number, so `if metric("x") > 90` is
+/// simply false when `x` is missing instead of a type error.
+fn register_absent_comparisons(engine: &mut Engine) {
+    for op in [">", ">=", "<", "<="] {
+        engine.register_fn(op, |_: (), _: INT| false);
+        engine.register_fn(op, |_: (), _: FLOAT| false);
+        engine.register_fn(op, |_: INT, _: ()| false);
+        engine.register_fn(op, |_: FLOAT, _: ()| false);
+        engine.register_fn(op, |_: (), _: ()| false);
+    }
+}

@@ -1,0 +1,1395 @@
+//! The in-memory series store: the hot window every rule and analyzer reads.
+//!
+//! Bounded four ways: points older than the retention are pruned, each series keeps at
+//! most `max_points_per_series` points (oldest dropped first), and new series beyond
+//! `max_series` or beyond `max_series_bytes` (what their names and labels cost in memory,
+//! [`series_cost`]) are refused and counted. Every series is accounted to the **source**
+//! that created it (a collector, an analyzer, a push listener; [`SeriesStore::source`]),
+//! and each source has its own series and byte bounds, optionally within a group's (the
+//! push listeners share one, so pushes alone cannot fill the store). A rejected sample
+//! never disturbs stored ones.
+//!
+//! Layout, chosen for ingest speed (a push of 10,000 samples must cost well under a
+//! microsecond per sample):
+//!
+//! * every series lives in a slot of one `Vec` (freed slots are reused);
+//! * a hash index (`hashbrown::HashTable` of slot numbers) finds a series from the hash of
+//!   its name and labels; equality is then checked by comparing the incoming (borrowed)
+//!   strings with the series' identity kept as one run of bytes, so a write to an existing
+//!   series neither allocates nor chases a pointer per stored string;
+//! * per metric name, a `BTreeMap` from label set to slot keeps the label order the read
+//!   API promises; it is touched only when a series is created or removed;
+//! * the series count is kept as it changes, not summed per batch.
+//!
+//! Writers that already hold a sample's parts (the ingest listeners) can pass borrowed
+//! samples ([`StoreSample`]) with a hash computed once by [`SeriesStore::series_hash`];
+//! the name and labels are copied only when the sample creates a series.
+
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::time::Duration;
+
+use hashbrown::HashTable;
+use parking_lot::RwLock;
+
+use telltale_model::{
+    Labels, MetricName, Point, Sample, SeriesKey, SeriesWindow, TimestampMs, duration_ms, short_eq,
+};
+
+/// How far back `latest` looks: a series silent for longer is treated as gone, as
+/// Prometheus does with its lookback delta.
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
+
+/// The store's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Points older than this (relative to the newest prune time) are dropped.
+    pub retention: Duration,
+    /// Points kept per series.
+    pub max_points_per_series: usize,
+    /// Series kept in all.
+    pub max_series: usize,
+    /// What all series' identities may cost in memory together ([`series_cost`]).
+    pub max_series_bytes: usize,
+    /// How old the newest point of a series may be for `latest` to return it.
+    pub lookback: Duration,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            retention: Duration::from_secs(3600),
+            max_points_per_series: 4096,
+            max_series: 100_000,
+            max_series_bytes: 256 << 20,
+            lookback: DEFAULT_LOOKBACK,
+        }
+    }
+}
+
+/// What happened to one batch of samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Stored.
+    pub accepted: usize,
+    /// Refused: they would have created a series beyond `max_series`.
+    pub dropped_series_limit: usize,
+    /// Refused: the new series would have taken the store beyond `max_series_bytes`.
+    pub dropped_bytes_limit: usize,
+    /// Refused: the new series would have taken their source (or its group) beyond its
+    /// series or byte bound.
+    pub dropped_source_limit: usize,
+    /// Refused: older than the series' newest point.
+    pub dropped_out_of_order: usize,
+}
+
+impl IngestReport {
+    fn count_refusal(&mut self, r: &Refusal) {
+        match r.bound {
+            Bound::StoreSeries => self.dropped_series_limit += 1,
+            Bound::StoreBytes => self.dropped_bytes_limit += 1,
+            Bound::SourceSeries | Bound::SourceBytes => self.dropped_source_limit += 1,
+        }
+    }
+
+    /// Samples refused for want of room (any bound), not for being out of order.
+    pub fn dropped_for_room(&self) -> usize {
+        self.dropped_series_limit + self.dropped_bytes_limit + self.dropped_source_limit
+    }
+}
+
+/// The identity of a series, readable without owning it.
+pub trait SeriesId {
+    /// The metric name.
+    fn name(&self) -> &str;
+    /// The labels as (name, value) pairs, sorted by name and without duplicate names —
+    /// exactly what iterating the equivalent [`Labels`] yields. The hash and equality of a
+    /// series are computed over this sequence; a sample that breaks this costs a second
+    /// lookup by its canonical form whenever it misses.
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone;
+
+    /// An owned copy of the identity (for messages).
+    fn to_key(&self) -> SeriesKey {
+        SeriesKey {
+            name: self.name().into(),
+            labels: self
+                .label_pairs()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// A sample the store can take by reference: identity plus one point.
+pub trait StoreSample: SeriesId {
+    /// The point to store.
+    fn point(&self) -> Point;
+
+    /// The owned name and labels, taken only when the sample creates a series. Owned
+    /// samples move theirs (the name's text stays shared with whoever else holds it);
+    /// borrowed ones copy.
+    fn into_key(self) -> (MetricName, Labels)
+    where
+        Self: Sized,
+    {
+        let key = self.to_key();
+        (key.name, key.labels)
+    }
+}
+
+impl SeriesId for SeriesKey {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl SeriesId for Sample {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl StoreSample for Sample {
+    fn point(&self) -> Point {
+        Point {
+            timestamp_ms: self.timestamp_ms,
+            value: self.value,
+        }
+    }
+    fn into_key(self) -> (MetricName, Labels) {
+        (self.name, self.labels)
+    }
+}
+
+impl<T: SeriesId + ?Sized> SeriesId for &T {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        (**self).label_pairs()
+    }
+}
+
+impl<T: StoreSample + ?Sized> StoreSample for &T {
+    fn point(&self) -> Point {
+        (**self).point()
+    }
+}
+
+/// Whether `id`'s label pairs are as [`SeriesId::label_pairs`] requires: sorted by name and
+/// unique (otherwise its hash would not match the label set it is stored under).
+fn canonical(id: &impl SeriesId) -> bool {
+    id.label_pairs()
+        .zip(id.label_pairs().skip(1))
+        .all(|(a, b)| a.0 < b.0)
+}
+
+/// One stored series.
+#[derive(Debug)]
+struct Series {
+    /// Shared with the family's key in [`Inner::families`] and with every
+    /// [`SeriesKey`] the reads hand out.
+    name: MetricName,
+    labels: Labels,
+    /// The identity as one run of bytes ([`identity_bytes`]), compared on every write.
+    /// Comparing `name` and `labels` instead chases a pointer per string and per map node:
+    /// a cache miss each once the store is larger than the cache, which dominated writes
+    /// to existing series.
+    key: Box<[u8]>,
+    /// `SeriesStore::series_hash` of the identity, kept for the index's rehashing.
+    hash: u64,
+    points: VecDeque<Point>,
+    /// The source that created it (an index into [`Inner::sources`]).
+    source: u32,
+    /// Its [`series_cost`], given back to the source when it is removed.
+    cost: usize,
+}
+
+/// What one series' identity costs the store in memory, in bytes: its name and label text
+/// twice (the `Labels` the reads share, and the identity run compared on writes), plus the
+/// bookkeeping of a series (slot, index and family entries, point buffer header) and of
+/// each label (two string headers and a map entry). An estimate, measured against the
+/// allocator on a 64-bit build, that grows with the text as the real cost does.
+pub fn series_cost(id: &impl SeriesId) -> usize {
+    const SERIES_OVERHEAD: usize = 256;
+    const LABEL_OVERHEAD: usize = 64;
+    let text = id.name().len()
+        + id.label_pairs()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    SERIES_OVERHEAD + 2 * text + LABEL_OVERHEAD * id.label_pairs().count()
+}
+
+/// One writer's series, as the store accounts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceId(u32);
+
+impl SourceId {
+    /// Writers that did not name themselves: bounded only by the store's totals.
+    pub const UNATTRIBUTED: SourceId = SourceId(0);
+}
+
+/// Bounds on one source's (or group's) series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// Series it may keep alive.
+    pub max_series: usize,
+    /// What they may cost together ([`series_cost`]).
+    pub max_bytes: usize,
+}
+
+impl SourceLimits {
+    /// No bounds beyond the store's own.
+    pub const UNBOUNDED: SourceLimits = SourceLimits {
+        max_series: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
+/// A source's bounds and what it holds now.
+#[derive(Debug, Clone)]
+struct SourceUsage {
+    name: String,
+    limits: SourceLimits,
+    /// The group whose bounds also apply (the push listeners share one).
+    group: Option<u32>,
+    series: usize,
+    bytes: usize,
+}
+
+/// Why new series were refused (all of a request's, or one sample's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Which bound.
+    pub bound: Bound,
+    /// The source (or group) whose bound it is; empty for the store's.
+    pub source: String,
+    /// What it holds now.
+    pub have: usize,
+    /// Its bound.
+    pub max: usize,
+    /// What the refused write would have added.
+    pub adding: usize,
+    /// The first series the refused write would have created, when known.
+    pub first_new: Option<SeriesKey>,
+}
+
+/// The bound a [`Refusal`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The store's `max_series`.
+    StoreSeries,
+    /// The store's `max_series_bytes`.
+    StoreBytes,
+    /// A source's or group's series bound.
+    SourceSeries,
+    /// A source's or group's byte bound.
+    SourceBytes,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (unit, whose) = match self.bound {
+            Bound::StoreSeries => ("series", "the store".to_string()),
+            Bound::StoreBytes => ("bytes of series", "the store".to_string()),
+            Bound::SourceSeries => ("series", format!("source `{}`", self.source)),
+            Bound::SourceBytes => ("bytes of series", format!("source `{}`", self.source)),
+        };
+        write!(
+            f,
+            "{whose} holds {} {unit} of at most {}; this would add {}",
+            self.have, self.max, self.adding
+        )?;
+        match &self.first_new {
+            Some(key) => write!(f, " (first new series: {key})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Ends each part of [`identity_bytes`]: 0xFF never occurs in UTF-8, so no name or label
+/// can contain it and the encoding is unambiguous.
+const PART_END: u8 = 0xFF;
+
+/// The name, then each label's name and value, each followed by [`PART_END`].
+fn identity_bytes(name: &str, labels: &Labels) -> Box<[u8]> {
+    let len = name.len()
+        + 1
+        + labels
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
+    let mut key = Vec::with_capacity(len);
+    let mut push = |part: &str| {
+        key.extend_from_slice(part.as_bytes());
+        key.push(PART_END);
+    };
+    push(name);
+    for (k, v) in labels.iter() {
+        push(k);
+        push(v);
+    }
+    key.into_boxed_slice()
+}
+
+impl Series {
+    fn is(&self, hash: u64, id: &impl SeriesId) -> bool {
+        if self.hash != hash {
+            return false;
+        }
+        let mut rest: &[u8] = &self.key;
+        let mut take = |part: &str| match rest.split_at_checked(part.len()) {
+            Some((head, [PART_END, tail @ ..])) if short_eq(head, part.as_bytes()) => {
+                rest = tail;
+                true
+            }
+            _ => false,
+        };
+        take(id.name()) && id.label_pairs().all(|(k, v)| take(k) && take(v)) && rest.is_empty()
+    }
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+struct Inner {
+    /// Series by slot number; `None` is a free slot (listed in `free`).
+    slots: Vec<Option<Series>>,
+    free: Vec<usize>,
+    /// Slot numbers, hashed by their series' hash.
+    index: HashTable<usize>,
+    /// Metric name → label set → slot, for ordered reads.
+    /// The key is the one [`MetricName`] every series of the family shares.
+    families: HashMap<MetricName, BTreeMap<Labels, usize>>,
+    /// Live series.
+    len: usize,
+    /// What all live series cost ([`series_cost`]).
+    bytes: usize,
+    /// Sources by [`SourceId`]; index 0 is [`SourceId::UNATTRIBUTED`].
+    sources: Vec<SourceUsage>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            families: HashMap::new(),
+            len: 0,
+            bytes: 0,
+            sources: vec![SourceUsage {
+                name: "unattributed".to_string(),
+                limits: SourceLimits::UNBOUNDED,
+                group: None,
+                series: 0,
+                bytes: 0,
+            }],
+        }
+    }
+}
+
+impl Inner {
+    /// Whether `series` new series costing `bytes` may be created for `source`.
+    fn admit(
+        &self,
+        limits: &StoreLimits,
+        source: u32,
+        series: usize,
+        bytes: usize,
+    ) -> Result<(), Refusal> {
+        if series == 0 {
+            return Ok(());
+        }
+        let mut next = Some(source);
+        while let Some(i) = next {
+            let Some(u) = self.sources.get(i as usize) else {
+                break;
+            };
+            let over = |have: usize, max: usize, adding: usize, bound| {
+                (have.saturating_add(adding) > max).then(|| Refusal {
+                    bound,
+                    source: u.name.clone(),
+                    have,
+                    max,
+                    adding,
+                    first_new: None,
+                })
+            };
+            if let Some(r) = over(u.series, u.limits.max_series, series, Bound::SourceSeries)
+                .or_else(|| over(u.bytes, u.limits.max_bytes, bytes, Bound::SourceBytes))
+            {
+                return Err(r);
+            }
+            next = u.group;
+        }
+        let over = |have: usize, max: usize, adding: usize, bound| {
+            (have.saturating_add(adding) > max).then_some(Refusal {
+                bound,
+                source: String::new(),
+                have,
+                max,
+                adding,
+                first_new: None,
+            })
+        };
+        match over(self.len, limits.max_series, series, Bound::StoreSeries).or_else(|| {
+            over(
+                self.bytes,
+                limits.max_series_bytes,
+                bytes,
+                Bound::StoreBytes,
+            )
+        }) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds `sign`·(1 series, `cost` bytes) to `source`, its group and the totals.
+    fn account(&mut self, source: u32, cost: usize, add: bool) {
+        let apply = |n: &mut usize, d: usize| {
+            *n = if add { *n + d } else { n.saturating_sub(d) };
+        };
+        apply(&mut self.len, 1);
+        apply(&mut self.bytes, cost);
+        let mut next = Some(source);
+        while let Some(i) = next {
+            let Some(u) = self.sources.get_mut(i as usize) else {
+                break;
+            };
+            apply(&mut u.series, 1);
+            apply(&mut u.bytes, cost);
+            next = u.group;
+        }
+    }
+
+    fn find(&self, hash: u64, id: &impl SeriesId) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&i| {
+                slots
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.is(hash, id))
+            })
+            .copied()
+    }
+
+    fn create(
+        &mut self,
+        hash: u64,
+        name: MetricName,
+        labels: Labels,
+        source: u32,
+        cost: usize,
+    ) -> usize {
+        let slot = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        // One ordered insert with the slot number known (a label-set comparison per tree
+        // level). Name and label set are shared, not copied: a new family keeps the
+        // sample's name, and a series of a known family takes the family's, so all of a
+        // family's series hold one allocation whatever their samples arrived with.
+        let name = match self.families.entry(name) {
+            Entry::Occupied(family) => {
+                let name = family.key().clone();
+                family.into_mut().insert(labels.clone(), slot);
+                name
+            }
+            Entry::Vacant(family) => {
+                let name = family.key().clone();
+                family.insert(BTreeMap::from([(labels.clone(), slot)]));
+                name
+            }
+        };
+        self.slots[slot] = Some(Series {
+            key: identity_bytes(&name, &labels),
+            name,
+            labels,
+            hash,
+            points: VecDeque::new(),
+            source,
+            cost,
+        });
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&i| {
+            slots.get(i).and_then(Option::as_ref).map_or(0, |s| s.hash)
+        });
+        self.account(source, cost, true);
+        slot
+    }
+
+    fn remove_slot(&mut self, slot: usize) -> bool {
+        let Some(series) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return false;
+        };
+        if let Ok(entry) = self.index.find_entry(series.hash, |&i| i == slot) {
+            entry.remove();
+        }
+        if let Some(family) = self.families.get_mut(&series.name) {
+            family.remove(&series.labels);
+            if family.is_empty() {
+                self.families.remove(&series.name);
+            }
+        }
+        self.free.push(slot);
+        self.account(series.source, series.cost, false);
+        true
+    }
+}
+
+/// Thread-safe in-memory store of recent samples.
+#[derive(Debug)]
+pub struct SeriesStore {
+    inner: RwLock<Inner>,
+    /// Keyed randomly per store, so label values sent over the network cannot be chosen to
+    /// collide in the index.
+    hasher: RandomState,
+    limits: StoreLimits,
+}
+
+impl SeriesStore {
+    /// An empty store with these bounds.
+    pub fn new(limits: StoreLimits) -> SeriesStore {
+        SeriesStore {
+            inner: RwLock::new(Inner::default()),
+            hasher: RandomState::new(),
+            limits,
+        }
+    }
+
+    /// The store's bounds.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// The hash this store files a series under ([`SeriesStore::ingest_hashed`] needs it).
+    /// Stable for the store's lifetime; differs between stores.
+    pub fn series_hash(&self, id: &impl SeriesId) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        id.name().hash(&mut h);
+        for (k, v) in id.label_pairs() {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// [`series_hash`](SeriesStore::series_hash) together with a second 64-bit value from
+    /// the same pass (the hasher's state continued by one more byte). The pair is a 128-bit
+    /// fingerprint of the identity: two different series share it with a probability near
+    /// 2^-128, and as the key is random per store a sender cannot aim for a collision.
+    pub fn series_fingerprint(&self, id: &impl SeriesId) -> (u64, u64) {
+        let mut h = self.hasher.build_hasher();
+        id.name().hash(&mut h);
+        for (k, v) in id.label_pairs() {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+        let first = h.finish();
+        h.write_u8(0x80);
+        (first, h.finish())
+    }
+
+    /// Stores a batch. A sample with the same timestamp as its series' newest point
+    /// replaces it; an older one is dropped.
+    pub fn ingest(&self, samples: impl IntoIterator<Item = Sample>) -> IngestReport {
+        // Hash before taking the lock: writers on other threads are not held up by it.
+        let batch: Vec<(u64, Sample)> = samples
+            .into_iter()
+            .map(|s| (self.series_hash(&s), s))
+            .collect();
+        self.ingest_hashed(batch)
+    }
+
+    /// Stores a batch of (hash, sample) pairs, under one lock acquisition, as
+    /// [`SeriesStore::ingest`] does. Each hash must be this store's
+    /// [`series_hash`](SeriesStore::series_hash) of its sample.
+    pub fn ingest_hashed<S: StoreSample>(
+        &self,
+        batch: impl IntoIterator<Item = (u64, S)>,
+    ) -> IngestReport {
+        self.ingest_hashed_from(SourceId::UNATTRIBUTED, batch)
+    }
+
+    /// [`SeriesStore::ingest`] for `source`: new series count against its bounds.
+    pub fn ingest_from(
+        &self,
+        source: SourceId,
+        samples: impl IntoIterator<Item = Sample>,
+    ) -> IngestReport {
+        let batch: Vec<(u64, Sample)> = samples
+            .into_iter()
+            .map(|s| (self.series_hash(&s), s))
+            .collect();
+        self.ingest_hashed_from(source, batch)
+    }
+
+    /// [`SeriesStore::ingest_hashed`] for `source`. Samples that would create a series
+    /// beyond a bound are refused one by one and counted; the others are stored.
+    pub fn ingest_hashed_from<S: StoreSample>(
+        &self,
+        source: SourceId,
+        batch: impl IntoIterator<Item = (u64, S)>,
+    ) -> IngestReport {
+        let mut inner = self.inner.write();
+        self.write_batch(&mut inner, source, batch)
+    }
+
+    /// The write of [`SeriesStore::ingest_hashed_from`], under a lock the caller holds.
+    fn write_batch<S: StoreSample>(
+        &self,
+        inner: &mut Inner,
+        source: SourceId,
+        batch: impl IntoIterator<Item = (u64, S)>,
+    ) -> IngestReport {
+        let mut report = IngestReport::default();
+        'samples: for (hash, sample) in batch {
+            debug_assert_eq!(hash, self.series_hash(&sample), "hash from another store");
+            let point = sample.point();
+            let slot = 'slot: {
+                if let Some(slot) = inner.find(hash, &sample) {
+                    break 'slot slot;
+                }
+                let (hash, name, labels, cost) = if canonical(&sample) {
+                    let cost = series_cost(&sample);
+                    if let Err(r) = inner.admit(&self.limits, source.0, 1, cost) {
+                        report.count_refusal(&r);
+                        continue 'samples;
+                    }
+                    let (name, labels) = sample.into_key();
+                    (hash, name, labels, cost)
+                } else {
+                    // A writer broke the sorted-and-unique contract: its hash is not the
+                    // one of the label set the series would be stored under, so the series
+                    // would be unreachable and every later write would add another. Look
+                    // it up again by its canonical form (rare: only on a miss).
+                    let (name, labels) = sample.into_key();
+                    let key = SeriesKey { name, labels };
+                    let hash = self.series_hash(&key);
+                    if let Some(slot) = inner.find(hash, &key) {
+                        break 'slot slot;
+                    }
+                    let cost = series_cost(&key);
+                    if let Err(r) = inner.admit(&self.limits, source.0, 1, cost) {
+                        report.count_refusal(&r);
+                        continue 'samples;
+                    }
+                    (hash, key.name, key.labels, cost)
+                };
+                inner.create(hash, name, labels, source.0, cost)
+            };
+            let Some(series) = inner.slots.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let points = &mut series.points;
+            match points.back_mut() {
+                Some(last) if last.timestamp_ms == point.timestamp_ms => *last = point,
+                Some(last) if last.timestamp_ms > point.timestamp_ms => {
+                    report.dropped_out_of_order += 1;
+                    continue;
+                }
+                _ => {
+                    if points.len() >= self.limits.max_points_per_series {
+                        points.pop_front();
+                    }
+                    points.push_back(point);
+                }
+            }
+            report.accepted += 1;
+        }
+        report
+    }
+
+    /// Stores every sample of a request for `source`, or none: if the series it would
+    /// create do not fit the source's, its group's or the store's bounds, nothing is
+    /// stored and the refusal says which bound. `hashes[i]` is the
+    /// [`series_hash`](SeriesStore::series_hash) of `samples[i]`.
+    pub fn try_ingest_hashed_from<S: StoreSample>(
+        &self,
+        source: SourceId,
+        hashes: &[u64],
+        samples: &[S],
+    ) -> Result<IngestReport, Refusal> {
+        self.replace_hashed_from::<SeriesKey, _, _>(source, Vec::new(), || {
+            hashes.iter().copied().zip(samples)
+        })
+    }
+
+    /// Removes the series `remove` names, then stores every sample `add` yields for
+    /// `source`, or does nothing at all: the series the write would create, less those it
+    /// removes, must fit the source's, its group's and the store's bounds. Check, removal
+    /// and write happen under one lock, so no other writer can take the room between them
+    /// (a Pushgateway push replacing a group's series). `add` is called twice (check, then
+    /// write) and must yield the same samples both times, hashed as for
+    /// [`SeriesStore::ingest_hashed`]; `remove` and `add` must not name the same series.
+    pub fn replace_hashed_from<K: SeriesId, S: StoreSample, I: Iterator<Item = (u64, S)>>(
+        &self,
+        source: SourceId,
+        remove: Vec<(u64, K)>,
+        add: impl Fn() -> I,
+    ) -> Result<IngestReport, Refusal> {
+        let mut inner = self.inner.write();
+        // New series, found by their hash; one named many times is created once. Sorted
+        // and deduplicated at the end: a request may carry hundreds of thousands.
+        let mut new: Vec<(u64, usize)> = Vec::new();
+        let mut first_new = None;
+        for (hash, sample) in add() {
+            if inner.find(hash, &sample).is_some() {
+                continue;
+            }
+            first_new.get_or_insert_with(|| sample.to_key());
+            new.push((hash, series_cost(&sample)));
+        }
+        new.sort_unstable_by_key(|&(hash, _)| hash);
+        new.dedup_by_key(|&mut (hash, _)| hash);
+        let bytes: usize = new.iter().map(|&(_, cost)| cost).sum();
+        let removed: Vec<usize> = remove
+            .iter()
+            .filter_map(|(hash, key)| inner.find(*hash, key))
+            .collect();
+        let freed: usize = removed
+            .iter()
+            .filter_map(|&slot| inner.slots.get(slot).and_then(Option::as_ref))
+            .map(|series| series.cost)
+            .sum();
+        inner
+            .admit(
+                &self.limits,
+                source.0,
+                new.len().saturating_sub(removed.len()),
+                bytes.saturating_sub(freed),
+            )
+            .map_err(|r| Refusal { first_new, ..r })?;
+        for slot in removed {
+            inner.remove_slot(slot);
+        }
+        Ok(self.write_batch(&mut inner, source, add()))
+    }
+
+    /// The source named `name` (created on first use), with these bounds from now on.
+    /// `group`'s bounds apply to it as well. Naming the same source again (a reloaded
+    /// plugin) gives the same id, so its series stay accounted to it.
+    pub fn source(&self, name: &str, limits: SourceLimits, group: Option<SourceId>) -> SourceId {
+        let mut inner = self.inner.write();
+        let group = group.map(|g| g.0);
+        if let Some(i) = inner.sources.iter().position(|u| u.name == name) {
+            let u = &mut inner.sources[i];
+            u.limits = limits;
+            u.group = group;
+            return SourceId(i as u32);
+        }
+        inner.sources.push(SourceUsage {
+            name: name.to_string(),
+            limits,
+            group,
+            series: 0,
+            bytes: 0,
+        });
+        SourceId((inner.sources.len() - 1) as u32)
+    }
+
+    /// The series a source holds and what they cost.
+    pub fn source_usage(&self, source: SourceId) -> (usize, usize) {
+        let inner = self.inner.read();
+        inner
+            .sources
+            .get(source.0 as usize)
+            .map_or((0, 0), |u| (u.series, u.bytes))
+    }
+
+    /// What all series' identities cost ([`series_cost`]).
+    pub fn series_bytes(&self) -> usize {
+        self.inner.read().bytes
+    }
+
+    /// Removes these series with all their points (a pushed group deleted or expired);
+    /// returns how many existed.
+    pub fn remove_series(&self, keys: &[SeriesKey]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        self.remove_hashed(keys.iter().map(|k| (self.series_hash(k), k)))
+    }
+
+    /// Removes series given as (hash, identity) pairs, hashes as for
+    /// [`SeriesStore::ingest_hashed`]; returns how many existed.
+    pub fn remove_hashed<K: SeriesId>(&self, keys: impl IntoIterator<Item = (u64, K)>) -> usize {
+        let mut inner = self.inner.write();
+        let mut removed = 0;
+        for (hash, key) in keys {
+            if let Some(slot) = inner.find(hash, &key) {
+                removed += usize::from(inner.remove_slot(slot));
+            }
+        }
+        removed
+    }
+
+    /// Drops points older than the retention and series left empty.
+    pub fn prune(&self, now_ms: TimestampMs) {
+        let cutoff = now_ms.saturating_sub(duration_ms(self.limits.retention));
+        let mut inner = self.inner.write();
+        let mut emptied = Vec::new();
+        for (slot, series) in inner.slots.iter_mut().enumerate() {
+            let Some(series) = series else { continue };
+            let points = &mut series.points;
+            while points.front().is_some_and(|p| p.timestamp_ms < cutoff) {
+                points.pop_front();
+            }
+            if points.is_empty() {
+                emptied.push(slot);
+            }
+        }
+        for slot in emptied {
+            inner.remove_slot(slot);
+        }
+    }
+
+    /// Calls `f` with every series of `name` whose labels include `matcher`, in label
+    /// order. The store is read-locked meanwhile: keep `f` short.
+    pub fn for_each_series(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        mut f: impl FnMut(&Labels, &VecDeque<Point>),
+    ) {
+        self.for_each_in_family(name, matcher, |_, labels, points| f(labels, points));
+    }
+
+    /// [`for_each_series`](SeriesStore::for_each_series), also passing the stored name,
+    /// so that what a read hands out shares it instead of copying `name`.
+    fn for_each_in_family(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        mut f: impl FnMut(&MetricName, &Labels, &VecDeque<Point>),
+    ) {
+        let inner = self.inner.read();
+        let Some((name, family)) = inner.families.get_key_value(name) else {
+            return;
+        };
+        for (labels, &slot) in family {
+            if matcher
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
+                && let Some(series) = inner.slots.get(slot).and_then(Option::as_ref)
+            {
+                f(name, labels, &series.points);
+            }
+        }
+    }
+
+    /// The newest point of each selected series that is not older than the lookback.
+    pub fn latest(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        now_ms: TimestampMs,
+    ) -> Vec<(Labels, Point)> {
+        let oldest = now_ms.saturating_sub(duration_ms(self.limits.lookback));
+        let mut out = Vec::new();
+        self.for_each_series(name, matcher, |labels, points| {
+            if let Some(p) = points.back().filter(|p| p.timestamp_ms >= oldest) {
+                out.push((labels.clone(), *p));
+            }
+        });
+        out
+    }
+
+    /// The points since `since_ms` (inclusive) of each selected series that has any.
+    pub fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow> {
+        let mut out = Vec::new();
+        self.for_each_in_family(name, matcher, |name, labels, points| {
+            let start = points.partition_point(|p| p.timestamp_ms < since_ms);
+            if start < points.len() {
+                out.push(SeriesWindow {
+                    key: SeriesKey {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    },
+                    points: points.range(start..).copied().collect(),
+                });
+            }
+        });
+        out
+    }
+
+    /// The distinct values of `label` across the series of `name`, sorted.
+    pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = Vec::new();
+        self.for_each_series(name, &Labels::new(), |labels, _| {
+            if let Some(v) = labels.get(label) {
+                values.push(v.clone());
+            }
+        });
+        values.sort();
+        values.dedup();
+        values
+    }
+
+    /// How many series are stored.
+    pub fn series_count(&self) -> usize {
+        self.inner.read().len
+    }
+
+    /// Every stored metric name, sorted (shared with the store, not copied).
+    pub fn metric_names(&self) -> Vec<MetricName> {
+        let mut names: Vec<MetricName> = self.inner.read().families.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64, ts: i64) -> Sample {
+        Sample::new(name, labels, value, ts)
+    }
+
+    #[test]
+    fn keeps_bounds_and_order() {
+        let store = SeriesStore::new(StoreLimits {
+            retention: Duration::from_secs(10),
+            max_points_per_series: 3,
+            max_series: 2,
+            lookback: Duration::from_secs(5),
+            ..StoreLimits::default()
+        });
+        let r = store.ingest((0..5).map(|i| sample("a", &[], i as f64, 1000 * i)));
+        assert_eq!(r.accepted, 5);
+        let w = store.window("a", &Labels::new(), 0);
+        assert_eq!(w[0].points.len(), 3, "oldest points dropped first");
+        assert_eq!(w[0].points[0].value, 2.0);
+
+        let r = store.ingest([sample("a", &[], 9.0, 0)]);
+        assert_eq!(r.dropped_out_of_order, 1);
+        let r = store.ingest([sample("a", &[], 9.0, 4000)]);
+        assert_eq!(r.accepted, 1, "same timestamp replaces");
+        assert_eq!(store.latest("a", &Labels::new(), 4000)[0].1.value, 9.0);
+
+        store.ingest([sample("b", &[("x", "1")], 1.0, 4000)]);
+        let r = store.ingest([sample("b", &[("x", "2")], 1.0, 4000)]);
+        assert_eq!(r.dropped_series_limit, 1);
+        assert_eq!(store.series_count(), 2);
+
+        assert!(
+            store.latest("a", &Labels::new(), 20_000).is_empty(),
+            "stale beyond lookback"
+        );
+        store.prune(20_000);
+        assert_eq!(store.series_count(), 0);
+    }
+
+    #[test]
+    fn unsorted_labels_still_find_their_one_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let write =
+            |sample: Borrowed<'_>| store.ingest_hashed([(store.series_hash(&sample), sample)]);
+        assert_eq!(
+            write(Borrowed("m", &[("b", "2"), ("a", "1")], 1.0, 1)).accepted,
+            1
+        );
+        assert_eq!(
+            write(Borrowed("m", &[("b", "2"), ("a", "1")], 1.0, 2)).accepted,
+            1
+        );
+        assert_eq!(
+            write(Borrowed("m", &[("a", "1"), ("b", "2")], 1.0, 3)).accepted,
+            1
+        );
+        assert_eq!(store.series_count(), 1, "one series, whatever the order");
+        let w = store.window("m", &Labels::new(), 0);
+        assert_eq!(w[0].points.len(), 3);
+    }
+
+    #[test]
+    fn identity_check_tells_apart_what_concatenation_would_not() {
+        let key = |name: &str, labels: &[(&str, &str)]| SeriesKey {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let stored = key("ab", &[("c", "d")]);
+        let series = Series {
+            key: identity_bytes(&stored.name, &stored.labels),
+            name: stored.name.clone(),
+            labels: stored.labels.clone(),
+            hash: 7,
+            points: VecDeque::new(),
+            source: 0,
+            cost: 0,
+        };
+        // The hash is forced equal: only the byte comparison decides.
+        assert!(series.is(7, &stored));
+        assert!(!series.is(8, &stored), "another hash is another series");
+        for other in [
+            key("a", &[("bc", "d")]),
+            key("abc", &[("", "d")]),
+            key("ab", &[("cd", "")]),
+            key("ab", &[("c", "d"), ("e", "f")]),
+            key("ab", &[]),
+            key("ab", &[("c", "dd")]),
+            key("ab", &[("c", "")]),
+        ] {
+            assert!(!series.is(7, &other), "{other} is not {stored}");
+        }
+    }
+
+    #[test]
+    fn matches_label_subsets() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([
+            sample("disk", &[("mount", "/"), ("fs", "ext4")], 1.0, 1),
+            sample("disk", &[("mount", "/boot"), ("fs", "vfat")], 2.0, 1),
+        ]);
+        let m: Labels = [("fs".to_string(), "vfat".to_string())].into();
+        let hits = store.latest("disk", &m, 1);
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].1.value, 2.0);
+        assert_eq!(store.label_values("disk", "mount"), vec!["/", "/boot"]);
+    }
+
+    #[test]
+    fn a_family_shares_one_name_with_what_reads_hand_out() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let first = sample("shared", &[("x", "1")], 1.0, 1);
+        let name = first.name.clone();
+        // The second series arrives with its own allocation of the same text.
+        let second = sample("shared", &[("x", "2")], 2.0, 1);
+        assert!(!second.name.ptr_eq(&name));
+        store.ingest([first, second]);
+        let windows = store.window("shared", &Labels::new(), 0);
+        assert_eq!(windows.len(), 2);
+        for w in &windows {
+            assert!(
+                w.key.name.ptr_eq(&name),
+                "{} holds the family's name",
+                w.key
+            );
+        }
+        assert!(store.metric_names()[0].ptr_eq(&name));
+    }
+
+    #[test]
+    fn removes_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([
+            sample("pushed", &[("job", "a")], 1.0, 1),
+            sample("pushed", &[("job", "b")], 2.0, 1),
+        ]);
+        let gone = SeriesKey {
+            name: "pushed".into(),
+            labels: [("job".to_string(), "a".to_string())].into(),
+        };
+        assert_eq!(store.remove_series(std::slice::from_ref(&gone)), 1);
+        assert_eq!(store.remove_series(&[gone]), 0, "already gone");
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.label_values("pushed", "job"), vec!["b"]);
+    }
+
+    /// A borrowed sample, as the ingest listeners pass them; its label pairs come in the
+    /// order given (maybe unsorted).
+    struct Borrowed<'a>(&'a str, &'a [(&'a str, &'a str)], f64, i64);
+
+    impl SeriesId for Borrowed<'_> {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+            self.1.iter().copied()
+        }
+    }
+
+    impl StoreSample for Borrowed<'_> {
+        fn point(&self) -> Point {
+            Point {
+                timestamp_ms: self.3,
+                value: self.2,
+            }
+        }
+    }
+
+    #[test]
+    fn series_limit_counts_live_series_and_frees_slots() {
+        let store = SeriesStore::new(StoreLimits {
+            max_series: 3,
+            ..StoreLimits::default()
+        });
+        let r = store.ingest((0..5).map(|i| sample("m", &[("i", &i.to_string())], 1.0, 1)));
+        assert_eq!((r.accepted, r.dropped_series_limit), (3, 2));
+        assert_eq!(store.series_count(), 3);
+        // Existing series still take points when the store is full.
+        let r = store.ingest([sample("m", &[("i", "0")], 2.0, 2)]);
+        assert_eq!((r.accepted, r.dropped_series_limit), (1, 0));
+        let r = store.ingest([sample("other", &[], 1.0, 2)]);
+        assert_eq!(r.dropped_series_limit, 1);
+        assert_eq!(
+            store.metric_names(),
+            vec!["m"],
+            "a refused series leaves no family"
+        );
+
+        let gone = SeriesKey {
+            name: "m".into(),
+            labels: [("i".to_string(), "1".to_string())].into(),
+        };
+        assert_eq!(store.remove_series(&[gone]), 1);
+        assert_eq!(store.series_count(), 2);
+        // The freed slot takes a new series; the others are untouched.
+        let r = store.ingest([sample("other", &[], 7.0, 3)]);
+        assert_eq!(r.accepted, 1);
+        assert_eq!(store.series_count(), 3);
+        assert_eq!(
+            store.inner.read().slots.len(),
+            3,
+            "no slot beyond the three"
+        );
+        assert_eq!(store.latest("other", &Labels::new(), 3)[0].1.value, 7.0);
+        assert_eq!(store.label_values("m", "i"), vec!["0", "2"]);
+        assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 2);
+    }
+
+    #[test]
+    fn prune_removes_emptied_series_from_index_and_families() {
+        let store = SeriesStore::new(StoreLimits {
+            retention: Duration::from_secs(10),
+            max_series: 2,
+            ..StoreLimits::default()
+        });
+        store.ingest([
+            sample("old", &[("a", "1")], 1.0, 1_000),
+            sample("new", &[("a", "1")], 1.0, 15_000),
+        ]);
+        store.prune(20_000);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.metric_names(), vec!["new"]);
+        assert!(store.window("old", &Labels::new(), 0).is_empty());
+        // The pruned series can come back (and counts against the limit again).
+        let r = store.ingest([
+            sample("old", &[("a", "1")], 2.0, 21_000),
+            sample("third", &[], 1.0, 21_000),
+        ]);
+        assert_eq!((r.accepted, r.dropped_series_limit), (1, 1));
+        assert_eq!(store.latest("old", &Labels::new(), 21_000)[0].1.value, 2.0);
+    }
+
+    #[test]
+    fn borrowed_and_owned_samples_find_the_same_series() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([sample("cpu", &[("core", "0"), ("host", "a")], 1.0, 1)]);
+        let b = Borrowed("cpu", &[("core", "0"), ("host", "a")], 2.0, 2);
+        let r = store.ingest_hashed([(store.series_hash(&b), &b)]);
+        assert_eq!(r.accepted, 1);
+        assert_eq!(store.series_count(), 1, "same identity, same series");
+        // Same labels under another name, and a subset of the labels, are other series.
+        let c = Borrowed("cpu2", &[("core", "0"), ("host", "a")], 1.0, 2);
+        let d = Borrowed("cpu", &[("core", "0")], 1.0, 2);
+        store.ingest_hashed([(store.series_hash(&c), &c), (store.series_hash(&d), &d)]);
+        assert_eq!(store.series_count(), 3);
+        let w = store.window("cpu", &Labels::new(), 0);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].points.len(), 1, "{{core=0}} sorts first");
+        assert_eq!(w[1].points.len(), 2, "two writes, one series");
+        assert_eq!(
+            store.remove_hashed([(store.series_hash(&b), &b)]),
+            1,
+            "removable by a borrowed key"
+        );
+        assert_eq!(store.series_count(), 2);
+    }
+
+    #[test]
+    fn fingerprint_extends_the_index_hash() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let a = Borrowed("m", &[("k", "v")], 1.0, 1);
+        let b = Borrowed("m", &[("k", "w")], 1.0, 1);
+        let (ha, ca) = store.series_fingerprint(&a);
+        assert_eq!(ha, store.series_hash(&a), "first half is the index hash");
+        assert_ne!(ha, ca);
+        assert_eq!(store.series_fingerprint(&a), (ha, ca), "stable");
+        assert_ne!(store.series_fingerprint(&b), (ha, ca));
+    }
+
+    #[test]
+    fn many_series_read_back_in_label_order() {
+        let store = SeriesStore::new(StoreLimits::default());
+        // Written in reverse; reads must come back sorted by labels.
+        store.ingest(
+            (0..2000)
+                .rev()
+                .map(|i| sample("m", &[("k", &format!("{i:05}"))], i as f64, 1)),
+        );
+        store.ingest((0..2000).map(|i| sample("m", &[("k", &format!("{i:05}"))], i as f64, 2)));
+        assert_eq!(store.series_count(), 2000);
+        let mut seen = Vec::new();
+        store.for_each_series("m", &Labels::new(), |labels, points| {
+            assert_eq!(points.len(), 2);
+            seen.push(labels["k"].clone());
+        });
+        let mut sorted = seen.clone();
+        sorted.sort();
+        assert_eq!(seen, sorted);
+        assert_eq!(seen.len(), 2000);
+    }
+
+    #[test]
+    fn label_bytes_are_bounded_in_total_and_per_source() {
+        // 64 labels of 1 KiB: the sample the hardening review used to grow the engine.
+        let big = |i: usize| {
+            let value = format!("{i:01024}");
+            let names: Vec<String> = (0..64).map(|l| format!("l{l:02}")).collect();
+            let labels: Vec<(&str, &str)> =
+                names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+            Sample::new("big", &labels, 1.0, 1000)
+        };
+        let one = series_cost(&big(0));
+        assert!(one > 2 * 64 * 1024, "{one}");
+
+        // The store's byte bound: 10 such series fit, the 11th does not.
+        let store = SeriesStore::new(StoreLimits {
+            max_series_bytes: 10 * one,
+            ..StoreLimits::default()
+        });
+        let r = store.ingest((0..11).map(big));
+        assert_eq!(r.accepted, 10);
+        assert_eq!(r.dropped_bytes_limit, 1);
+        assert_eq!(store.series_bytes(), 10 * one);
+        // Small series of others still fit while there is room, and removal gives it back.
+        store.prune(1000 + 3_600_001);
+        assert_eq!(store.series_bytes(), 0);
+
+        // A source's bounds, inside a group's, inside the store's.
+        let store = SeriesStore::new(StoreLimits::default());
+        let group = store.source(
+            "push",
+            SourceLimits {
+                max_series: 3,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let a = store.source(
+            "push:a",
+            SourceLimits {
+                max_series: usize::MAX,
+                max_bytes: 2 * one,
+            },
+            Some(group),
+        );
+        let b = store.source("push:b", SourceLimits::UNBOUNDED, Some(group));
+        let r = store.ingest_from(a, (0..3).map(big));
+        assert_eq!((r.accepted, r.dropped_source_limit), (2, 1));
+        assert_eq!(store.source_usage(a), (2, 2 * one));
+        // b is bounded by what a left of the group.
+        let r = store.ingest_from(
+            b,
+            [
+                sample("x", &[("i", "1")], 1.0, 1),
+                sample("x", &[("i", "2")], 1.0, 1),
+            ],
+        );
+        assert_eq!((r.accepted, r.dropped_source_limit), (1, 1));
+        // An unattributed writer (the engine's own metrics) is bounded only by the store.
+        let r = store.ingest((0..5).map(|i| sample("own", &[("i", &i.to_string())], 1.0, 1)));
+        assert_eq!(r.accepted, 5);
+        // Registering again by name keeps the id and the usage.
+        assert_eq!(
+            store.source("push:a", SourceLimits::UNBOUNDED, Some(group)),
+            a
+        );
+        assert_eq!(store.source_usage(a).0, 2);
+        assert_eq!(store.source_usage(group).0, 3);
+        // Removal gives the room back to the source and its group.
+        let removed = store.remove_series(&[big(0).to_key()]);
+        assert_eq!(removed, 1);
+        assert_eq!(store.source_usage(a), (1, one));
+        assert_eq!(store.source_usage(group).0, 2);
+    }
+
+    #[test]
+    fn a_request_is_stored_whole_or_not_at_all() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let src = store.source(
+            "push:json",
+            SourceLimits {
+                max_series: 3,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let batch = |ids: &[u32]| -> Vec<Sample> {
+            ids.iter()
+                .map(|i| sample("m", &[("i", &i.to_string())], 1.0, 1))
+                .collect()
+        };
+        let write = |samples: Vec<Sample>| {
+            let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
+            store.try_ingest_hashed_from(src, &hashes, &samples)
+        };
+        // Two new series, one named twice: three samples, two series.
+        assert_eq!(write(batch(&[1, 2, 2])).unwrap().accepted, 3);
+        // Two more would make four: refused whole, nothing stored.
+        let refusal = write(batch(&[1, 3, 4])).unwrap_err();
+        assert_eq!(refusal.bound, Bound::SourceSeries);
+        assert_eq!(
+            refusal.to_string(),
+            "source `push:json` holds 2 series of at most 3; this would add 2 (first new \
+             series: m{i=\"3\"})"
+        );
+        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.window("m", &Labels::new(), 0)[0].points.len(), 1);
+        // Existing series cost nothing.
+        assert_eq!(write(batch(&[1, 2, 3])).unwrap().accepted, 3);
+    }
+
+    #[test]
+    fn a_replacement_is_credited_with_what_it_removes_and_refused_whole() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let src = store.source(
+            "ingest:pushgateway",
+            SourceLimits {
+                max_series: 2,
+                max_bytes: usize::MAX,
+            },
+            None,
+        );
+        let s = |i: u32| sample("g", &[("i", &i.to_string())], 1.0, 1);
+        let hashed = |v: &[Sample]| -> Vec<(u64, Sample)> {
+            v.iter()
+                .map(|x| (store.series_hash(x), x.clone()))
+                .collect()
+        };
+        let put = |remove: &[Sample], add: &[Sample]| {
+            let add = hashed(add);
+            store.replace_hashed_from(src, hashed(remove), || add.iter().map(|(h, x)| (*h, x)))
+        };
+        assert_eq!(put(&[], &[s(1), s(2)]).unwrap().accepted, 2);
+        // At the bound, renaming both series fits: the two removed make room for two.
+        assert_eq!(put(&[s(1), s(2)], &[s(3), s(4)]).unwrap().accepted, 2);
+        // Three for two does not, and nothing changes: 3 and 4 are still there.
+        let refusal = put(&[s(3), s(4)], &[s(5), s(6), s(7)]).unwrap_err();
+        assert_eq!(refusal.bound, Bound::SourceSeries);
+        let left: Vec<String> = store
+            .window("g", &Labels::new(), 0)
+            .iter()
+            .map(|w| w.key.labels.get("i").unwrap().clone())
+            .collect();
+        assert_eq!(left, ["3", "4"]);
+        assert_eq!(store.source_usage(src).0, 2);
+    }
+}
