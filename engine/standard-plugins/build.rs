@@ -130,6 +130,12 @@ const PLUGINS: &[PluginCrate] = &[
         file: "ps.wasm",
         standard: false,
     },
+    PluginCrate {
+        package: "telltale-test-plugin-level-shift",
+        dir: "tests/plugins/level-shift",
+        file: "level-shift.wasm",
+        standard: false,
+    },
 ];
 
 /// Environment variables of the outer build that must not reach the nested cargo.

@@ -12,7 +12,10 @@
 //!   marks every entry optional for that reason.
 //! * The `system` plugin's values agree with `/proc` read by this test around the same
 //!   collection (exact for sizes, bracketed for counters and rates).
-//! * `docs/metrics.md` is generated from the catalogues; this test fails when it is stale.
+//! * Telltale's own metrics (`telltale_*`) are listed once, in `telltale_model::self_metrics`;
+//!   no other engine source spells such a name, and every listed one is emitted somewhere.
+//! * `docs/metrics.md` is generated from the catalogues and that list; this test fails when
+//!   it is stale.
 //!   Regenerate it with `TELLTALE_BLESS=1 cargo test -p telltale --test e2e catalogue`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use telltale_config::{AnalyzerConfig, CollectorConfig};
-use telltale_model::{Point, Sample, SeriesKey, SeriesWindow};
-use telltale_plugin_host::{PluginHost, PluginSpec};
+use telltale_model::{Point, Sample, SeriesKey, SeriesWindow, self_metrics};
+use telltale_plugin_host::{Analyzer, Collector, PluginHost, PluginInstance, PluginSpec};
 use telltale_standard_plugins::standard_plugins;
 
 use crate::support::{StaticServer, closed_port, ray_fixture};
@@ -305,13 +308,13 @@ fn assert_all_emitted(cat: &Catalogue, matched: &BTreeSet<String>) {
     );
 }
 
-async fn system_plugin(config_json: &str) -> telltale_plugin_host::CollectorInstance {
+async fn system_plugin(config_json: &str) -> PluginInstance<Collector> {
     let yaml = format!(
         "name: system\nplugin: system\ngrants:\n  system: true\n  files: [/proc, /sys]\nconfig: {config_json}\n"
     );
     let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
     let host = PluginHost::new(None).expect("plugin host");
-    host.collector(PluginSpec::collector(&cfg, &repo()))
+    host.load::<Collector>(PluginSpec::new(&cfg, &repo()))
         .await
         .expect("the system plugin loads")
 }
@@ -320,9 +323,9 @@ async fn system_plugin(config_json: &str) -> telltale_plugin_host::CollectorInst
 async fn system_output_matches_catalogue() {
     let cat = catalogue("system");
     let mut plugin = system_plugin(r#"{"exclude_interfaces": []}"#).await;
-    let first = plugin.collect().await.expect("first collection");
+    let first = plugin.call(()).await.expect("first collection");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = plugin.collect().await.expect("second collection");
+    let second = plugin.call(()).await.expect("second collection");
 
     let rates: BTreeSet<&str> = cat
         .metrics
@@ -379,11 +382,11 @@ async fn gpu_output_matches_catalogue() {
             .expect("collector entry");
     let host = PluginHost::new(None).expect("plugin host");
     let mut plugin = host
-        .collector(PluginSpec::collector(&cfg, &repo()))
+        .load::<Collector>(PluginSpec::new(&cfg, &repo()))
         .await
         .expect("the gpu plugin loads");
     let samples = plugin
-        .collect()
+        .call(())
         .await
         .expect("collecting never fails for want of a GPU");
     let matched = check_samples(&cat, &samples, &[]);
@@ -476,16 +479,14 @@ struct Bracket {
     ended: Instant,
 }
 
-async fn collect_bracketed(
-    plugin: &mut telltale_plugin_host::CollectorInstance,
-) -> (Vec<Sample>, Bracket) {
+async fn collect_bracketed(plugin: &mut PluginInstance<Collector>) -> (Vec<Sample>, Bracket) {
     let (stat, net, disk) = (
         read("/proc/stat"),
         read("/proc/net/dev"),
         read("/proc/diskstats"),
     );
     let started = Instant::now();
-    let samples = plugin.collect().await.expect("collection");
+    let samples = plugin.call(()).await.expect("collection");
     let ended = Instant::now();
     let bracket = Bracket {
         stat: (stat, read("/proc/stat")),
@@ -769,10 +770,10 @@ async fn window_stats_output_matches_catalogue() {
         let yaml = format!("name: stats\nplugin: window-stats\ninputs: [x]\nconfig: {config}\n");
         let cfg: AnalyzerConfig = serde_yaml::from_str(&yaml).expect("analyzer entry");
         let mut plugin = host
-            .analyzer(PluginSpec::analyzer(&cfg, &repo()))
+            .load::<Analyzer>(PluginSpec::new(&cfg, &repo()))
             .await
             .expect("window-stats loads");
-        let (samples, _) = plugin.analyze(windows.clone()).await.expect("analyze");
+        let (samples, _) = plugin.call(windows.clone()).await.expect("analyze");
         assert_eq!(samples.len(), inputs.len() * 5);
         matched.extend(check_samples(&cat, &samples, &inputs));
     }
@@ -793,10 +794,10 @@ async fn prometheus_output_matches_catalogue() {
     let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
     let host = PluginHost::new(None).expect("plugin host");
     let mut plugin = host
-        .collector(PluginSpec::collector(&cfg, &repo()))
+        .load::<Collector>(PluginSpec::new(&cfg, &repo()))
         .await
         .expect("the prometheus plugin loads");
-    let samples = plugin.collect().await.expect("collection");
+    let samples = plugin.call(()).await.expect("collection");
     // 1599 scraped samples plus four per-target metrics for each of the two targets.
     assert_eq!(samples.len(), 1599 + 2 * 4);
     let matched = check_samples(&cat, &samples, &[]);
@@ -826,14 +827,14 @@ async fn process_output_matches_catalogue() {
     let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");
     let host = PluginHost::new(None).expect("plugin host");
     let mut plugin = host
-        .collector(PluginSpec::collector(&cfg, &repo()))
+        .load::<Collector>(PluginSpec::new(&cfg, &repo()))
         .await
         .expect("the process plugin loads");
-    let first = plugin.collect().await.expect("first collection");
+    let first = plugin.call(()).await.expect("first collection");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = plugin.collect().await.expect("second collection");
+    let second = plugin.call(()).await.expect("second collection");
     worker.kill();
-    let third = plugin.collect().await.expect("third collection");
+    let third = plugin.call(()).await.expect("third collection");
 
     let rates: BTreeSet<&str> = cat
         .metrics
@@ -893,7 +894,8 @@ fn render_markdown(cats: &BTreeMap<String, Catalogue>) -> String {
     let cell = |s: &str| s.trim().replace('|', "\\|").replace('\n', " ");
     let mut md = String::from(
         "# Metrics catalogue\n\n\
-         <!-- Generated from plugins/*/metrics.yaml; do not edit. Regenerate with\n     \
+         <!-- Generated from plugins/*/metrics.yaml and engine/model/src/self_metrics.rs; do \
+         not edit.\n     Regenerate with\n     \
          TELLTALE_BLESS=1 cargo test -p telltale --test e2e catalogue -->\n\n\
          Every metric a standard plugin emits, with its type, unit, labels and meaning. The\n\
          source of truth is each plugin's `plugins/<name>/metrics.yaml`; \
@@ -903,7 +905,8 @@ fn render_markdown(cats: &BTreeMap<String, Catalogue>) -> String {
          as\n`_percent` from 0 to 100, counters end in `_total` and only go up (until a \
          reboot or a\ndevice reset). **Rate** metrics are computed between two collections, \
          so the first\ncollection after a plugin (re)starts has none. **Optional** metrics \
-         are left out where\nwhat they measure does not exist.\n",
+         are left out where\nwhat they measure does not exist. Telltale's own metrics \
+         (`telltale_*`) are\n[at the end](#telltales-own-metrics).\n",
     );
     for cat in cats.values() {
         md.push_str(&format!(
@@ -944,7 +947,143 @@ fn render_markdown(cats: &BTreeMap<String, Catalogue>) -> String {
             ));
         }
     }
+    md.push_str(
+        "\n## Telltale's own metrics\n\n\
+         What the engine writes about itself, in the same store, so rules can watch the \
+         engine\nlike anything else. The list is `engine/model/src/self_metrics.rs`; the \
+         stages emit these\nnames through its constants.\n",
+    );
+    let mut stages: Vec<&str> = Vec::new();
+    for m in self_metrics::ALL {
+        if !stages.contains(&m.stage) {
+            stages.push(m.stage);
+        }
+    }
+    for stage in stages {
+        md.push_str(&format!(
+            "\n### {stage}\n\n| Metric | Type | Unit | Labels | Meaning |\n|---|---|---|---|---|\n"
+        ));
+        for m in self_metrics::ALL.iter().filter(|m| m.stage == stage) {
+            let labels = if m.labels.is_empty() {
+                "—".to_string()
+            } else {
+                m.labels
+                    .iter()
+                    .map(|l| format!("`{l}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            md.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                m.name,
+                m.kind,
+                if m.unit == "none" { "—" } else { m.unit },
+                labels,
+                cell(m.help)
+            ));
+        }
+    }
     md
+}
+
+/// The non-test Rust sources of the engine crates: test modules and test files are left
+/// out, since tests spell names to check them.
+fn engine_sources() -> Vec<(PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(repo().join("engine"))
+        .expect("engine/")
+        .flatten()
+    {
+        walk(&krate.path().join("src"), &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name != "tests.rs"
+                && !name.ends_with("_tests.rs")
+                && !p.components().any(|c| c.as_os_str() == "tests")
+        })
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read source");
+            let code = match text.find("#[cfg(test)]\nmod tests {") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            (p, code)
+        })
+        .collect()
+}
+
+#[test]
+fn self_metric_names_live_in_one_place() {
+    let listed: BTreeSet<&str> = self_metrics::ALL.iter().map(|m| m.name).collect();
+    let mut problems = Vec::new();
+    let sources = engine_sources();
+    for (path, code) in &sources {
+        if path.ends_with("model/src/self_metrics.rs") {
+            continue;
+        }
+        for (i, _) in code.match_indices("\"telltale_") {
+            let rest = &code[i + 1..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let name = &rest[..end];
+            // Crate names, not metrics.
+            if name == "telltale_sdk" || !rest[end..].starts_with('"') {
+                continue;
+            }
+            problems.push(format!(
+                "{}: spells the metric name `{name}`{}; use the constant in \
+                 telltale_model::self_metrics",
+                path.display(),
+                if listed.contains(name) {
+                    ""
+                } else {
+                    " (not even listed there)"
+                }
+            ));
+        }
+    }
+    // Every listed metric is emitted by some stage, through its constant.
+    for m in self_metrics::ALL {
+        let ident = self_metrics_ident(m.name);
+        if !sources
+            .iter()
+            .any(|(p, code)| !p.ends_with("model/src/self_metrics.rs") && code.contains(&ident))
+        {
+            problems.push(format!(
+                "{} is listed but no engine source uses `{ident}`: remove it from \
+                 self_metrics.rs or emit it",
+                m.name
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
+}
+
+/// The constant's name in `self_metrics.rs` for a metric name (found in the file itself).
+fn self_metrics_ident(name: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("engine/model/src/self_metrics.rs"))
+        .expect("read self_metrics.rs");
+    let needle = format!("= \"{name}\"");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("{name} not found in self_metrics.rs"));
+    let ident = line.split_whitespace().next().unwrap_or_default();
+    format!("self_metrics::{ident}")
 }
 
 #[test]

@@ -119,11 +119,11 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {}
-      timeout: 2s
-      initial_backoff: 100ms
-      max_backoff: 500ms
+    kind: webhook
+    url: {}
+    timeout: 2s
+    initial_backoff: 100ms
+    max_backoff: 500ms
 "#,
             receiver.url
         ),

@@ -154,11 +154,11 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {url}
-      timeout: 2s
-      initial_backoff: 100ms
-      max_backoff: 500ms
+    kind: webhook
+    url: {url}
+    timeout: 2s
+    initial_backoff: 100ms
+    max_backoff: 500ms
 "#,
             url = receiver.url
         ),

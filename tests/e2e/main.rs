@@ -4,6 +4,7 @@
 
 mod author;
 mod catalogue;
+mod events;
 mod gpu;
 mod hostile;
 mod ingest;
@@ -85,12 +86,12 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {hook_url}
-      secret: ${{E2E_WEBHOOK_SECRET}}
-      timeout: 2s
-      initial_backoff: 100ms
-      max_backoff: 500ms
+    kind: webhook
+    url: {hook_url}
+    secret: ${{E2E_WEBHOOK_SECRET}}
+    timeout: 2s
+    initial_backoff: 100ms
+    max_backoff: 500ms
 "#
         ),
     )
@@ -219,6 +220,76 @@ fn unknown_config_key_exits_nonzero_with_position() {
         );
         assert!(stderr.contains("unknown field `intervall`"), "{stderr}");
         assert!(stderr.contains("did you mean `interval`?"), "{stderr}");
+    }
+}
+
+/// `run` and `check` share one builder: a value that cannot work (here a rule limit of 0,
+/// which Rhai would read as "unlimited") stops both, with the value's position, and `run`
+/// does not start on a default in its place.
+#[test]
+fn run_and_check_refuse_a_semantic_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zero.yaml");
+    std::fs::write(
+        &config,
+        "collectors:\n  - name: system\n    plugin: system\nrules:\n  max_operations: 0\n",
+    )
+    .unwrap();
+    for cmd in ["run", "check"] {
+        let out = telltale()
+            .args([cmd, "-c", config.to_str().unwrap()])
+            .env("XDG_DATA_HOME", dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} must fail:\n{stderr}");
+        let expected = format!(
+            "{}:5:3: error: rules.max_operations must be at least 1",
+            config.display()
+        );
+        assert!(
+            stderr.contains(&expected),
+            "{cmd}: missing {expected} in:\n{stderr}"
+        );
+        assert!(stderr.contains("nothing was started"), "{stderr}");
+    }
+}
+
+/// Notifier settings are checked with the config, each problem at its position: the shape
+/// from before `kind:` gets the rewrite, and a webhook `timeout` of zero is refused before
+/// anything starts.
+#[test]
+fn notifier_config_errors_carry_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "old.yaml",
+            "notifiers:\n  - name: ops\n    webhook:\n      url: http://127.0.0.1:9/hook\n",
+            "3:5: error: notifiers[0]: `webhook:` is now `kind: webhook`",
+        ),
+        (
+            "zero.yaml",
+            "notifiers:\n  - name: ops\n    kind: webhook\n    url: http://127.0.0.1:9/hook\n    timeout: 0s\n",
+            "5:5: error: webhook timeout must be longer than zero",
+        ),
+    ];
+    for (file, text, expected) in cases {
+        let config = dir.path().join(file);
+        std::fs::write(&config, text).unwrap();
+        for cmd in ["run", "check"] {
+            let out = telltale()
+                .args([cmd, "-c", config.to_str().unwrap()])
+                .env("XDG_DATA_HOME", dir.path())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{cmd} {file} must fail:\n{stderr}");
+            let expected = format!("{}:{expected}", config.display());
+            assert!(
+                stderr.contains(&expected),
+                "{cmd}: missing {expected} in:\n{stderr}"
+            );
+        }
     }
 }
 

@@ -279,10 +279,10 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {hook}
-      secret: ${{E2E_WEBHOOK_SECRET}}
-      timeout: 2s
+    kind: webhook
+    url: {hook}
+    secret: ${{E2E_WEBHOOK_SECRET}}
+    timeout: 2s
 "#,
             host_port = server.host_port,
             url = server.url,

@@ -131,10 +131,10 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {hook}
-      secret: ${{E2E_WEBHOOK_SECRET}}
-      timeout: 2s
+    kind: webhook
+    url: {hook}
+    secret: ${{E2E_WEBHOOK_SECRET}}
+    timeout: 2s
 "#,
             plugin = plugin.display()
         ),

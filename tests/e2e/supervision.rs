@@ -36,11 +36,11 @@ rules:
   dir: rules
 notifiers:
   - name: hook
-    webhook:
-      url: {hook_url}
-      timeout: 2s
-      initial_backoff: 100ms
-      max_backoff: 500ms
+    kind: webhook
+    url: {hook_url}
+    timeout: 2s
+    initial_backoff: 100ms
+    max_backoff: 500ms
 "#
         ),
     )

@@ -10,13 +10,13 @@
 //! ```
 //!
 //! An alert instance is identified by its rule name and full label set (its fingerprint).
-//! State lives here, outside [`telltale_rules::RuleSet`], so it survives rule reloads: a
-//! reloaded rule with the same name keeps its alerts. A rule whose evaluation failed keeps
-//! its alerts as they are (a broken rule is not evidence that the problem went away).
+//! State lives here, outside the rules' `RuleSet` (`telltale-rules`), so it survives rule
+//! reloads: a reloaded rule with the same name keeps its alerts. A rule whose evaluation
+//! failed keeps its alerts as they are (a broken rule is not evidence that the problem went
+//! away).
 
 use std::collections::{BTreeMap, HashMap};
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -67,26 +67,13 @@ pub fn fingerprint(rule: &str, labels: &Labels) -> String {
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Crockford's base32 alphabet (as ULIDs use).
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/// A new notification id: `msg_` and a ULID (26 characters: 48-bit millisecond time then
-/// 80 random bits, base32), so ids sort by creation time and never collide in practice.
+/// A new notification id: `msg_` and a ULID (26 characters of Crockford base32: 48-bit
+/// millisecond time then 80 random bits), so ids sort by creation time and never collide in
+/// practice.
 pub fn notification_id(now_ms: TimestampMs) -> String {
-    let time = (now_ms.max(0) as u128) & ((1u128 << 48) - 1);
-    let mut random = [0u8; 10];
-    rand::rng().fill_bytes(&mut random);
-    let random = random
-        .iter()
-        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
-    let value = (time << 80) | random;
-    let mut out = String::with_capacity(30);
-    out.push_str("msg_");
-    for i in (0..26).rev() {
-        let idx = ((value >> (i * 5)) & 0x1f) as usize;
-        out.push(char::from(CROCKFORD[idx]));
-    }
-    out
+    // `from_parts` keeps the low 48 bits of the time and the low 80 of the random part.
+    let millis = u64::try_from(now_ms).unwrap_or(0);
+    format!("msg_{}", ulid::Ulid::from_parts(millis, rand::random()))
 }
 
 impl AlertManager {

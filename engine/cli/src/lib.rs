@@ -1,4 +1,11 @@
-//! The command line: `telltale run`, `check`, `config` and `plugin` (the authors' tools in `plugin.rs`).
+//! The command line, the `telltale` binary: `run`, `check`, `config` and `plugin` (the
+//! plugin authors' tools in `plugin.rs`, `plugin new` in `scaffold.rs`).
+//!
+//! Owns argument parsing, logging set-up, signals and the async runtime's life. `run` and
+//! `check` both build the engine through `telltale_pipeline::Engine::build`, so what `check`
+//! accepts is what `run` starts with. Invariant: every command stops its runtime with a
+//! bounded wait (`stop_runtime`), so a plugin's host call stuck in the kernel never keeps
+//! the process alive.
 
 mod plugin;
 mod scaffold;
@@ -10,10 +17,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use telltale_config::{self as config, LoadedConfig};
-use telltale_diagnostics::Diagnostic;
-use telltale_plugin_host::{PluginHost, PluginSpec};
-use telltale_rules::RuleSet;
-use telltale_store::{SeriesStore, StoreLimits};
+use telltale_diagnostics::Diagnostics;
+use telltale_pipeline::Engine;
 
 /// Telltale: collect → process → evaluate → notify, in one binary.
 ///
@@ -98,16 +103,21 @@ pub fn main() -> ExitCode {
 fn load_config(path: Option<&Path>) -> Result<LoadedConfig, ExitCode> {
     match path {
         None => Ok(config::embedded_default()),
-        Some(p) => config::load(p).map_err(|d| {
-            eprintln!("{d}");
-            eprintln!(
-                "\n{} problem(s) in {}; nothing was started.",
-                d.0.len(),
-                p.display()
-            );
-            ExitCode::FAILURE
-        }),
+        Some(p) => config::load(p).map_err(|d| refused(&d, &p.display().to_string())),
     }
+}
+
+/// Loads the config and builds the engine from it: the one path `run` and `check` share.
+fn build_engine(path: Option<&Path>) -> Result<Engine, ExitCode> {
+    let loaded = load_config(path)?;
+    Engine::build(&loaded).map_err(|d| refused(&d, &loaded.display_name()))
+}
+
+/// Prints what stopped the config from being used, and the exit code that says so.
+fn refused(d: &Diagnostics, name: &str) -> ExitCode {
+    eprintln!("{d}");
+    eprintln!("\n{} problem(s) in {name}; nothing was started.", d.0.len());
+    ExitCode::FAILURE
 }
 
 fn init_logging(filter: &str) {
@@ -175,12 +185,12 @@ pub(crate) fn stop_runtime(rt: tokio::runtime::Runtime) {
 }
 
 fn run(path: Option<&Path>) -> ExitCode {
-    let loaded = match load_config(path) {
-        Ok(l) => l,
+    let engine = match build_engine(path) {
+        Ok(e) => e,
         Err(code) => return code,
     };
-    init_logging(&loaded.config.engine.log_level);
-    forget_config_secrets(&loaded.env_vars);
+    init_logging(&engine.config().config.engine.log_level);
+    forget_config_secrets(&engine.config().env_vars);
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -189,7 +199,7 @@ fn run(path: Option<&Path>) -> ExitCode {
         let _runtime = rt.enter();
         reload_signal()
     };
-    let result = rt.block_on(telltale_pipeline::run(loaded, shutdown_signal(), reloads));
+    let result = rt.block_on(engine.run(shutdown_signal(), reloads));
     stop_runtime(rt);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -262,99 +272,31 @@ async fn wait_for_signal() {
 }
 
 fn check(path: Option<&Path>) -> ExitCode {
-    let loaded = match load_config(path) {
-        Ok(l) => l,
+    let engine = match build_engine(path) {
+        Ok(e) => e,
         Err(code) => return code,
     };
     init_logging("warn");
-    let cfg = &loaded.config;
-    let mut problems: Vec<String> = Vec::new();
-
-    // Rules: compile every file; metadata and syntax errors carry positions.
-    let rule_count;
-    match loaded.rules_dir() {
-        Some(dir) => {
-            if !dir.is_dir() {
-                problems.push(
-                    Diagnostic::new(
-                        loaded.display_name(),
-                        None,
-                        None,
-                        format!("the rules directory {} does not exist", dir.display()),
-                    )
-                    .with_hint("create it, or fix `rules.dir` (relative paths start at the config file's directory)")
-                    .to_string(),
-                );
-                rule_count = 0;
-            } else {
-                let store = std::sync::Arc::new(SeriesStore::new(StoreLimits::default()));
-                let mut set = RuleSet::new(store, &cfg.rules);
-                let diags = set.load_dir(&dir);
-                problems.extend(diags.iter().map(ToString::to_string));
-                rule_count = set.rules().len();
-            }
-        }
-        None => {
-            let store = std::sync::Arc::new(SeriesStore::new(StoreLimits::default()));
-            let mut set = RuleSet::new(store, &cfg.rules);
-            let diags = set.load_embedded_defaults();
-            problems.extend(diags.iter().map(ToString::to_string));
-            rule_count = set.rules().len();
-        }
-    }
-
-    // Notifiers: the dispatcher validates what the config types cannot express.
-    if let Err(e) = telltale_notify::Dispatcher::new(&cfg.notifiers, &cfg.routes, None) {
-        problems.push(format!("{}: error: {e}", loaded.display_name()));
-    }
+    // Problems `run` would start despite (a rule file that does not compile) fail a check.
+    let mut problems: Vec<String> = engine.problems().iter().map(ToString::to_string).collect();
 
     // Plugins: compile (through the cache), check grants, instantiate and run `init`.
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let plugin_problems = rt.block_on(async {
-        let mut out = Vec::new();
-        let host = match PluginHost::new(Some(loaded.data_dir().join("cache"))) {
-            Ok(h) => h,
-            Err(e) => return vec![format!("error: cannot start the plugin host: {e}")],
-        };
-        for c in &cfg.collectors {
-            if let Err(e) = host
-                .collector(PluginSpec::collector(c, &loaded.base_dir))
-                .await
-            {
-                out.push(format!(
-                    "{}: error: collector `{}`: {e}",
-                    loaded.display_name(),
-                    c.name
-                ));
-            }
-        }
-        for a in &cfg.analyzers {
-            if let Err(e) = host
-                .analyzer(PluginSpec::analyzer(a, &loaded.base_dir))
-                .await
-            {
-                out.push(format!(
-                    "{}: error: analyzer `{}`: {e}",
-                    loaded.display_name(),
-                    a.name
-                ));
-            }
-        }
-        out
-    });
+    problems.extend(rt.block_on(engine.check_plugins()));
     stop_runtime(rt);
-    problems.extend(plugin_problems);
 
+    let loaded = engine.config();
+    let cfg = &loaded.config;
     if problems.is_empty() {
         println!(
             "ok: {} — {} collector(s), {} analyzer(s), {} rule(s), {} notifier(s)",
             loaded.display_name(),
             cfg.collectors.len(),
             cfg.analyzers.len(),
-            rule_count,
+            engine.rule_count(),
             cfg.notifiers.len()
         );
         ExitCode::SUCCESS

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use telltale_config::{self as config, ByteSize, Grants, HumanDuration, PluginLimits};
+use telltale_config::{self as config, ByteSize, GrantShape, Grants, HumanDuration, PluginLimits};
 use telltale_model::{Event, Labels, Point, Sample, SeriesKey, SeriesWindow};
 use telltale_plugin_host::inspect::component_header_problem;
 use telltale_plugin_host::{
-    ImportNeed, Inspection, PluginError, PluginHost, PluginKind, PluginSource, PluginSpec,
+    Analyzer, Collector, ImportNeed, Inspection, PluginError, PluginHost, PluginKind, PluginSource,
+    PluginSpec, World, contract,
 };
 use telltale_standard_plugins::{find_standard, standard_plugins};
 
@@ -260,7 +261,10 @@ fn render_inspection(origin: &str, r: &Inspection) -> String {
     let _ = writeln!(s, "sha256:    {}", r.sha256);
     let world = match r.kind {
         Some(k) => k.to_string(),
-        None => "unknown (exports neither `collect` nor `analyze`)".to_string(),
+        None => format!(
+            "unknown (exports {})",
+            neither(contract::WORLDS.iter().map(|w| format!("`{}`", w.call)))
+        ),
     };
     let _ = writeln!(s, "world:     {world}");
     let contract = if r.contract_versions.is_empty() {
@@ -331,81 +335,56 @@ fn render_inspection(origin: &str, r: &Inspection) -> String {
     s
 }
 
-/// `--grant` form of a grant: `system`, `files=/some/dir`.
-fn grant_flag(name: &str) -> String {
-    match grant_shapes().get(name) {
-        Some(GrantShape::List) | None => format!("{name}={}", grant_placeholder(name)),
-        Some(GrantShape::Flag) => name.to_string(),
+/// "neither A nor B" (or "none of A, B, C"), for what fits no world of the contract.
+fn neither(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.as_slice() {
+        [a, b] => format!("neither {a} nor {b}"),
+        all => format!("none of {}", all.join(", ")),
     }
 }
 
-fn grant_placeholder(name: &str) -> &'static str {
-    match name {
-        "files" => "/some/dir",
-        "http" => "HOST:PORT",
-        _ => "VALUE",
+/// `--grant` form of a grant: `system`, `files=/some/dir`.
+fn grant_flag(name: &str) -> String {
+    match config::grant(name) {
+        Some(g) => g.flag(),
+        None => format!("{name}=VALUE"),
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // --grant parsing
 
-/// How a grant is written in `config::Grants`, read from its JSON Schema so that a grant
-/// added there works with `--grant` without touching this file:
-///
-/// | config (`grants:`)              | command line                          | shape |
-/// |---------------------------------|---------------------------------------|-------|
-/// | `system: true`                  | `--grant system`                      | flag  |
-/// | `files: [/proc, /sys]`          | `--grant files=/proc --grant files=/sys` | list |
-/// | `http: ["127.0.0.1:9100"]`      | `--grant http=127.0.0.1:9100`         | list  |
-/// | `processes: true`               | `--grant processes`                   | flag  |
-/// | `gpu: true`                     | `--grant gpu`                         | flag  |
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GrantShape {
-    /// A boolean: `--grant NAME`.
-    Flag,
-    /// A list: `--grant NAME=VALUE`, repeatable.
-    List,
-}
-
-/// The grants `config::Grants` has in this build, by name.
-fn grant_shapes() -> BTreeMap<String, GrantShape> {
-    let schema = schemars::schema_for!(Grants);
-    let mut out = BTreeMap::new();
-    if let Some(props) = schema
-        .as_value()
-        .get("properties")
-        .and_then(|p| p.as_object())
-    {
-        for (name, prop) in props {
-            let shape = match prop.get("type").and_then(|t| t.as_str()) {
-                Some("boolean") => GrantShape::Flag,
-                _ => GrantShape::List,
-            };
-            out.insert(name.clone(), shape);
-        }
-    }
-    out
-}
-
 /// Turns `--grant` arguments into [`Grants`]; relative `files` prefixes resolve against
-/// `cwd`.
+/// `cwd`. The grants and their shapes come from the config's table (`config::GRANTS`), so a
+/// grant added there works here without touching this file:
+///
+/// | config (`grants:`)              | command line                             | shape |
+/// |---------------------------------|------------------------------------------|-------|
+/// | `system: true`                  | `--grant system`                         | flag  |
+/// | `files: [/proc, /sys]`          | `--grant files=/proc --grant files=/sys` | list  |
+/// | `http: ["127.0.0.1:9100"]`      | `--grant http=127.0.0.1:9100`            | list  |
 fn parse_grants(args: &[String], cwd: &Path) -> Result<Grants, String> {
-    let shapes = grant_shapes();
-    let known = || shapes.keys().cloned().collect::<Vec<_>>().join(", ");
+    let known = || {
+        config::GRANTS
+            .iter()
+            .map(|g| g.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut map = serde_json::Map::new();
     for arg in args {
         let (name, value) = match arg.split_once('=') {
             Some((n, v)) => (n.trim(), Some(v.trim())),
             None => (arg.trim(), None),
         };
-        let shape = shapes.get(name).ok_or_else(|| {
+        let grant = config::grant(name).ok_or_else(|| {
             format!(
                 "unknown grant `{name}` in `--grant {arg}`; known grants: {}",
                 known()
             )
         })?;
-        match (shape, value) {
+        match (grant.shape, value) {
             (GrantShape::Flag, None | Some("true")) => {
                 map.insert(name.to_string(), serde_json::Value::Bool(true));
             }
@@ -417,7 +396,7 @@ fn parse_grants(args: &[String], cwd: &Path) -> Result<Grants, String> {
             (GrantShape::List, None | Some("")) => {
                 return Err(format!(
                     "`--grant {arg}`: `{name}` needs a value, e.g. `--grant {}`",
-                    grant_flag(name)
+                    grant.flag()
                 ));
             }
             (GrantShape::List, Some(v)) => {
@@ -466,6 +445,42 @@ struct CallOutput {
     samples: Vec<Sample>,
     events: Vec<Event>,
     took: Duration,
+}
+
+/// How `plugin run` calls a plugin: `count` times, `interval` apart, printing each call.
+struct Calls {
+    count: u32,
+    interval: Duration,
+    json: bool,
+}
+
+impl Calls {
+    /// Loads the plugin as a `W` and calls it with `input()` each time; `output` turns what
+    /// a call returns into the samples and events printed.
+    async fn run<W: World>(
+        &self,
+        host: &PluginHost,
+        spec: PluginSpec,
+        input: impl Fn() -> W::Input,
+        output: impl Fn(W::Output) -> (Vec<Sample>, Vec<Event>),
+    ) -> Result<(), PluginError> {
+        let mut stdout = std::io::stdout();
+        let mut plugin = host.load::<W>(spec).await?;
+        for call in 1..=self.count {
+            if call > 1 {
+                tokio::time::sleep(self.interval).await;
+            }
+            let started = Instant::now();
+            let (samples, events) = output(plugin.call(input()).await?);
+            let out = CallOutput {
+                samples,
+                events,
+                took: started.elapsed(),
+            };
+            print_call(&mut stdout, call, self.count, &out, self.json);
+        }
+        Ok(())
+    }
 }
 
 fn run(args: RunArgs) -> CmdResult {
@@ -534,9 +549,18 @@ fn run(args: RunArgs) -> CmdResult {
                 .block_on(host.inspect(wasm, &origin))
                 .map_err(|e| e.to_string())?;
             report.kind.ok_or_else(|| {
+                let kinds = contract::WORLDS.iter().map(|w| {
+                    let article = if w.name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    format!("{article} {}", w.kind)
+                });
                 format!(
-                    "{origin} is neither a collector nor an analyzer: {}\n\
+                    "{origin} is {}: {}\n\
                      hint: `telltale plugin inspect {origin}` shows what it imports and exports",
+                    neither(kinds),
                     report.problems.join("; ")
                 )
             })?
@@ -560,47 +584,27 @@ fn run(args: RunArgs) -> CmdResult {
         grants,
         limits,
     };
-    let count = args.count.max(1);
-    let json = args.json;
-    let interval = args.interval;
-    let result: Result<(), PluginError> = rt.block_on(async move {
-        let mut stdout = std::io::stdout();
+    let calls = Calls {
+        count: args.count.max(1),
+        interval: args.interval,
+        json: args.json,
+    };
+    // The world is known only now, at run time: pick the instance type, its input and how
+    // its output prints; the calling is the same for every world.
+    let result = rt.block_on(async move {
         match kind {
             PluginKind::Collector => {
-                let mut plugin = host.collector(spec).await?;
-                for call in 1..=count {
-                    if call > 1 {
-                        tokio::time::sleep(interval).await;
-                    }
-                    let started = Instant::now();
-                    let samples = plugin.collect().await?;
-                    let out = CallOutput {
-                        samples,
-                        events: Vec::new(),
-                        took: started.elapsed(),
-                    };
-                    print_call(&mut stdout, call, count, &out, json);
-                }
+                calls
+                    .run::<Collector>(&host, spec, || (), |samples| (samples, Vec::new()))
+                    .await
             }
             PluginKind::Analyzer => {
                 let windows = windows.unwrap_or_default();
-                let mut plugin = host.analyzer(spec).await?;
-                for call in 1..=count {
-                    if call > 1 {
-                        tokio::time::sleep(interval).await;
-                    }
-                    let started = Instant::now();
-                    let (samples, events) = plugin.analyze(windows.clone()).await?;
-                    let out = CallOutput {
-                        samples,
-                        events,
-                        took: started.elapsed(),
-                    };
-                    print_call(&mut stdout, call, count, &out, json);
-                }
+                calls
+                    .run::<Analyzer>(&host, spec, || windows.clone(), |output| output)
+                    .await
             }
         }
-        Ok(())
     });
     super::stop_runtime(rt);
     match result {
@@ -613,12 +617,16 @@ fn run(args: RunArgs) -> CmdResult {
 /// config file's way.
 fn with_cli_hint(e: &PluginError) -> String {
     match e {
-        PluginError::NotGranted { grant, .. } => {
-            let name = grant.split(':').next().unwrap_or(grant).trim();
-            format!(
-                "{e}\nhint: with `telltale plugin run`, add `--grant {}`",
-                grant_flag(name)
-            )
+        PluginError::NotGranted { interface, .. } => {
+            // `telltale:plugin/files` → the grant of the `files` interface.
+            let interface = interface.rsplit('/').next().unwrap_or(interface);
+            match contract::grant_for(interface) {
+                Some(g) => format!(
+                    "{e}\nhint: with `telltale plugin run`, add `--grant {}`",
+                    g.flag()
+                ),
+                None => e.to_string(),
+            }
         }
         PluginError::Timeout { .. } => {
             format!("{e}\nhint: `--timeout` raises the deadline (e.g. `--timeout 10s`)")

@@ -1,20 +1,33 @@
 //! The YAML configuration: its types, loading with positioned errors, `${ENV}` substitution,
 //! semantic checks and the JSON Schema.
 //!
+//! Owns what operators write in the config file, and every rule about it. Invariants:
+//! * [`load`] checks syntax and types; [`check`] holds every semantic check (ranges, limits
+//!   that must leave room for others, unique names, routes naming real notifiers, each
+//!   notifier kind's settings, grants), each problem with file:line:column and a hint. The
+//!   engine's builder calls [`check`] once, for `run` and `check` alike; no other crate
+//!   validates config values again, and none replaces a value an operator wrote by a
+//!   default.
+//! * The grant table ([`grants`]) is the one list of plugin capabilities: the `Grants`
+//!   type, the plugin host's load-time checks and `plugin inspect` read it.
+//!
 //! Loading is three passes over one text: environment substitution (positions are mapped
 //! back to the original text), structural parsing by serde (unknown keys and wrong types
-//! come back with serde_yaml's line and column), then semantic checks (unique names, routes
-//! naming real notifiers, …) whose positions come from [`locate`], a small walker over
-//! block-style YAML.
+//! come back with serde_yaml's line and column), then semantic checks whose positions come
+//! from [`locate`], a small walker over block-style YAML.
 
 mod env;
+mod grants;
 mod locate;
+pub mod notifiers;
 mod types;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub use grants::{GRANTS, Grant, GrantShape, Grants, grant};
 pub use locate::{Seg, locate};
+pub use notifiers::{ConsoleConfig, NotifierConfig, NotifierKind, WebhookConfig};
 pub use types::*;
 
 use telltale_diagnostics::{Diagnostic, Diagnostics, Position, did_you_mean};
@@ -25,11 +38,15 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.yaml");
 /// The name shown in diagnostics for the embedded default configuration.
 pub const EMBEDDED_NAME: &str = "<embedded default config>";
 
-/// A parsed, checked configuration and where it came from.
+/// A parsed configuration and where it came from. Its syntax and types are checked;
+/// what the types cannot express (ranges, references between sections, …) is checked by
+/// [`check`], which the engine's builder calls once for `run` and `check` alike.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
     /// The configuration.
     pub config: Config,
+    /// The text as written (before `${NAME}` substitution), for positions in diagnostics.
+    pub source: String,
     /// The file it was read from; `None` for the embedded default.
     pub path: Option<PathBuf>,
     /// The directory relative paths in it resolve against.
@@ -77,7 +94,7 @@ impl LoadedConfig {
     }
 }
 
-/// Reads and checks a configuration file.
+/// Reads a configuration file and checks its syntax and types (see [`check`] for the rest).
 pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         Diagnostics(vec![
@@ -99,6 +116,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
         .unwrap_or_else(|| PathBuf::from("."));
     Ok(LoadedConfig {
         config,
+        source,
         path: Some(path.to_path_buf()),
         base_dir,
         env_vars,
@@ -114,6 +132,7 @@ pub fn embedded_default() -> LoadedConfig {
     };
     LoadedConfig {
         config,
+        source: EMBEDDED_DEFAULT.to_string(),
         path: None,
         base_dir: PathBuf::from("."),
         env_vars: referenced_env_vars(EMBEDDED_DEFAULT, Path::new(EMBEDDED_NAME)),
@@ -131,7 +150,8 @@ fn referenced_env_vars(source: &str, file: &Path) -> Vec<String> {
     names.into_inner().into_iter().collect()
 }
 
-/// Parses and checks configuration text; `file` is used in diagnostics only.
+/// Parses configuration text and checks its syntax and types; `file` is used in
+/// diagnostics only. The semantic checks are [`check`]'s.
 pub fn parse(source: &str, file: &Path) -> Result<Config, Diagnostics> {
     let substituted = env::substitute(source, file, |name| std::env::var(name).ok())?;
     let text = substituted.text.as_str();
@@ -157,9 +177,22 @@ pub fn parse(source: &str, file: &Path) -> Result<Config, Diagnostics> {
             )])
         })?
     };
-    let problems = check(&config, source, file);
+    Ok(config)
+}
+
+/// Every semantic check of a configuration: what its types cannot express (values that
+/// must be positive, limits that must leave room for others, names that must be unique,
+/// routes that must name notifiers, …), each problem with file:line:column and a hint.
+/// Nothing an operator wrote is replaced by a default: a value that cannot work is an
+/// error here.
+pub fn check(loaded: &LoadedConfig) -> Result<(), Diagnostics> {
+    let file = loaded
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(EMBEDDED_NAME));
+    let problems = semantic_problems(&loaded.config, &loaded.source, &file);
     if problems.is_empty() {
-        Ok(config)
+        Ok(())
     } else {
         Err(Diagnostics(problems))
     }
@@ -259,7 +292,7 @@ fn refine_position(source: &str, p: Position, message: &str) -> Position {
 }
 
 /// Semantic checks serde cannot do. Every problem is reported, not just the first.
-fn check(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
+fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut at = |path: &[Seg], message: String, hint: &str| {
         let mut d = Diagnostic::new(file, Some(source), locate(source, path), message);
@@ -282,6 +315,31 @@ fn check(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
             &[Seg::key("engine"), Seg::key("max_points_per_series")],
             "max_points_per_series must be at least 1".into(),
             "",
+        );
+    }
+
+    // Rhai reads an operation limit of 0 as "unlimited", and a zero deadline would stop
+    // every rule at its first statement: neither can be what the operator meant.
+    let r = &config.rules;
+    if r.max_operations == 0 {
+        at(
+            &[Seg::key("rules"), Seg::key("max_operations")],
+            "rules.max_operations must be at least 1 (0 would remove the limit on runaway rules)"
+                .into(),
+            &format!(
+                "remove it to use the default ({}), or give a positive number",
+                RulesConfig::default().max_operations
+            ),
+        );
+    }
+    if r.timeout.get().is_zero() {
+        at(
+            &[Seg::key("rules"), Seg::key("timeout")],
+            "rules.timeout must be longer than zero (0 would stop every rule at once)".into(),
+            &format!(
+                "remove it to use the default ({}), or give a duration such as `250ms`",
+                humantime::format_duration(RulesConfig::default().timeout.get())
+            ),
         );
     }
 
@@ -395,66 +453,7 @@ fn check(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
         }
     }
 
-    let mut notifier_names = HashSet::new();
-    for (i, n) in config.notifiers.iter().enumerate() {
-        let item = |k: &str| [Seg::key("notifiers"), Seg::Index(i), Seg::key(k)];
-        if !notifier_names.insert(n.name.as_str()) {
-            at(
-                &item("name"),
-                format!("the notifier name `{}` is used twice", n.name),
-                "notifier names must be unique",
-            );
-        }
-        match (&n.console, &n.webhook) {
-            (Some(_), Some(_)) => at(
-                &[Seg::key("notifiers"), Seg::Index(i)],
-                format!(
-                    "notifier `{}` has both `console` and `webhook`; it needs exactly one",
-                    n.name
-                ),
-                "split it into two notifiers",
-            ),
-            (None, None) => at(
-                &[Seg::key("notifiers"), Seg::Index(i)],
-                format!("notifier `{}` has no delivery method", n.name),
-                "add `console: {}` or `webhook: { url: ... }`",
-            ),
-            _ => {}
-        }
-        if let Some(w) = &n.webhook {
-            let path = [
-                Seg::key("notifiers"),
-                Seg::Index(i),
-                Seg::key("webhook"),
-                Seg::key("url"),
-            ];
-            match reqwest::Url::parse(&w.url) {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                Ok(u) => at(
-                    &path,
-                    format!("webhook url scheme `{}` is not http or https", u.scheme()),
-                    "",
-                ),
-                Err(err) => at(
-                    &path,
-                    format!("webhook url `{}` is not a valid URL: {err}", w.url),
-                    "write a full URL such as `https://example.com/hooks/telltale`",
-                ),
-            }
-            if w.max_attempts == 0 {
-                at(
-                    &[
-                        Seg::key("notifiers"),
-                        Seg::Index(i),
-                        Seg::key("webhook"),
-                        Seg::key("max_attempts"),
-                    ],
-                    "max_attempts must be at least 1".into(),
-                    "",
-                );
-            }
-        }
-    }
+    let notifier_names = notifiers::check(&config.notifiers, &mut at);
     for (i, r) in config.routes.iter().enumerate() {
         for (j, name) in r.notifiers.iter().enumerate() {
             if !notifier_names.contains(name.as_str()) {
@@ -489,13 +488,32 @@ fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The diagnostics of `src`, from parsing or from the semantic checks.
     fn err(src: &str) -> String {
-        parse(src, Path::new("t.yaml")).unwrap_err().to_string()
+        match parse_checked(src) {
+            Ok(_) => panic!("expected an error in:\n{src}"),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    /// Parses and checks `src` as the engine's builder does.
+    fn parse_checked(src: &str) -> Result<Config, Diagnostics> {
+        let config = parse(src, Path::new("t.yaml"))?;
+        let loaded = LoadedConfig {
+            config,
+            source: src.to_string(),
+            path: Some(PathBuf::from("t.yaml")),
+            base_dir: PathBuf::from("."),
+            env_vars: Vec::new(),
+        };
+        check(&loaded)?;
+        Ok(loaded.config)
     }
 
     #[test]
     fn embedded_default_is_valid() {
         let c = embedded_default();
+        check(&c).expect("the embedded default passes the semantic checks");
         assert!(!c.config.collectors.is_empty());
         assert!(!c.config.notifiers.is_empty());
     }
@@ -535,13 +553,13 @@ mod tests {
         let text = err(concat!(
             "notifiers:\n",
             "  - name: ops\n",
-            "    webhook:\n",
-            "      url: htp//nowhere\n",
+            "    kind: webhook\n",
+            "    url: htp//nowhere\n",
             "routes:\n",
             "  - notifiers: [ops, opz]\n",
         ));
         assert!(
-            text.contains("t.yaml:4:7: error: webhook url `htp//nowhere`"),
+            text.contains("t.yaml:4:5: error: webhook url `htp//nowhere`"),
             "{text}"
         );
         assert!(text.contains("unknown notifier `opz`"), "{text}");
@@ -579,7 +597,21 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_names_and_missing_kind() {
+    fn zero_rule_limits_are_errors_not_defaults() {
+        let text = err("rules:\n  max_operations: 0\n  timeout: 0s\n");
+        assert!(
+            text.contains("t.yaml:2:3: error: rules.max_operations must be at least 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:3:3: error: rules.timeout must be longer than zero"),
+            "{text}"
+        );
+        assert!(text.contains("remove it to use the default"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_names() {
         let text = err(concat!(
             "collectors:\n",
             "  - name: a\n",
@@ -588,13 +620,16 @@ mod tests {
             "    plugin: system\n",
             "notifiers:\n",
             "  - name: n\n",
+            "    kind: console\n",
+            "  - name: n\n",
+            "    kind: console\n",
         ));
         assert!(
             text.contains("t.yaml:4:5: error: the name `a` is used twice"),
             "{text}"
         );
         assert!(
-            text.contains("t.yaml:7:3: error: notifier `n` has no delivery method"),
+            text.contains("t.yaml:9:5: error: the notifier name `n` is used twice"),
             "{text}"
         );
     }
@@ -604,11 +639,13 @@ mod tests {
         // SAFETY of the test: a variable name no other test uses.
         unsafe { std::env::set_var("TELLTALE_TEST_HOOK_URL", "http://127.0.0.1:9/x") };
         let c = parse(
-            "notifiers:\n  - name: h\n    webhook:\n      url: ${TELLTALE_TEST_HOOK_URL}\n      secret: ${TELLTALE_TEST_UNSET_SECRET:-whsec_AAAA}\n",
+            "notifiers:\n  - name: h\n    kind: webhook\n    url: ${TELLTALE_TEST_HOOK_URL}\n    secret: ${TELLTALE_TEST_UNSET_SECRET:-whsec_AAAA}\n",
             Path::new("t.yaml"),
         )
         .unwrap();
-        let w = c.notifiers[0].webhook.as_ref().unwrap();
+        let NotifierKind::Webhook(w) = &c.notifiers[0].kind else {
+            panic!("{:?}", c.notifiers[0].kind)
+        };
         assert_eq!(w.url, "http://127.0.0.1:9/x");
         assert_eq!(w.secret.as_deref(), Some("whsec_AAAA"));
     }

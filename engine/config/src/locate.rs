@@ -1,4 +1,4 @@
-//! Finds where a key path (`notifiers[1].webhook.url`) is written in block-style YAML.
+//! Finds where a key path (`notifiers[1].url`) is written in block-style YAML.
 //!
 //! serde_yaml reports positions for structural errors but gives parsed values no spans, so
 //! semantic checks that run after parsing use this walker to point at the right line. It
@@ -119,8 +119,8 @@ collectors:
 notifiers:
   -
     name: x
-    webhook:
-      url: http://h/
+    kind: webhook
+    url: http://h/
 ";
 
     fn at(path: &[Seg]) -> Option<(usize, usize)> {
@@ -148,13 +148,8 @@ notifiers:
             Some((10, 7))
         );
         assert_eq!(
-            at(&[
-                Seg::key("notifiers"),
-                Seg::Index(0),
-                Seg::key("webhook"),
-                Seg::key("url")
-            ]),
-            Some((15, 7))
+            at(&[Seg::key("notifiers"), Seg::Index(0), Seg::key("url")]),
+            Some((15, 5))
         );
     }
 

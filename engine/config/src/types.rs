@@ -1,7 +1,6 @@
 //! The configuration file's shape. Every struct rejects unknown keys so that a typo is an
 //! error with a position, never a silently ignored setting.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +8,10 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
+use crate::notifiers::NotifierConfig;
 use telltale_model::{Labels, Severity};
+
+use crate::grants::Grants;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -27,7 +29,8 @@ pub struct Config {
     /// Where the Rhai rules come from and how they are sandboxed.
     #[serde(default)]
     pub rules: RulesConfig,
-    /// Where notifications go.
+    /// Where notifications go: each entry a `name`, a `kind` (`console`, `webhook`) and the
+    /// kind's settings beside them.
     #[serde(default)]
     pub notifiers: Vec<NotifierConfig>,
     /// Which notifiers get which alerts. An alert goes to the notifiers of the first
@@ -194,32 +197,6 @@ impl Default for SupervisionConfig {
     }
 }
 
-/// What a plugin may touch. Everything not granted is refused, and a plugin whose component
-/// imports a capability it is not granted is refused at load time.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Grants {
-    /// The typed system snapshot (CPU, memory, load, disks, networks).
-    #[serde(default)]
-    pub system: bool,
-    /// Path prefixes the plugin may read files under (e.g. `/proc`). `..` and symlinks
-    /// are resolved before the check.
-    #[serde(default)]
-    pub files: Vec<PathBuf>,
-    /// `HOST:PORT` pairs the plugin may send HTTP GET requests to (e.g. `127.0.0.1:9100`,
-    /// `localhost:8000`, `[::1]:9090`), matched against the URL's host as written.
-    #[serde(default)]
-    pub http: Vec<String>,
-    /// The process table (pid, name, command line, CPU, memory, I/O, threads, open files).
-    #[serde(default)]
-    pub processes: bool,
-    /// NVIDIA GPUs through NVML (utilisation, memory, temperature, power, clocks, throttle
-    /// reasons, ECC errors, per-process memory). Without an NVIDIA driver the capability
-    /// answers "unavailable" with the reason.
-    #[serde(default)]
-    pub gpu: bool,
-}
-
 /// One collector plugin instance.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -274,6 +251,67 @@ pub struct AnalyzerConfig {
     pub config: serde_json::Value,
 }
 
+/// What every plugin entry has, whatever its world (`collectors:`, `analyzers:`): the plugin
+/// host loads a plugin from it and the engine supervises the instance by it, so each
+/// world's entry type implements this once instead of every user reading its fields.
+pub trait PluginEntry {
+    /// The instance's unique name (in logs, errors and self-metrics).
+    fn name(&self) -> &str;
+    /// `plugin:`: a standard plugin's name or the path of a `.wasm` component.
+    fn plugin(&self) -> &str;
+    /// `config:`, passed to the plugin's `init` as JSON.
+    fn config(&self) -> &serde_json::Value;
+    /// `limits:`.
+    fn limits(&self) -> &PluginLimits;
+    /// `supervision:`.
+    fn supervision(&self) -> &SupervisionConfig;
+    /// `grants:`; `None` for a world whose entries have none (analyzers import only
+    /// `host`).
+    fn grants(&self) -> Option<&Grants>;
+}
+
+impl PluginEntry for CollectorConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn plugin(&self) -> &str {
+        &self.plugin
+    }
+    fn config(&self) -> &serde_json::Value {
+        &self.config
+    }
+    fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+    fn supervision(&self) -> &SupervisionConfig {
+        &self.supervision
+    }
+    fn grants(&self) -> Option<&Grants> {
+        Some(&self.grants)
+    }
+}
+
+impl PluginEntry for AnalyzerConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn plugin(&self) -> &str {
+        &self.plugin
+    }
+    fn config(&self) -> &serde_json::Value {
+        &self.config
+    }
+    fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+    fn supervision(&self) -> &SupervisionConfig {
+        &self.supervision
+    }
+    fn grants(&self) -> Option<&Grants> {
+        None
+    }
+}
+
 /// Where rules come from and how they are sandboxed.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -298,56 +336,6 @@ impl Default for RulesConfig {
             max_operations: defaults::rule_max_operations(),
         }
     }
-}
-
-/// One notifier: a name and exactly one delivery method.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NotifierConfig {
-    /// A unique name, used by routes.
-    pub name: String,
-    /// Print notifications to standard output.
-    #[serde(default)]
-    pub console: Option<ConsoleConfig>,
-    /// POST signed JSON to a URL.
-    #[serde(default)]
-    pub webhook: Option<WebhookConfig>,
-}
-
-/// Console notifier settings.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// Print the JSON payload instead of one readable line.
-    #[serde(default)]
-    pub json: bool,
-}
-
-/// Webhook notifier settings.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Where to POST (http or https).
-    pub url: String,
-    /// Signing secret (Standard Webhooks: `whsec_` followed by base64). Use
-    /// `${ENV_VAR}` to take it from the environment. Without one, requests are unsigned.
-    #[serde(default)]
-    pub secret: Option<String>,
-    /// Extra request headers.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Timeout of one attempt.
-    #[serde(default = "defaults::webhook_timeout")]
-    pub timeout: HumanDuration,
-    /// Attempts before giving up (the first one included).
-    #[serde(default = "defaults::webhook_max_attempts")]
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubles each time up to `max_backoff`.
-    #[serde(default = "defaults::webhook_initial_backoff")]
-    pub initial_backoff: HumanDuration,
-    /// The longest delay between attempts.
-    #[serde(default = "defaults::webhook_max_backoff")]
-    pub max_backoff: HumanDuration,
 }
 
 /// One routing rule.
@@ -416,31 +404,43 @@ impl JsonSchema for HumanDuration {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
-    /// Parses `123`, `64MiB`, `1.5GiB`, `100MB`, `4k`.
+    /// Parses `123`, `64MiB`, `256 MiB`, `1.5GiB`, `100MB`, `4k` (units are case-insensitive,
+    /// `k`/`KB` are powers of 1000 and `KiB` powers of 1024, the `B` is optional). The
+    /// arithmetic is `parse-size`'s: exact to the byte, fractions rounded to the nearest
+    /// byte, too large a size refused rather than wrapped; the messages are ours.
     pub fn parse(s: &str) -> Result<ByteSize, String> {
+        // parse-size reads the unit from the last bytes, so surrounding blanks must go first;
+        // it wants a digit before the point, which `.5GiB` (accepted before it) lacks.
+        let t = s.trim();
+        let digits = if t.starts_with('.') {
+            std::borrow::Cow::Owned(format!("0{t}"))
+        } else {
+            std::borrow::Cow::Borrowed(t)
+        };
+        match parse_size::parse_size(digits.as_bytes()) {
+            Ok(n) => Ok(ByteSize(n)),
+            Err(parse_size::Error::PosOverflow) => Err(format!(
+                "invalid size `{s}`: too large (the most is 16EiB, 2^64 - 1 bytes)"
+            )),
+            Err(_) => Err(Self::refusal(s)),
+        }
+    }
+
+    /// Why `s` is not a size, in the words an operator needs: parse-size only says "invalid
+    /// digit", so tell a bad number from a bad unit by splitting where the number ends.
+    fn refusal(s: &str) -> String {
         let t = s.trim();
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let num: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid size `{s}`: expected a number such as `64MiB`"))?;
-        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "k" | "kb" => 1000,
-            "kib" => 1 << 10,
-            "m" | "mb" => 1_000_000,
-            "mib" => 1 << 20,
-            "g" | "gb" => 1_000_000_000,
-            "gib" => 1 << 30,
-            other => {
-                return Err(format!(
-                    "invalid size unit `{other}` in `{s}`: use B, KiB, MiB, GiB, KB, MB or GB"
-                ));
-            }
-        };
-        Ok(ByteSize((num * mult as f64) as u64))
+        if num.parse::<f64>().is_err() {
+            return format!("invalid size `{s}`: expected a number such as `64MiB`");
+        }
+        format!(
+            "invalid size unit `{}` in `{s}`: use B, KiB, MiB, GiB, KB, MB or GB",
+            unit.trim().to_ascii_lowercase()
+        )
     }
 }
 
@@ -468,7 +468,7 @@ impl JsonSchema for ByteSize {
             "description": "A size in bytes, or with a unit: `64MiB`, `512KiB`, `1GB`.",
             "anyOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*[0-9.]+\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$" }
+                { "type": "string", "pattern": "^\\s*[0-9.][0-9._]*\\s*([kKmMgGtTpPeE]i?[bB]?|[bB])?\\s*$" }
             ]
         })
     }
@@ -922,18 +922,6 @@ pub mod defaults {
     pub(crate) fn rule_max_operations() -> u64 {
         1_000_000
     }
-    pub(crate) fn webhook_timeout() -> HumanDuration {
-        HumanDuration(Duration::from_secs(10))
-    }
-    pub(crate) fn webhook_max_attempts() -> u32 {
-        6
-    }
-    pub(crate) fn webhook_initial_backoff() -> HumanDuration {
-        HumanDuration(Duration::from_secs(1))
-    }
-    pub(crate) fn webhook_max_backoff() -> HumanDuration {
-        HumanDuration(Duration::from_secs(60))
-    }
     pub(crate) fn supervision_initial_backoff() -> HumanDuration {
         HumanDuration(Duration::from_secs(1))
     }
@@ -948,6 +936,7 @@ pub mod defaults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn selector_parses_name_and_labels() {
@@ -961,11 +950,98 @@ mod tests {
         assert!(Selector::parse("up{a=\"b\"").is_err());
     }
 
+    /// What operators may write for a size, and what each means. Written down before the
+    /// parser was handed to a crate, so that the switch could not narrow it.
     #[test]
     fn byte_sizes_parse() {
-        assert_eq!(ByteSize::parse("64MiB").unwrap().0, 64 << 20);
-        assert_eq!(ByteSize::parse("1GB").unwrap().0, 1_000_000_000);
-        assert_eq!(ByteSize::parse("512").unwrap().0, 512);
-        assert!(ByteSize::parse("12 parsecs").is_err());
+        for (text, bytes) in [
+            ("512", 512),
+            ("0", 0),
+            ("64MiB", 64 << 20),
+            ("256 MiB", 256 << 20),
+            ("  64MiB  ", 64 << 20),
+            ("1GB", 1_000_000_000),
+            ("1.5GiB", 3 << 29),
+            ("1.5GB", 1_500_000_000),
+            ("0.5KiB", 512),
+            ("4k", 4_000),
+            ("4K", 4_000),
+            ("4kb", 4_000),
+            ("4KB", 4_000),
+            ("4KiB", 4 << 10),
+            ("4kib", 4 << 10),
+            ("16m", 16_000_000),
+            ("16mb", 16_000_000),
+            ("16MiB", 16 << 20),
+            ("2g", 2_000_000_000),
+            ("2gib", 2 << 30),
+            ("100b", 100),
+            ("100B", 100),
+            ("100 B", 100),
+            ("8 KiB", 8 << 10),
+            (".5k", 500),
+            ("5.", 5),
+            ("0.2 MiB", 209_715),
+        ] {
+            assert_eq!(ByteSize::parse(text), Ok(ByteSize(bytes)), "{text:?}");
+        }
+    }
+
+    /// What is refused, and the message an operator reads for it.
+    #[test]
+    fn byte_sizes_refused() {
+        for (text, message) in [
+            (
+                "12 parsecs",
+                "invalid size unit `parsecs` in `12 parsecs`: use B, KiB, MiB, GiB, KB, MB or GB",
+            ),
+            (
+                "64 MiBs",
+                "invalid size unit `mibs` in `64 MiBs`: use B, KiB, MiB, GiB, KB, MB or GB",
+            ),
+            (
+                "MiB",
+                "invalid size `MiB`: expected a number such as `64MiB`",
+            ),
+            ("", "invalid size ``: expected a number such as `64MiB`"),
+            ("-1", "invalid size `-1`: expected a number such as `64MiB`"),
+            (
+                "1.2.3MB",
+                "invalid size `1.2.3MB`: expected a number such as `64MiB`",
+            ),
+            (
+                "lots",
+                "invalid size `lots`: expected a number such as `64MiB`",
+            ),
+        ] {
+            assert_eq!(ByteSize::parse(text), Err(message.to_string()), "{text:?}");
+        }
+    }
+
+    /// What parse-size adds to the syntax above: larger units, digit grouping, and a size
+    /// too large for 64 bits refused instead of silently capped.
+    #[test]
+    fn byte_sizes_beyond_the_original_syntax() {
+        assert_eq!(ByteSize::parse("1TiB"), Ok(ByteSize(1 << 40)));
+        assert_eq!(ByteSize::parse("2TB"), Ok(ByteSize(2_000_000_000_000)));
+        assert_eq!(ByteSize::parse("1_048_576"), Ok(ByteSize(1 << 20)));
+        assert_eq!(
+            ByteSize::parse("99999999999GB"),
+            Err(
+                "invalid size `99999999999GB`: too large (the most is 16EiB, 2^64 - 1 bytes)"
+                    .to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn byte_sizes_deserialize_from_numbers_and_text() {
+        let v: BTreeMap<String, ByteSize> =
+            serde_yaml::from_str("a: 1048576\nb: 64MiB\nc: '1 GB'\n").unwrap();
+        assert_eq!(v["a"], ByteSize(1 << 20));
+        assert_eq!(v["b"], ByteSize(64 << 20));
+        assert_eq!(v["c"], ByteSize(1_000_000_000));
+        let e = serde_yaml::from_str::<BTreeMap<String, ByteSize>>("a: 64 MiBs\n").unwrap_err();
+        assert!(e.to_string().contains("invalid size unit `mibs`"), "{e}");
     }
 }

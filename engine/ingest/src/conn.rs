@@ -44,9 +44,10 @@ use tracing::{debug, warn};
 use super::Shared;
 use super::limits::Reason;
 use telltale_config::IngestHttpConfig;
+use telltale_model::self_metrics;
 
 /// The self-metric with the number of open HTTP connections.
-pub(crate) const CONNECTIONS: &str = "telltale_ingest_http_connections";
+pub(crate) const CONNECTIONS: &str = self_metrics::INGEST_HTTP_CONNECTIONS.name;
 
 /// The most one warning of a kind (timeouts, a full listener) is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);

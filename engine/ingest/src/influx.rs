@@ -73,7 +73,7 @@ async fn handle(
         check_parsed(&shared.limits, &parsed, text)?;
         let samples: Vec<ParsedAt<'_>> = parsed.iter().map(|p| ParsedAt(p, now)).collect();
         let n = samples.len();
-        let report = store_all(&shared.store, shared.source(Source::Influx), &samples)?;
+        let report = store_all(shared.writer(Source::Influx), &samples)?;
         shared.stats.dropped(Source::Influx, &report);
         // Counted only once the request is taken: a refused one leaves no trace at all.
         shared

@@ -83,7 +83,7 @@ pub(crate) async fn write_json(
     let work: Work = Box::new(|shared: &Shared, text: &str, now| {
         let samples = parse(shared, text, now)?;
         let n = samples.len();
-        let report = store_all(&shared.store, shared.source(Source::Json), &samples)?;
+        let report = store_all(shared.writer(Source::Json), &samples)?;
         shared.stats.dropped(Source::Json, &report);
         Ok(n)
     });

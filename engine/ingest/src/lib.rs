@@ -6,12 +6,13 @@
 //!                       └─ POST /api/v1/samples             JSON batch
 //! UDP listener ──────────── StatsD / DogStatsD datagrams → Aggregator → flush every interval
 //!                                     │
-//!              parse whole request → check limits → SeriesStore (all or nothing)
+//!              parse whole request → check limits → the source's StoreWriter (all or nothing)
 //! ```
 //!
 //! Every HTTP request is taken whole or not at all: the body is parsed and checked against
 //! every limit before the first sample reaches the store, so a rejected request leaves no
-//! trace. Pushed Pushgateway groups are kept here and re-written to the store on every
+//! trace. Each listener writes through its own `StoreWriter` (source `ingest:NAME`, in the
+//! `ingest` group), never through the store's internals. Pushed Pushgateway groups are kept here and re-written to the store on every
 //! republish tick (stamped "now"), as a Prometheus scrape of a Pushgateway would see them,
 //! until they are deleted or expire. The formats themselves are parsed by the
 //! `telltale-formats` crate. `docs/ingest.md` is the user-facing description.
@@ -38,8 +39,8 @@ use tokio::sync::watch;
 use tracing::info;
 
 use telltale_config::{IngestConfig, IngestStatsdConfig};
-use telltale_model::now_ms;
-use telltale_store::{SeriesStore, SourceId, SourceLimits};
+use telltale_model::{now_ms, self_metrics};
+use telltale_store::{SeriesStore, SourceLimits, StoreWriter};
 
 pub use limits::Limits;
 use pushgateway::PushRegistry;
@@ -104,13 +105,14 @@ pub enum StartError {
 
 /// State shared by every listener and task.
 pub(crate) struct Shared {
+    /// For the listeners' own metrics (accounted to no source).
     pub(crate) store: Arc<SeriesStore>,
     pub(crate) limits: Limits,
     pub(crate) token: Option<String>,
     pub(crate) stats: Stats,
-    /// Each listener's store source (by [`Source::index`]), all in the push listeners'
+    /// Each listener's store writer (by [`Source::index`]), all in the push listeners'
     /// group.
-    pub(crate) sources: [SourceId; 4],
+    pub(crate) writers: [StoreWriter; 4],
     pub(crate) push: parking_lot::Mutex<PushRegistry>,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -119,16 +121,16 @@ impl Shared {
     /// Shared state for these settings (used by [`Ingest::bind`] and the benchmarks' tests).
     pub(crate) fn new(cfg: &IngestConfig, store: Arc<SeriesStore>) -> Shared {
         let limits = Limits::from_config(&cfg.limits);
-        let sources = register_sources(&cfg.limits, &store);
+        let writers = writers(&cfg.limits, &store);
         Shared {
             push: parking_lot::Mutex::new(PushRegistry::new(
                 cfg.pushgateway.expire_after.get(),
                 cfg.pushgateway.max_groups,
-                sources[Source::Pushgateway.index()],
+                writers[Source::Pushgateway.index()].clone(),
                 limits.max_series_per_source,
             )),
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
-            sources,
+            writers,
             token: cfg
                 .http
                 .as_ref()
@@ -141,12 +143,12 @@ impl Shared {
     }
 }
 
-/// The store sources of the push listeners: each bounded by `max_series_per_source` and
+/// The store writers of the push listeners: each bounded by `max_series_per_source` and
 /// `max_series_bytes_per_source`, all together by `ingest.limits.max_series` and
 /// `max_series_bytes` (default: half of the store's), so pushes alone never fill the store.
-fn register_sources(l: &telltale_config::IngestLimitsConfig, store: &SeriesStore) -> [SourceId; 4] {
+fn writers(l: &telltale_config::IngestLimitsConfig, store: &Arc<SeriesStore>) -> [StoreWriter; 4] {
     let whole = store.limits();
-    let group = store.source(
+    let group = store.group(
         limits::INGEST_GROUP,
         SourceLimits {
             max_series: l.max_series.unwrap_or(whole.max_series / 2),
@@ -154,19 +156,18 @@ fn register_sources(l: &telltale_config::IngestLimitsConfig, store: &SeriesStore
                 usize::try_from(b.0).unwrap_or(usize::MAX)
             }),
         },
-        None,
     );
     let each = SourceLimits {
         max_series: l.max_series_per_source,
         max_bytes: usize::try_from(l.max_series_bytes_per_source.0).unwrap_or(usize::MAX),
     };
-    Source::ALL.map(|src| store.source(&format!("ingest:{}", src.as_str()), each, Some(group)))
+    Source::ALL.map(|src| store.writer(&format!("ingest:{}", src.as_str()), each, Some(group)))
 }
 
 impl Shared {
-    /// The store source of `source`.
-    pub(crate) fn source(&self, source: Source) -> SourceId {
-        self.sources[source.index()]
+    /// The store writer of `source`.
+    pub(crate) fn writer(&self, source: Source) -> &StoreWriter {
+        &self.writers[source.index()]
     }
 }
 
@@ -313,7 +314,7 @@ async fn housekeeping(
         shared.store.ingest(
             shared
                 .stats
-                .samples(now, &[("telltale_ingest_push_groups", groups)]),
+                .samples(now, &[(self_metrics::INGEST_PUSH_GROUPS.name, groups)]),
         );
     }
 }

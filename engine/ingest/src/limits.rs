@@ -8,7 +8,7 @@ use telltale_formats::ParsedSample;
 
 use telltale_config::IngestLimitsConfig;
 use telltale_model::{Labels, Point, TimestampMs};
-use telltale_store::{Bound, Refusal, SeriesId, SeriesStore, SourceId, StoreSample};
+use telltale_store::{Bound, IngestReport, Refusal, SeriesId, StoreSample, StoreWriter};
 
 /// The ingest limits in effect (see `IngestLimitsConfig` for their meaning).
 #[derive(Debug, Clone, Copy)]
@@ -345,19 +345,14 @@ fn truncate(s: &str, chars: usize) -> &str {
     }
 }
 
-/// Stores a request's samples for `source`, all or none: the store checks the series they
-/// would create against the source's, the push listeners' and its own bounds under one
-/// lock, so concurrent requests cannot both pass the check.
+/// Stores a request's samples through its listener's writer, all or none: the store checks
+/// the series they would create against the listener's, the push listeners' and its own
+/// bounds under one lock, so concurrent requests cannot both pass the check.
 pub(crate) fn store_all<S: StoreSample>(
-    store: &SeriesStore,
-    source: SourceId,
+    writer: &StoreWriter,
     samples: &[S],
-) -> Result<telltale_store::IngestReport, Rejection> {
-    // Hashed outside the lock.
-    let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
-    store
-        .try_ingest_hashed_from(source, &hashes, samples)
-        .map_err(refused)
+) -> Result<IngestReport, Rejection> {
+    writer.ingest_all(samples).map_err(refused)
 }
 
 /// The answer to a write the store has no room for: 400 when the request is over its own

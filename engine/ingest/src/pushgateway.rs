@@ -36,7 +36,7 @@ use super::http::{Style, Work, rejection_response, write};
 use super::limits::{Reason, Rejection, check_count, check_labels, locate, refused};
 use super::{Shared, Source};
 use telltale_model::{Labels, MetricName, Point, SeriesKey, TimestampMs, duration_ms};
-use telltale_store::{IngestReport, SeriesId, SeriesStore, SourceId, StoreSample};
+use telltale_store::{Fingerprint, IngestReport, SeriesId, StoreSample, StoreWriter};
 
 /// Name of the per-group series holding the time of the last successful push, in seconds.
 pub(crate) const PUSH_TIME: &str = "push_time_seconds";
@@ -48,28 +48,41 @@ pub(crate) struct PushRegistry {
     series: usize,
     expire_after: Duration,
     max_groups: usize,
-    /// The store source pushed series are accounted to.
-    source: SourceId,
+    /// The store writer of the Pushgateway source, which pushed series are accounted to.
+    writer: StoreWriter,
     /// `ingest.limits.max_series_per_source`: the series of all groups together.
     max_series: usize,
 }
 
 /// One pushed series: its own labels (sorted, without those the grouping key overrides),
-/// value and the store's hash of the full identity (grouping labels merged in), computed
-/// once when the push is parsed and reused for every store write, removal and key
-/// comparison afterwards. The grouping labels are merged in when the identity is read
+/// value and the store's fingerprint of the full identity (grouping labels merged in),
+/// computed once when the push is parsed and handed back to the store on every write and
+/// removal afterwards (so the store does not hash it again). [`KeySet`] compares the
+/// fingerprints instead of the strings: comparing the strings of a 10,000-series group
+/// meant a cache miss per string (the old group is scattered over the heap) and cost more
+/// than parsing the push. The grouping labels are merged in when the identity is read
 /// ([`InGroup`]), not copied into every sample.
 pub(crate) struct PushedSample {
     name: String,
     labels: Vec<(String, String)>,
     value: f64,
-    hash: u64,
-    /// The second half of the store's 128-bit fingerprint of the identity
-    /// (`SeriesStore::series_fingerprint`), which [`KeySet`] compares instead of the
-    /// strings: comparing
-    /// the strings of a 10,000-series group meant a cache miss per string (the old group
-    /// is scattered over the heap) and cost more than parsing the push.
-    check: u64,
+    fingerprint: Fingerprint,
+}
+
+/// A pushed series' identity before it has a fingerprint: its own labels and the group's.
+struct Identity<'a> {
+    name: &'a str,
+    labels: &'a [(String, String)],
+    grouping: &'a Labels,
+}
+
+impl SeriesId for Identity<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        merged(self.labels, self.grouping)
+    }
 }
 
 /// A pushed sample in its group (whose grouping labels complete its identity), stamped
@@ -86,6 +99,9 @@ impl SeriesId for InGroup<'_> {
     }
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         merged(&self.sample.labels, self.grouping)
+    }
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        Some(self.sample.fingerprint)
     }
 }
 
@@ -139,37 +155,34 @@ impl Group {
             .chain(std::iter::once(&self.push_time))
     }
 
-    /// Every sample of the group, stamped `now`, with its hash.
+    /// Every sample of the group, stamped `now`.
     fn stamped<'a>(
         &'a self,
         grouping: &'a Labels,
         now: TimestampMs,
-    ) -> impl Iterator<Item = (u64, InGroup<'a>)> {
-        self.all().map(move |sample| {
-            (
-                sample.hash,
-                InGroup {
-                    sample,
-                    grouping,
-                    now,
-                },
-            )
+    ) -> impl Iterator<Item = InGroup<'a>> {
+        self.all().map(move |sample| InGroup {
+            sample,
+            grouping,
+            now,
         })
     }
 }
 
-/// A set of pushed series, compared by their 128-bit fingerprint (`PushedSample::hash`
-/// and `check`), not by their strings: two different series share one with a probability
-/// near 2^-128, and the key is random per store, so a sender cannot aim for a collision.
+/// A set of pushed series, compared by their 128-bit fingerprint, not by their strings:
+/// two different series share one with a probability near 2^-128, and the key is random
+/// per store, so a sender cannot aim for a collision.
 struct KeySet<'a>(HashTable<&'a PushedSample>);
 
 impl<'a> KeySet<'a> {
     fn new<'b>(samples: impl Iterator<Item = &'b PushedSample>) -> KeySet<'b> {
         let mut table = HashTable::with_capacity(samples.size_hint().0);
         for s in samples {
-            if let hashbrown::hash_table::Entry::Vacant(v) =
-                table.entry(s.hash, |x: &&PushedSample| same(x, s), |x| x.hash)
-            {
+            if let hashbrown::hash_table::Entry::Vacant(v) = table.entry(
+                s.fingerprint.digest(),
+                |x: &&PushedSample| same(x, s),
+                |x| x.fingerprint.digest(),
+            ) {
                 v.insert(s);
             }
         }
@@ -177,7 +190,9 @@ impl<'a> KeySet<'a> {
     }
 
     fn contains(&self, s: &PushedSample) -> bool {
-        self.0.find(s.hash, |x| same(x, s)).is_some()
+        self.0
+            .find(s.fingerprint.digest(), |x| same(x, s))
+            .is_some()
     }
 
     fn iter(&self) -> impl Iterator<Item = &'a PushedSample> + '_ {
@@ -189,7 +204,7 @@ impl<'a> KeySet<'a> {
 /// different series collide with a probability near 2^-128 and a sender cannot make them
 /// collide on purpose.
 fn same(a: &PushedSample, b: &PushedSample) -> bool {
-    a.hash == b.hash && a.check == b.check
+    a.fingerprint == b.fingerprint
 }
 
 /// Whether every family of `pushed` holds, in the same order, the same series as the
@@ -207,12 +222,25 @@ fn same_series_in_order(old: &Families, pushed: &Families, replace_all: bool) ->
     })
 }
 
-/// Fills in both hashes of a sample of the group `grouping`.
-fn fingerprint(mut sample: PushedSample, grouping: &Labels, store: &SeriesStore) -> PushedSample {
-    let (hash, check) = store.series_fingerprint(&in_group(&sample, grouping));
-    sample.hash = hash;
-    sample.check = check;
-    sample
+/// A pushed sample of the group `grouping`, with the store's fingerprint of its identity.
+fn fingerprinted(
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+    grouping: &Labels,
+    writer: &StoreWriter,
+) -> PushedSample {
+    let fingerprint = writer.fingerprint(&Identity {
+        name: &name,
+        labels: &labels,
+        grouping,
+    });
+    PushedSample {
+        name,
+        labels,
+        value,
+        fingerprint,
+    }
 }
 
 impl PushRegistry {
@@ -220,7 +248,7 @@ impl PushRegistry {
     pub(crate) fn new(
         expire_after: Duration,
         max_groups: usize,
-        source: SourceId,
+        writer: StoreWriter,
         max_series: usize,
     ) -> Self {
         PushRegistry {
@@ -228,7 +256,7 @@ impl PushRegistry {
             series: 0,
             expire_after,
             max_groups,
-            source,
+            writer,
             max_series,
         }
     }
@@ -248,7 +276,6 @@ impl PushRegistry {
         families: Families,
         replace_all: bool,
         now: TimestampMs,
-        store: &SeriesStore,
     ) -> Result<(usize, Option<Group>, IngestReport), Rejection> {
         let max_series = self.max_series;
         let old = self.groups.get(&grouping);
@@ -279,16 +306,12 @@ impl PushRegistry {
                 value: now as f64 / 1000.0,
                 ..clone_pushed(&old.push_time)
             },
-            None => fingerprint(
-                PushedSample {
-                    name: PUSH_TIME.to_string(),
-                    labels: Vec::new(),
-                    value: now as f64 / 1000.0,
-                    hash: 0,
-                    check: 0,
-                },
+            None => fingerprinted(
+                PUSH_TIME.to_string(),
+                Vec::new(),
+                now as f64 / 1000.0,
                 &grouping,
-                store,
+                &self.writer,
             ),
         };
         let new_series = pushed + kept.iter().map(|f| f.len()).sum::<usize>() + 1;
@@ -323,20 +346,16 @@ impl PushRegistry {
             old_keys
                 .iter()
                 .filter(|s| !new_keys.contains(s))
-                .map(|sample| (sample.hash, in_group(sample, &grouping)))
+                .map(|sample| in_group(sample, &grouping))
                 .collect()
         };
-        let report = store
-            .replace_hashed_from(self.source, removals, || {
-                new_view().map(|sample| {
-                    (
-                        sample.hash,
-                        InGroup {
-                            sample,
-                            grouping: &grouping,
-                            now,
-                        },
-                    )
+        let report = self
+            .writer
+            .replace(removals, || {
+                new_view().map(|sample| InGroup {
+                    sample,
+                    grouping: &grouping,
+                    now,
                 })
             })
             .map_err(refused)?;
@@ -366,10 +385,10 @@ impl PushRegistry {
     }
 
     /// Removes a group and its series.
-    fn delete(&mut self, grouping: &Labels, store: &SeriesStore) {
+    fn delete(&mut self, grouping: &Labels) {
         if let Some(g) = self.groups.remove(grouping) {
             self.series -= g.series;
-            store.remove_hashed(g.stamped(grouping, 0));
+            self.writer.remove(g.stamped(grouping, 0));
         }
     }
 }
@@ -387,8 +406,7 @@ fn clone_pushed(s: &PushedSample) -> PushedSample {
         name: s.name.clone(),
         labels: s.labels.clone(),
         value: s.value,
-        hash: s.hash,
-        check: s.check,
+        fingerprint: s.fingerprint,
     }
 }
 
@@ -411,13 +429,12 @@ pub(crate) fn republish(shared: &Shared, now: TimestampMs) {
             },
             humantime::format_duration(reg.expire_after)
         );
-        reg.delete(&key, &shared.store);
+        reg.delete(&key);
     }
     // Under the registry lock, so a concurrent push cannot be overwritten by older values.
-    let report = shared.store.ingest_hashed_from(
-        shared.source(Source::Pushgateway),
-        reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)),
-    );
+    let report = reg
+        .writer
+        .ingest(reg.groups.iter().flat_map(|(k, g)| g.stamped(k, now)));
     shared.stats.dropped(Source::Pushgateway, &report);
 }
 
@@ -440,7 +457,7 @@ pub(crate) async fn handle(
     let work: Work = Box::new(move |shared: &Shared, text: &str, now| {
         let (grouping, cleared) = grouping?;
         if delete {
-            shared.push.lock().delete(&grouping, &shared.store);
+            shared.push.lock().delete(&grouping);
             return Ok(0);
         }
         let format = format_of(&content_type)?;
@@ -449,7 +466,7 @@ pub(crate) async fn handle(
             shared
                 .push
                 .lock()
-                .apply(grouping, families, replace_all, now, &shared.store)?;
+                .apply(grouping, families, replace_all, now)?;
         drop(replaced);
         shared.stats.dropped(Source::Pushgateway, &report);
         Ok(pushed)
@@ -520,14 +537,13 @@ fn parse_body(
                 Some(text),
             )?;
             index += 1;
-            let sample = PushedSample {
-                name: s.name,
+            out.push(fingerprinted(
+                s.name,
                 labels,
-                value: s.value,
-                hash: 0,
-                check: 0,
-            };
-            out.push(fingerprint(sample, grouping, &shared.store));
+                s.value,
+                grouping,
+                shared.writer(Source::Pushgateway),
+            ));
         }
     }
     Ok(families)

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use super::Source;
 use super::limits::Reason;
-use telltale_model::{Sample, TimestampMs};
+use telltale_model::{Sample, TimestampMs, self_metrics};
 
 /// Counters of all sources. One short lock per request: cheap next to parsing a body.
 #[derive(Default)]
@@ -112,52 +112,52 @@ impl Stats {
             let i = src.index();
             let source = src.as_str();
             push(
-                "telltale_ingest_samples_total",
+                self_metrics::INGEST_SAMPLES.name,
                 &[("source", source)],
                 s.samples[i] as f64,
             );
             push(
-                "telltale_ingest_request_duration_seconds_sum",
+                self_metrics::INGEST_REQUEST_DURATION_SUM.name,
                 &[("source", source)],
                 s.duration_sum[i],
             );
             push(
-                "telltale_ingest_request_duration_seconds_count",
+                self_metrics::INGEST_REQUEST_DURATION_COUNT.name,
                 &[("source", source)],
                 s.duration_count[i] as f64,
             );
         }
         for ((src, outcome), n) in &s.requests {
             push(
-                "telltale_ingest_requests_total",
+                self_metrics::INGEST_REQUESTS.name,
                 &[("source", src.as_str()), ("outcome", outcome)],
                 *n as f64,
             );
         }
         for ((src, reason), n) in &s.rejected {
             push(
-                "telltale_ingest_rejected_total",
+                self_metrics::INGEST_REJECTED.name,
                 &[("source", src.as_str()), ("reason", reason.as_str())],
                 *n as f64,
             );
         }
         for ((src, reason), n) in &s.dropped {
             push(
-                "telltale_ingest_dropped_total",
+                self_metrics::INGEST_DROPPED.name,
                 &[("source", src.as_str()), ("reason", reason)],
                 *n as f64,
             );
         }
         for ((src, reason), n) in &s.skipped {
             push(
-                "telltale_ingest_skipped_total",
+                self_metrics::INGEST_SKIPPED.name,
                 &[("source", src.as_str()), ("reason", reason)],
                 *n as f64,
             );
         }
         for (reason, n) in &s.http_rejected {
             push(
-                "telltale_ingest_rejected_total",
+                self_metrics::INGEST_REJECTED.name,
                 &[("source", "http"), ("reason", reason.as_str())],
                 *n as f64,
             );

@@ -21,18 +21,18 @@ use tracing::{info, warn};
 use super::limits::{Reason, check_sample};
 use super::{Shared, Source};
 use telltale_config::IngestStatsdConfig;
-use telltale_model::{Labels, Sample, now_ms};
+use telltale_model::{Labels, Sample, now_ms, self_metrics};
 
 /// The most one warning about bad datagrams is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The self-metric with the kernel's count of datagrams it dropped for the listener's
 /// socket (its receive buffer was full): datagrams that never reached Telltale.
-pub(crate) const KERNEL_DROPS: &str = "telltale_ingest_statsd_kernel_drops_total";
+pub(crate) const KERNEL_DROPS: &str = self_metrics::INGEST_STATSD_KERNEL_DROPS.name;
 
 /// The self-metric with the receive buffer the kernel granted the socket, as it reports it
 /// (Linux reports twice the size asked for, the other half being its bookkeeping).
-pub(crate) const RECEIVE_BUFFER: &str = "telltale_ingest_statsd_receive_buffer_bytes";
+pub(crate) const RECEIVE_BUFFER: &str = self_metrics::INGEST_STATSD_RECEIVE_BUFFER.name;
 
 /// The StatsD state: the aggregator and the series budget.
 pub(crate) struct Statsd {
@@ -325,9 +325,7 @@ fn flush(state: &mut Statsd, shared: &Shared) {
     if samples.is_empty() {
         return;
     }
-    let report = shared
-        .store
-        .ingest_from(shared.source(Source::Statsd), samples);
+    let report = shared.writer(Source::Statsd).ingest(samples);
     shared.stats.dropped(Source::Statsd, &report);
 }
 

@@ -541,13 +541,7 @@ async fn limits_refuse_whole_requests() {
             .0,
         204
     );
-    assert_eq!(
-        s.shared
-            .store
-            .source_usage(s.shared.source(Source::Influx))
-            .0,
-        4
-    );
+    assert_eq!(s.shared.writer(Source::Influx).usage().0, 4);
     assert_eq!(
         s.shared
             .stats

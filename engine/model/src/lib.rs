@@ -7,6 +7,8 @@
 //!                          └──(rule functions)──▶ rules ──AlertCandidate──▶ alerts ──Notification──▶ notify
 //! ```
 
+pub mod self_metrics;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -421,8 +423,8 @@ impl Sample {
     /// ```
     /// use telltale_model::Sample;
     ///
-    /// let s = Sample::new("telltale_store_series", &[("store", "memory")], 12.0, 1_000);
-    /// assert_eq!(s.labels.get("store").map(String::as_str), Some("memory"));
+    /// let s = Sample::new("queue_depth", &[("queue", "ingest")], 12.0, 1_000);
+    /// assert_eq!(s.labels.get("queue").map(String::as_str), Some("ingest"));
     /// ```
     pub fn new(
         name: &str,

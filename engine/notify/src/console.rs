@@ -3,17 +3,28 @@
 
 use std::io::Write as _;
 
+use crate::notifier::{Delivery, DeliveryFuture, Notifier};
 use crate::payload::WebhookPayload;
+use telltale_config::ConsoleConfig;
 use telltale_model::{AlertStatus, Labels, Notification, write_labels};
 
 /// Prints notifications to standard output.
 #[derive(Debug, Clone)]
 pub struct ConsoleNotifier {
+    name: String,
     /// Print the JSON payload instead of a readable line.
-    pub json: bool,
+    json: bool,
 }
 
 impl ConsoleNotifier {
+    /// A console notifier named `name` (used in logs).
+    pub fn new(name: &str, cfg: &ConsoleConfig) -> ConsoleNotifier {
+        ConsoleNotifier {
+            name: name.to_string(),
+            json: cfg.json,
+        }
+    }
+
     /// The text printed for one notification (without the trailing newline).
     pub fn render(&self, n: &Notification) -> String {
         if self.json {
@@ -24,12 +35,37 @@ impl ConsoleNotifier {
     }
 
     /// Writes one notification to stdout. Fails only when stdout is gone (closed pipe).
-    pub fn deliver(&self, n: &Notification) -> std::io::Result<()> {
+    pub fn write(&self, n: &Notification) -> std::io::Result<()> {
         let line = self.render(n);
         // Lock once so lines from different notifiers never interleave mid-line.
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")?;
         out.flush()
+    }
+}
+
+impl Notifier for ConsoleNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "console"
+    }
+
+    /// One write, no retry: a stdout that is gone stays gone.
+    fn deliver<'a>(&'a self, n: &'a Notification) -> DeliveryFuture<'a> {
+        let outcome = match self.write(n) {
+            Ok(()) => Delivery::Delivered { attempts: 1 },
+            Err(e) => {
+                tracing::error!(notifier = %self.name, id = %n.id, error = %e, "cannot write to stdout");
+                Delivery::Failed {
+                    attempts: 1,
+                    last: format!("cannot write to stdout: {e}"),
+                }
+            }
+        };
+        Box::pin(std::future::ready(outcome))
     }
 }
 
@@ -140,7 +176,7 @@ mod tests {
     #[test]
     fn json_mode_prints_the_payload() {
         let n = notification("n1", 1.5, AlertStatus::Firing);
-        let line = ConsoleNotifier { json: true }.render(&n);
+        let line = ConsoleNotifier::new("c", &ConsoleConfig { json: true }).render(&n);
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["id"], "n1");

@@ -1,7 +1,7 @@
-//! The notify stage: delivers [`Notification`]s to console and webhook notifiers.
+//! The notify stage: delivers [`Notification`]s to notifiers (console, webhook).
 //!
 //! ```text
-//! DispatcherHandle::send ──route──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ console / webhook
+//! DispatcherHandle::send ──route──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ dyn Notifier
 //!                                                         │ on shutdown after the grace period
 //!                                                         └──▶ spool file ──▶ re-queued by the next start
 //! ```
@@ -11,11 +11,19 @@
 //! when a notifier's queue is full the notification is dropped for that notifier, logged and
 //! counted. Delivery is at-least-once; receivers dedupe on the notification id.
 //!
-//! Files: [`payload`] (the versioned JSON body and its schema), [`signing`] (Standard
-//! Webhooks signatures), [`webhook`] (HTTP delivery and retries), [`console`], [`route`]
-//! (which notifiers get an alert), [`spool`] (undelivered notifications across restarts).
+//! Every kind implements [`Notifier`] (name, kind, deliver one notification with its retries)
+//! and [`notifier::build`] is the one place a configured kind becomes one; the dispatcher
+//! knows no kind. The config is expected to have passed `telltale_config::check`, which
+//! holds every rule about notifier settings (with positions): nothing here validates them
+//! again.
+//!
+//! Files: [`notifier`] (the trait, [`Delivery`], the builder), [`payload`] (the versioned
+//! JSON body and its schema), [`signing`] (Standard Webhooks signatures), [`webhook`] (HTTP
+//! delivery and retries), [`console`], [`route`] (which notifiers get an alert), [`spool`]
+//! (undelivered notifications across restarts).
 
 pub mod console;
+pub mod notifier;
 pub mod payload;
 pub mod route;
 pub mod signing;
@@ -40,169 +48,69 @@ use telltale_config::{NotifierConfig, RouteConfig};
 use telltale_model::Notification;
 
 pub use console::ConsoleNotifier;
+pub use notifier::{Delivery, DeliveryFuture, Notifier};
 pub use payload::WebhookPayload;
 pub use route::Router;
 pub use signing::{SigningKey, verify};
-pub use webhook::{Delivery, WebhookNotifier};
+pub use webhook::WebhookNotifier;
 
 /// How many notifications may wait for one notifier before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
-/// A configuration problem found by [`Dispatcher::new`].
+/// A notifier that could not be built (see [`notifier::build`]): only what the config's
+/// check cannot know, such as an HTTP client that cannot be created.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum NotifyError {
-    /// Something wrong in one notifier entry.
-    #[error("notifiers[{index}] (`{name}`): {field} {message}")]
-    Notifier {
-        /// Position in the `notifiers` list.
-        index: usize,
-        /// Its `name`.
-        name: String,
-        /// The field, e.g. `webhook.url`.
-        field: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-    /// Something wrong in one route.
-    #[error("routes[{index}].{field}: {message}")]
-    Route {
-        /// Position in the `routes` list.
-        index: usize,
-        /// The field, e.g. `notifiers`.
-        field: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
+#[error("notifiers[{index}] (`{name}`): {message}")]
+pub struct NotifyError {
+    /// Position in the `notifiers` list.
+    pub index: usize,
+    /// Its `name`.
+    pub name: String,
+    /// What went wrong.
+    pub message: String,
 }
 
-/// One notifier's delivery method.
-#[derive(Debug)]
-enum Kind {
-    Console(ConsoleNotifier),
-    // Boxed: a webhook (client, headers, key) is far larger than a console notifier.
-    Webhook(Box<WebhookNotifier>),
-}
-
-#[derive(Debug)]
-struct Notifier {
-    name: String,
-    kind: Kind,
-}
-
-impl Notifier {
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            Kind::Console(_) => "console",
-            Kind::Webhook(_) => "webhook",
-        }
-    }
-
-    /// Delivers once (webhooks retry inside); true when delivered.
-    async fn deliver(&self, n: &Notification) -> bool {
-        match &self.kind {
-            Kind::Console(c) => match c.deliver(n) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(notifier = %self.name, id = %n.id, error = %e, "cannot write to stdout");
-                    false
-                }
-            },
-            Kind::Webhook(w) => matches!(w.deliver(n).await, Delivery::Delivered { .. }),
-        }
-    }
-}
-
-/// A validated set of notifiers and routes, not yet running. See [`Dispatcher::start`].
+/// Notifiers and routes, built and not yet running. See [`Dispatcher::start`].
 #[derive(Debug)]
 pub struct Dispatcher {
-    notifiers: Vec<Arc<Notifier>>,
+    notifiers: Vec<Arc<dyn Notifier>>,
     router: Router,
     spool_path: Option<PathBuf>,
     queue_capacity: usize,
 }
 
 impl Dispatcher {
-    /// Validates notifiers and routes: names unique and non-empty, exactly one of
-    /// `console`/`webhook` per notifier, webhook URL http(s), secret decodable, headers
-    /// valid, routes naming existing notifiers. `spool_path` is where undelivered
-    /// notifications are kept across a restart (`None`: they are logged as lost).
+    /// Builds every configured notifier ([`notifier::build`]) and the router. The notifiers
+    /// and routes are expected to have passed `telltale_config::check` (names unique, routes
+    /// naming configured notifiers, each kind's settings valid). `spool_path` is where
+    /// undelivered notifications are kept across a restart (`None`: they are logged as lost).
     pub fn new(
         notifiers: &[NotifierConfig],
         routes: &[RouteConfig],
         spool_path: Option<PathBuf>,
     ) -> Result<Dispatcher, NotifyError> {
-        let mut built: Vec<Arc<Notifier>> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (index, cfg) in notifiers.iter().enumerate() {
-            let err = |field: &str, message: String| NotifyError::Notifier {
-                index,
-                name: cfg.name.clone(),
-                field: field.into(),
-                message,
-            };
-            if cfg.name.trim().is_empty() {
-                return Err(err("name", "must not be empty".into()));
-            }
-            if let Some(first) = seen.insert(&cfg.name, index) {
-                return Err(err(
-                    "name",
-                    format!(
-                        "`{}` is already used by notifiers[{first}]; names must be unique",
-                        cfg.name
-                    ),
-                ));
-            }
-            let kind = match (&cfg.console, &cfg.webhook) {
-                (Some(c), None) => Kind::Console(ConsoleNotifier { json: c.json }),
-                (None, Some(w)) => Kind::Webhook(Box::new(
-                    WebhookNotifier::new(&cfg.name, w).map_err(|p| err(&p.field, p.message))?,
-                )),
-                (Some(_), Some(_)) => {
-                    return Err(err(
-                        "console/webhook",
-                        "both set; a notifier has exactly one delivery method (make two notifiers)"
-                            .into(),
-                    ));
-                }
-                (None, None) => {
-                    return Err(err(
-                        "console/webhook",
-                        "missing; set exactly one of `console: {}` or `webhook: { url: ... }`"
-                            .into(),
-                    ));
-                }
-            };
-            built.push(Arc::new(Notifier {
-                name: cfg.name.clone(),
-                kind,
-            }));
-        }
-        let names: Vec<String> = built.iter().map(|n| n.name.clone()).collect();
-        for (index, r) in routes.iter().enumerate() {
-            for (i, target) in r.notifiers.iter().enumerate() {
-                if !names.contains(target) {
-                    let hint = strsim_best(target, &names)
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
-                    let known = if names.is_empty() {
-                        "none are configured".to_string()
-                    } else {
-                        format!("known: {}", names.join(", "))
-                    };
-                    return Err(NotifyError::Route {
-                        index,
-                        field: format!("notifiers[{i}]"),
-                        message: format!("`{target}` is not a configured notifier ({known}){hint}"),
-                    });
-                }
-            }
-        }
-        Ok(Dispatcher {
+        let built = notifiers
+            .iter()
+            .enumerate()
+            .map(|(i, cfg)| notifier::build(i, cfg).map(Arc::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Dispatcher::with_notifiers(built, routes, spool_path))
+    }
+
+    /// A dispatcher over notifiers built elsewhere (any [`Notifier`], in the order that
+    /// routes without a match fall back to).
+    pub fn with_notifiers(
+        notifiers: Vec<Arc<dyn Notifier>>,
+        routes: &[RouteConfig],
+        spool_path: Option<PathBuf>,
+    ) -> Dispatcher {
+        let names = notifiers.iter().map(|n| n.name().to_string()).collect();
+        Dispatcher {
             router: Router::new(routes, names),
-            notifiers: built,
+            notifiers,
             spool_path,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
-        })
+        }
     }
 
     /// Changes the per-notifier queue capacity (at least 1).
@@ -213,7 +121,7 @@ impl Dispatcher {
 
     /// The configured notifier names, in configuration order.
     pub fn notifier_names(&self) -> Vec<&str> {
-        self.notifiers.iter().map(|n| n.name.as_str()).collect()
+        self.notifiers.iter().map(|n| n.name()).collect()
     }
 
     /// Starts one worker task per notifier. Spooled notifications from a previous run are
@@ -227,7 +135,7 @@ impl Dispatcher {
                 Ok(entries) => {
                     let total = entries.len();
                     for e in entries {
-                        if self.notifiers.iter().any(|n| n.name == e.notifier) {
+                        if self.notifiers.iter().any(|n| n.name() == e.notifier) {
                             backlogs
                                 .entry(e.notifier)
                                 .or_default()
@@ -259,12 +167,12 @@ impl Dispatcher {
             let (tx, rx) = mpsc::channel(self.queue_capacity);
             let counters = Arc::new(Counters::default());
             lanes.push(Lane {
-                name: notifier.name.clone(),
-                kind: notifier.kind_name(),
+                name: notifier.name().to_string(),
+                kind: notifier.kind(),
                 counters: counters.clone(),
             });
-            senders.insert(notifier.name.clone(), tx);
-            let backlog = backlogs.remove(&notifier.name).unwrap_or_default();
+            senders.insert(notifier.name().to_string(), tx);
+            let backlog = backlogs.remove(notifier.name()).unwrap_or_default();
             workers.spawn(worker(
                 notifier.clone(),
                 backlog,
@@ -285,16 +193,6 @@ impl Dispatcher {
             }),
         }
     }
-}
-
-/// The closest name within a small edit distance, for "did you mean" hints.
-fn strsim_best<'a>(target: &str, names: &'a [String]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (strsim::levenshtein(target, n), n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n.as_str())
 }
 
 #[derive(Debug, Default)]
@@ -328,7 +226,7 @@ struct Inner {
 pub struct NotifierStats {
     /// The notifier's name.
     pub name: String,
-    /// `console` or `webhook`.
+    /// The notifier's kind (`console`, `webhook`).
     pub kind: &'static str,
     /// Notifications delivered.
     pub delivered: u64,
@@ -513,7 +411,7 @@ async fn aborted(rx: &mut watch::Receiver<bool>) {
 /// One notifier's loop: backlog (from the spool) first, then the queue, in order. Returns
 /// what it could not deliver when told to stop.
 async fn worker(
-    notifier: Arc<Notifier>,
+    notifier: Arc<dyn Notifier>,
     mut backlog: VecDeque<Arc<Notification>>,
     mut rx: mpsc::Receiver<Arc<Notification>>,
     mut abort: watch::Receiver<bool>,
@@ -528,7 +426,7 @@ async fn worker(
                 () = aborted(&mut abort) => break,
                 m = rx.recv() => match m {
                     Some(n) => n,
-                    None => return (notifier.name.clone(), left),
+                    None => return (notifier.name().to_string(), left),
                 },
             },
         };
@@ -538,8 +436,11 @@ async fn worker(
                 left.push(next);
                 break;
             }
-            ok = notifier.deliver(&next) => {
-                let c = if ok { &counters.delivered } else { &counters.failed };
+            outcome = notifier.deliver(&next) => {
+                let c = match outcome {
+                    Delivery::Delivered { .. } => &counters.delivered,
+                    Delivery::Failed { .. } => &counters.failed,
+                };
                 c.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -549,7 +450,7 @@ async fn worker(
     while let Ok(n) = rx.try_recv() {
         left.push(n);
     }
-    (notifier.name.clone(), left)
+    (notifier.name().to_string(), left)
 }
 
 #[cfg(test)]

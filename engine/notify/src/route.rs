@@ -46,8 +46,8 @@ impl Route {
 
 impl Router {
     /// Builds a router. `all` is every notifier's name, in configuration order (the
-    /// fallback). Route notifier names are not checked here; [`super::Dispatcher::new`]
-    /// validates them with positioned errors.
+    /// fallback). Route notifier names are not checked here: the config's check refuses a
+    /// route naming an unknown notifier, with its position.
     pub fn new(routes: &[RouteConfig], all: Vec<String>) -> Router {
         Router {
             routes: routes

@@ -14,8 +14,9 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The prefix of a Standard Webhooks secret; the rest is the base64-encoded key.
-pub const SECRET_PREFIX: &str = "whsec_";
+// What a secret is (and why one is refused) is the config's to say: its check reports a bad
+// secret with a position, and the key made here is always one it accepted.
+pub use telltale_config::notifiers::webhook::{SECRET_PREFIX, SecretError};
 
 /// How far a request's timestamp may be from the receiver's clock in [`verify`].
 pub const DEFAULT_TOLERANCE_SECS: u64 = 5 * 60;
@@ -42,19 +43,6 @@ impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SigningKey({} bytes)", self.key.len())
     }
-}
-
-/// Why a secret could not be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SecretError {
-    /// `whsec_` followed by something that is not base64.
-    #[error(
-        "the part after `whsec_` is not valid base64 ({0}); generate one with `openssl rand -base64 32`"
-    )]
-    NotBase64(String),
-    /// An empty key (nothing after `whsec_`, or an empty string).
-    #[error("the secret is empty")]
-    Empty,
 }
 
 /// Why a request did not verify.
@@ -88,16 +76,15 @@ impl SigningKey {
     /// Parses a configured secret: `whsec_<base64>` gives the decoded bytes; any other
     /// string is used as raw (UTF-8) key bytes, for receivers that share a plain password.
     pub fn parse(secret: &str) -> Result<SigningKey, SecretError> {
-        let key = match secret.strip_prefix(SECRET_PREFIX) {
-            Some(b64) => B64
-                .decode(b64.trim())
-                .map_err(|e| SecretError::NotBase64(e.to_string()))?,
-            None => secret.as_bytes().to_vec(),
-        };
+        SigningKey::from_bytes(telltale_config::notifiers::webhook::decode_secret(secret)?)
+    }
+
+    /// A key of the given bytes (as `WebhookConfig::signing_key` decodes them).
+    pub fn from_bytes(key: Vec<u8>) -> Result<SigningKey, SecretError> {
+        // HMAC takes keys of any length; only an empty one is refused, as a secret.
         if key.is_empty() {
             return Err(SecretError::Empty);
         }
-        // HMAC takes keys of any length, so this only fails for an empty key (handled above).
         let keyed = HmacSha256::new_from_slice(&key).map_err(|_| SecretError::Empty)?;
         Ok(SigningKey { key, keyed })
     }

@@ -11,33 +11,14 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng as _;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{StatusCode, Url};
 
+use crate::notifier::{Delivery, DeliveryFuture, Notifier};
 use crate::payload::WebhookPayload;
 use crate::signing::SigningKey;
 use telltale_config::WebhookConfig;
 use telltale_model::Notification;
-
-/// A problem in one webhook's settings: the field (relative to the notifier, e.g.
-/// `webhook.url`) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldProblem {
-    /// The offending field, e.g. `webhook.url`.
-    pub field: String,
-    /// What is wrong, e.g. "`htp://x` is not an http(s) URL".
-    pub message: String,
-}
-
-/// Headers Telltale sets itself; configured extra headers may not replace them.
-const RESERVED: &[&str] = &[
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "content-type",
-    "content-length",
-    "host",
-];
 
 /// One configured webhook endpoint.
 #[derive(Debug, Clone)]
@@ -53,23 +34,6 @@ pub struct WebhookNotifier {
     client: reqwest::Client,
 }
 
-/// The end result of delivering one notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// A 2xx answer arrived.
-    Delivered {
-        /// Attempts made, the successful one included.
-        attempts: u32,
-    },
-    /// Given up (attempts exhausted or a permanent error).
-    Failed {
-        /// Attempts made.
-        attempts: u32,
-        /// The last status or error, for logs and status pages.
-        last: String,
-    },
-}
-
 /// What one attempt ended with.
 enum Attempt {
     Ok,
@@ -83,66 +47,34 @@ enum Attempt {
 }
 
 impl WebhookNotifier {
-    /// Validates the settings and builds the HTTP client. `name` is the notifier's name,
-    /// used in logs.
-    pub fn new(name: &str, cfg: &WebhookConfig) -> Result<WebhookNotifier, FieldProblem> {
-        let problem = |field: &str, message: String| FieldProblem {
-            field: format!("webhook.{field}"),
-            message,
+    /// Builds the notifier and its HTTP client. `name` is the notifier's name, used in logs.
+    ///
+    /// The settings are expected to have passed the config's check, which refuses every
+    /// value this reads through `WebhookConfig` (URL, secret, headers, a zero timeout or
+    /// attempt count) with its position; those are still errors here, never panics. What only
+    /// fails now is the HTTP client's construction (its TLS backend).
+    pub fn new(name: &str, cfg: &WebhookConfig) -> Result<WebhookNotifier, String> {
+        let url = cfg.endpoint()?;
+        let key = match cfg.signing_key() {
+            Ok(Some(bytes)) => {
+                Some(SigningKey::from_bytes(bytes).map_err(|e| format!("webhook secret: {e}"))?)
+            }
+            Ok(None) => None,
+            Err(e) => return Err(format!("webhook secret: {e}")),
         };
-        let url = Url::parse(&cfg.url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                problem(
-                    "url",
-                    format!(
-                        "`{}` is not an http(s) URL (expected e.g. `https://example.com/hook`)",
-                        cfg.url
-                    ),
-                )
-            })?;
-        let key = match &cfg.secret {
-            Some(s) => Some(SigningKey::parse(s).map_err(|e| problem("secret", e.to_string()))?),
-            None => None,
-        };
-        let mut headers = HeaderMap::new();
+        let mut headers = cfg.extra_headers().map_err(|p| p.message)?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             USER_AGENT,
             HeaderValue::from_static(concat!("telltale/", env!("CARGO_PKG_VERSION"))),
         );
-        for (k, v) in &cfg.headers {
-            let field = format!("headers.{k}");
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| problem(&field, format!("`{k}` is not a valid header name")))?;
-            if RESERVED.contains(&name.as_str()) {
-                return Err(problem(
-                    &field,
-                    format!("`{k}` is set by Telltale itself and cannot be configured"),
-                ));
-            }
-            let value = HeaderValue::from_str(v).map_err(|_| {
-                problem(
-                    &field,
-                    "the value is not a valid header value (control characters?)".into(),
-                )
-            })?;
-            headers.insert(name, value);
-        }
-        if cfg.max_attempts == 0 {
-            return Err(problem("max_attempts", "must be at least 1".into()));
-        }
-        if cfg.timeout.get().is_zero() {
-            return Err(problem("timeout", "must be greater than 0".into()));
-        }
         let client = reqwest::Client::builder()
             // A redirect could carry signed alerts to another host; receivers must give the
             // final URL.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(cfg.timeout.get())
             .build()
-            .map_err(|e| problem("url", format!("cannot build an HTTP client: {e}")))?;
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(WebhookNotifier {
             name: name.to_string(),
             url,
@@ -287,6 +219,20 @@ impl WebhookNotifier {
     }
 }
 
+impl Notifier for WebhookNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> DeliveryFuture<'a> {
+        Box::pin(WebhookNotifier::deliver(self, n))
+    }
+}
+
 /// Whether a status is worth retrying: the receiver is overloaded, timing out, or broken
 /// for now.
 fn retryable(s: StatusCode) -> bool {
@@ -298,25 +244,15 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date (IMF-fixdate,
-/// `Sun, 06 Nov 1994 08:49:37 GMT`); a date in the past means "now".
+/// `Retry-After` as delay-seconds or an HTTP date (IMF-fixdate
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, and the obsolete RFC 850 and asctime forms RFC 9110
+/// asks recipients to accept); a date in the past means "now".
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_dow, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let m = MONTHS.iter().position(|x| x == month)? + 1;
-    let day: u32 = day.parse().ok()?;
-    let year: u32 = year.parse().ok()?;
-    let rfc3339 = format!("{year:04}-{m:02}-{day:02}T{time}Z");
-    let at = humantime::parse_rfc3339(&rfc3339).ok()?;
+    let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -584,42 +520,6 @@ mod tests {
     }
 
     #[test]
-    fn config_problems_name_the_field() {
-        let bad = |f: &dyn Fn(&mut WebhookConfig)| {
-            let mut c = config("http://127.0.0.1:9/x");
-            f(&mut c);
-            WebhookNotifier::new("ops", &c).unwrap_err()
-        };
-        let p = bad(&|c| c.url = "htp://x".into());
-        assert_eq!(p.field, "webhook.url");
-        assert!(
-            p.message.starts_with("`htp://x` is not an http(s) URL"),
-            "{}",
-            p.message
-        );
-        assert_eq!(bad(&|c| c.url = "not a url".into()).field, "webhook.url");
-        assert_eq!(
-            bad(&|c| c.secret = Some("whsec_***".into())).field,
-            "webhook.secret"
-        );
-        assert_eq!(
-            bad(&|c| {
-                c.headers.insert("webhook-id".into(), "x".into());
-            })
-            .field,
-            "webhook.headers.webhook-id"
-        );
-        assert_eq!(
-            bad(&|c| {
-                c.headers.insert("bad header".into(), "x".into());
-            })
-            .field,
-            "webhook.headers.bad header"
-        );
-        assert_eq!(bad(&|c| c.max_attempts = 0).field, "webhook.max_attempts");
-    }
-
-    #[test]
     fn retry_after_parses() {
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(
@@ -633,6 +533,23 @@ mod tests {
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
             Some(Duration::ZERO)
+        );
+        // The obsolete forms HTTP/1.1 recipients must accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:49:47 1994", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 CET", now),
+            None
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 31 Feb 1994 08:49:47 GMT", now),
+            None
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-1", now), None);

@@ -1,18 +1,24 @@
-//! Wires the stages together and runs them until shutdown:
+//! The assembly: builds every stage from a configuration ([`Engine::build`], shared by
+//! `telltale run` and `telltale check`) and runs them until shutdown.
 //!
 //! ```text
-//! collector tasks ──▶ SeriesStore ◀── analyzer tasks (read windows, write derived samples)
-//!                          │
+//! plugin tasks (collectors, analyzers) ──▶ store ◀── ingest listeners
+//!                          │           (analyzers read windows, write samples and events)
 //!                     rule task (every evaluation tick; reloads changed rule files)
 //!                          │ AlertCandidate → AlertManager → Notification
 //!                          ▼
 //!                     Dispatcher (one bounded queue + worker per notifier)
 //! ```
 //!
-//! Data flows one way. Each plugin instance has its own task, so a slow or hung plugin
-//! delays only itself; the plugin host stops a call at its deadline. On SIGINT/SIGTERM the
-//! tasks stop taking new work, then the dispatcher gets the grace period to deliver what is
-//! queued and spools the rest for the next start.
+//! Owns the wiring and nothing else: which task runs what, how they stop, how reloads
+//! reach them. Invariants:
+//! * Data flows one way; this is the only crate that depends on every stage, so the stages
+//!   never need each other.
+//! * Each plugin instance has its own task, so a slow or hung plugin delays only itself;
+//!   the plugin host stops a call at its deadline.
+//! * The rule task only evaluates; the store maintains itself in its own task.
+//! * On SIGINT/SIGTERM the tasks stop taking new work, then the dispatcher gets the grace
+//!   period to deliver what is queued and spools the rest for the next start.
 
 mod plugins;
 mod reload;
@@ -33,57 +39,163 @@ use tracing::{error, info, warn};
 
 use telltale_alerts::AlertManager;
 use telltale_config::LoadedConfig;
-use telltale_model::{Labels, Notification, Sample, TimestampMs, now_ms};
+use telltale_diagnostics::{Diagnostic, Diagnostics};
+use telltale_model::{Labels, Notification, Sample, TimestampMs, now_ms, self_metrics};
 use telltale_notify::{Dispatcher, DispatcherHandle};
 use telltale_plugin_host::{PluginHost, PluginSource, PluginSpec};
 use telltale_rules::{ReloadOutcome, RuleResult, RuleSet, RuleWatcher};
 use telltale_store::{SeriesStore, StoreLimits};
 
-use plugins::{analyzer_task, collector_task};
 use reload::{PluginWatcher, RELOAD_CHANNEL, Reload, watch_key};
 
-/// Runs the engine until `shutdown` completes, then shuts down gracefully.
+/// Everything `telltale run` starts, built from a configuration and checked once.
 ///
-/// Each message on `reloads` (the CLI sends one per SIGHUP) reloads every plugin: files are
-/// read again, and quarantined or backing-off instances get a fresh start. Plugin files
-/// are also watched and reloaded when their content changes. A closed `reloads` channel
-/// just means no operator reloads.
-pub async fn run(
+/// `telltale run` and `telltale check` both go through [`Engine::build`], so what `check`
+/// accepts is exactly what `run` starts with, and every semantic check of the config
+/// (`telltale_config::check`) happens there, once, with file:line:column.
+pub struct Engine {
     loaded: LoadedConfig,
+    store: Arc<SeriesStore>,
+    host: PluginHost,
+    dispatcher: Dispatcher,
+    rules: RuleSet,
+    problems: Vec<Diagnostic>,
+}
+
+impl Engine {
+    /// Checks the configuration and builds every stage that can be built without side
+    /// effects: the store, the plugin host, the notifiers (not started), the rule set.
+    ///
+    /// `Err` holds what stops the engine from starting at all. Problems `run` tolerates
+    /// (a rule file that does not compile: the other rules run) are in
+    /// [`Engine::problems`]; `check` reports them as failures.
+    pub fn build(loaded: &LoadedConfig) -> Result<Engine, Diagnostics> {
+        telltale_config::check(loaded)?;
+        let cfg = &loaded.config;
+        let data_dir = loaded.data_dir();
+        let fatal = |message: String| {
+            Diagnostics(vec![Diagnostic::new(
+                loaded.display_name(),
+                None,
+                None,
+                message,
+            )])
+        };
+        let store = Arc::new(SeriesStore::new(StoreLimits {
+            retention: cfg.engine.retention.get(),
+            max_points_per_series: cfg.engine.max_points_per_series,
+            max_series: cfg.engine.max_series,
+            max_series_bytes: usize::try_from(cfg.engine.max_series_bytes.0).unwrap_or(usize::MAX),
+            ..StoreLimits::default()
+        }));
+        let host = PluginHost::new(Some(data_dir.join("cache")))
+            .map_err(|e| fatal(format!("cannot start the plugin host: {e}")))?;
+        let dispatcher = Dispatcher::new(
+            &cfg.notifiers,
+            &cfg.routes,
+            Some(data_dir.join("notification-spool.jsonl")),
+        )
+        .map_err(|e| fatal(format!("invalid notifier configuration: {e}")))?;
+
+        let mut rules = RuleSet::new(store.clone(), &cfg.rules);
+        let problems = match loaded.rules_dir() {
+            Some(dir) if !dir.is_dir() => vec![
+                Diagnostic::new(
+                    loaded.display_name(),
+                    None,
+                    None,
+                    format!("the rules directory {} does not exist", dir.display()),
+                )
+                .with_hint(
+                    "create it, or fix `rules.dir` (relative paths start at the config \
+                     file's directory)",
+                ),
+            ],
+            Some(dir) => rules.load_dir(&dir),
+            None => rules.load_embedded_defaults(),
+        };
+        Ok(Engine {
+            loaded: loaded.clone(),
+            store,
+            host,
+            dispatcher,
+            rules,
+            problems,
+        })
+    }
+
+    /// The configuration the engine was built from.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.loaded
+    }
+
+    /// Problems `run` starts despite (logged as errors) and `check` fails on.
+    pub fn problems(&self) -> &[Diagnostic] {
+        &self.problems
+    }
+
+    /// How many rules loaded.
+    pub fn rule_count(&self) -> usize {
+        self.rules.rules().len()
+    }
+
+    /// Loads every configured plugin once, the way its task will (compile through the
+    /// cache, check grants, instantiate, run `init`), and describes each failure.
+    pub async fn check_plugins(&self) -> Vec<String> {
+        let loaded = &self.loaded;
+        let cfg = &loaded.config;
+        let mut out = Vec::new();
+        for plugin in plugins::configured(cfg, &loaded.base_dir) {
+            if let Err(e) = plugin.check(&self.host).await {
+                out.push(format!(
+                    "{}: error: {} `{}`: {e}",
+                    loaded.display_name(),
+                    plugin.kind(),
+                    plugin.name()
+                ));
+            }
+        }
+        out
+    }
+
+    /// Runs the engine until `shutdown` completes, then shuts down gracefully.
+    ///
+    /// Each message on `reloads` (the CLI sends one per SIGHUP) reloads every plugin: files
+    /// are read again, and quarantined or backing-off instances get a fresh start. Plugin
+    /// files are also watched and reloaded when their content changes. A closed `reloads`
+    /// channel just means no operator reloads.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+        reloads: mpsc::Receiver<()>,
+    ) -> anyhow::Result<()> {
+        run(self, shutdown, reloads).await
+    }
+}
+
+/// The body of [`Engine::run`].
+async fn run(
+    engine: Engine,
     shutdown: impl std::future::Future<Output = ()> + Send,
     mut reloads: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
+    let Engine {
+        loaded,
+        store,
+        host,
+        dispatcher,
+        rules,
+        problems,
+    } = engine;
     let cfg = &loaded.config;
     let data_dir = loaded.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-
-    let store = Arc::new(SeriesStore::new(StoreLimits {
-        retention: cfg.engine.retention.get(),
-        max_points_per_series: cfg.engine.max_points_per_series,
-        max_series: cfg.engine.max_series,
-        max_series_bytes: usize::try_from(cfg.engine.max_series_bytes.0).unwrap_or(usize::MAX),
-        ..StoreLimits::default()
-    }));
-    let host =
-        PluginHost::new(Some(data_dir.join("cache"))).context("cannot start the plugin host")?;
-    let dispatcher = Dispatcher::new(
-        &cfg.notifiers,
-        &cfg.routes,
-        Some(data_dir.join("notification-spool.jsonl")),
-    )
-    .context("invalid notifier configuration")?
-    .start();
-
-    let mut rules = RuleSet::new(store.clone(), &cfg.rules);
-    let rules_dir = loaded.rules_dir();
-    let problems = match &rules_dir {
-        Some(dir) => rules.load_dir(dir),
-        None => rules.load_embedded_defaults(),
-    };
+    let dispatcher = dispatcher.start();
     for d in &problems {
         error!("{d}");
     }
+    let rules_dir = loaded.rules_dir();
     let changes = match &rules_dir {
         Some(dir) => match RuleWatcher::start(dir) {
             Ok((watcher, rx)) => Some((watcher, rx)),
@@ -122,25 +234,10 @@ pub async fn run(
     let (reload_tx, _) = broadcast::channel::<Reload>(RELOAD_CHANNEL);
     let mut tasks = JoinSet::new();
     let mut plugin_files = BTreeSet::new();
-    for c in &cfg.collectors {
-        let spec = PluginSpec::collector(c, &loaded.base_dir);
-        plugin_files.extend(plugin_file(&spec));
-        tasks.spawn(collector_task(
+    for plugin in plugins::configured(cfg, &loaded.base_dir) {
+        plugin_files.extend(plugin_file(plugin.spec()));
+        tasks.spawn(plugin.run(
             host.clone(),
-            c.clone(),
-            spec,
-            store.clone(),
-            reload_tx.subscribe(),
-            stop_rx.clone(),
-        ));
-    }
-    for a in &cfg.analyzers {
-        let spec = PluginSpec::analyzer(a, &loaded.base_dir);
-        plugin_files.extend(plugin_file(&spec));
-        tasks.spawn(analyzer_task(
-            host.clone(),
-            a.clone(),
-            spec,
             store.clone(),
             reload_tx.subscribe(),
             stop_rx.clone(),
@@ -183,6 +280,13 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    // Pruning and the store's own metrics, on the evaluation interval as before, in the
+    // store's task: the rule task only evaluates.
+    tasks.spawn(
+        store
+            .clone()
+            .maintain(cfg.engine.evaluation_interval.get(), stop_rx.clone()),
+    );
     tasks.spawn(status_task(store.clone(), stop_rx.clone()));
     if let Some(c) = &cfg.ingest {
         let eval = cfg.engine.evaluation_interval.get();
@@ -276,14 +380,12 @@ async fn rule_task(
                     first = false;
                 }
                 store.ingest([
-                    Sample::new("telltale_rules_loaded", &[], count as f64, now),
-                    Sample::new("telltale_rule_evaluation_duration_seconds", &[], took.as_secs_f64(), now),
-                    Sample::new("telltale_rule_errors", &[], errors as f64, now),
-                    Sample::new("telltale_alerts", &[("state", "firing")], firing as f64, now),
-                    Sample::new("telltale_alerts", &[("state", "pending")], (active.len() - firing) as f64, now),
-                    Sample::new("telltale_store_series", &[], store.series_count() as f64, now),
+                    Sample::new(self_metrics::RULES_LOADED.name, &[], count as f64, now),
+                    Sample::new(self_metrics::RULE_EVALUATION_DURATION.name, &[], took.as_secs_f64(), now),
+                    Sample::new(self_metrics::RULE_ERRORS.name, &[], errors as f64, now),
+                    Sample::new(self_metrics::ALERTS.name, &[("state", "firing")], firing as f64, now),
+                    Sample::new(self_metrics::ALERTS.name, &[("state", "pending")], (active.len() - firing) as f64, now),
                 ]);
-                store.prune(now);
             }
             Some(path) = recv(&mut changes) => {
                 match rules.apply_change(&path) {
@@ -374,21 +476,21 @@ fn status_line(store: &SeriesStore, now: i64) -> String {
         latest(name, labels).first().map(|x| x.1).unwrap_or(0.0)
     };
     let mut parts = vec![format!("{} series", store.series_count())];
-    for (labels, samples) in latest("telltale_plugin_samples", &[]) {
+    for (labels, samples) in latest(self_metrics::PLUGIN_SAMPLES.name, &[]) {
         let (Some(plugin), Some(kind)) = (labels.get("plugin"), labels.get("kind")) else {
             continue;
         };
         let selector = [("plugin", plugin.as_str()), ("kind", kind.as_str())];
-        let up = one("telltale_plugin_up", &selector) > 0.0;
-        let ms = one("telltale_plugin_call_duration_seconds", &selector) * 1e3;
+        let up = one(self_metrics::PLUGIN_UP.name, &selector) > 0.0;
+        let ms = one(self_metrics::PLUGIN_CALL_DURATION.name, &selector) * 1e3;
         let state = |s: &str| {
             one(
-                "telltale_plugin_state",
+                self_metrics::PLUGIN_STATE.name,
                 &[("plugin", plugin), ("kind", kind), ("state", s)],
             ) > 0.0
         };
         let errors = one(
-            "telltale_plugin_calls_total",
+            self_metrics::PLUGIN_CALLS.name,
             &[("plugin", plugin), ("kind", kind), ("outcome", "error")],
         );
         parts.push(if up {
@@ -406,14 +508,14 @@ fn status_line(store: &SeriesStore, now: i64) -> String {
     }
     parts.push(format!(
         "rules: {} in {:.2} ms ({} failing)",
-        one("telltale_rules_loaded", &[]),
-        one("telltale_rule_evaluation_duration_seconds", &[]) * 1e3,
-        one("telltale_rule_errors", &[]),
+        one(self_metrics::RULES_LOADED.name, &[]),
+        one(self_metrics::RULE_EVALUATION_DURATION.name, &[]) * 1e3,
+        one(self_metrics::RULE_ERRORS.name, &[]),
     ));
     parts.push(format!(
         "alerts: {} firing, {} pending",
-        one("telltale_alerts", &[("state", "firing")]),
-        one("telltale_alerts", &[("state", "pending")]),
+        one(self_metrics::ALERTS.name, &[("state", "firing")]),
+        one(self_metrics::ALERTS.name, &[("state", "pending")]),
     ));
     parts.join("; ")
 }

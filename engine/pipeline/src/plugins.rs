@@ -1,10 +1,17 @@
-//! The collector and analyzer tasks: one per configured plugin instance, each calling its
-//! plugin on its interval under a [`Supervisor`], reloading it when its file changes or the
+//! The plugin tasks: one per configured plugin instance, of every world, each calling its
+//! plugin when due under a [`Supervisor`], reloading it when its file changes or the
 //! operator asks, and publishing what happened as `telltale_plugin_*` self-metrics.
 //!
-//! Per instance, every tick:
+//! One task ([`plugin_task`]) and one [`Slot`] serve every world. What differs is a
+//! [`Role`]: when and with what the plugin is called, and where its output goes
+//! ([`Collect`]: on its interval, samples to the store; [`Analyze`]: on its interval with
+//! the windows of its inputs, derived samples and events to the store, see
+//! [`Analyze::deliver`]). [`configured`] is the one place that says which config section
+//! holds which world's entries; `check` loads each entry once, `run` spawns its task.
 //!
-//! 1. If supervision forbids a call now (backing off, quarantined), the tick is skipped.
+//! Per instance, every time it is due:
+//!
+//! 1. If supervision forbids a call now (backing off, quarantined), the call is skipped.
 //! 2. Otherwise the instance is loaded (first time, or after a failed load) or, when the
 //!    last failure discarded it, instantiated afresh (`restart`), then called.
 //! 3. A failure that discards the instance (crash, deadline, limit, failed load/restart)
@@ -16,79 +23,28 @@
 //! swaps only when that succeeded, so a broken new file never replaces a working version.
 //! Data flows one way: the tasks only write to the store and the log.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
-use tracing::{error, info, warn};
+use tokio::time::Interval;
+use tracing::{debug, error, info, warn};
 
-use telltale_config::{AnalyzerConfig, CollectorConfig, SupervisionConfig};
-use telltale_model::{Labels, Sample, SeriesKey, Severity, duration_ms, now_ms};
+use telltale_config::{AnalyzerConfig, CollectorConfig, Config, PluginEntry, SupervisionConfig};
+use telltale_model::{Event, Labels, Sample, SeriesKey, duration_ms, now_ms, self_metrics};
 use telltale_plugin_host::{
-    AnalyzerInstance, CollectorInstance, PluginError, PluginHost, PluginSource, PluginSpec,
+    Analyzer, Collector, PluginError, PluginHost, PluginInstance, PluginKind, PluginSource,
+    PluginSpec, World,
 };
-use telltale_store::{IngestReport, SeriesStore, SourceLimits};
+use telltale_store::{IngestReport, SeriesRead, SeriesStore, SourceLimits, StoreWriter};
 
 use super::reload::{Reload, watch_key};
 use super::supervise::{FailureLog, PluginState, Policy, Supervisor, Transition};
 use super::ticker;
-
-/// What the tasks need from a loaded plugin instance, whatever its world.
-pub(crate) trait Instance: Send + Sized + 'static {
-    /// `collector` or `analyzer`.
-    const KIND: &'static str;
-    /// Loads it (compile through the cache, check, instantiate, `init`).
-    fn load(
-        host: &PluginHost,
-        spec: PluginSpec,
-    ) -> impl Future<Output = Result<Self, PluginError>> + Send;
-    /// Instantiates afresh from the compiled component and re-runs `init`.
-    fn restart(&mut self) -> impl Future<Output = Result<(), PluginError>> + Send;
-    /// Whether a healthy instance is live.
-    fn is_live(&self) -> bool;
-    /// SHA-256 of the component bytes.
-    fn sha256(&self) -> [u8; 32];
-}
-
-impl Instance for CollectorInstance {
-    const KIND: &'static str = "collector";
-    fn load(
-        host: &PluginHost,
-        spec: PluginSpec,
-    ) -> impl Future<Output = Result<Self, PluginError>> + Send {
-        host.collector(spec)
-    }
-    fn restart(&mut self) -> impl Future<Output = Result<(), PluginError>> + Send {
-        CollectorInstance::restart(self)
-    }
-    fn is_live(&self) -> bool {
-        CollectorInstance::is_live(self)
-    }
-    fn sha256(&self) -> [u8; 32] {
-        self.source_sha256()
-    }
-}
-
-impl Instance for AnalyzerInstance {
-    const KIND: &'static str = "analyzer";
-    fn load(
-        host: &PluginHost,
-        spec: PluginSpec,
-    ) -> impl Future<Output = Result<Self, PluginError>> + Send {
-        host.analyzer(spec)
-    }
-    fn restart(&mut self) -> impl Future<Output = Result<(), PluginError>> + Send {
-        AnalyzerInstance::restart(self)
-    }
-    fn is_live(&self) -> bool {
-        AnalyzerInstance::is_live(self)
-    }
-    fn sha256(&self) -> [u8; 32] {
-        self.source_sha256()
-    }
-}
 
 /// Whether a call's error means the instance is gone (or must go): a crash, a missed
 /// deadline, a broken limit, invalid output, or a failed re-instantiation (`!live`).
@@ -139,16 +95,16 @@ struct LastError {
 /// The longest error message kept in the `error` label; the log has the whole message.
 const MAX_ERROR_LABEL: usize = 240;
 
-const LAST_ERROR_METRIC: &str = "telltale_plugin_last_error_timestamp_seconds";
+const LAST_ERROR_METRIC: &str = self_metrics::PLUGIN_LAST_ERROR.name;
 
 /// One supervised plugin instance: the loaded plugin (if any), its supervisor and counters.
-pub(crate) struct Slot<I: Instance> {
+pub(crate) struct Slot<W: World> {
     name: String,
     host: PluginHost,
     spec: PluginSpec,
     /// The plugin file's [`watch_key`]; `None` for standard plugins.
     file: Option<PathBuf>,
-    instance: Option<I>,
+    instance: Option<PluginInstance<W>>,
     /// The last failure discarded the instance: instantiate afresh before the next call.
     discarded: bool,
     supervisor: Supervisor,
@@ -156,7 +112,7 @@ pub(crate) struct Slot<I: Instance> {
     stats: Stats,
 }
 
-impl<I: Instance> Slot<I> {
+impl<W: World> Slot<W> {
     /// A slot that loads its plugin on the first permitted tick.
     pub(crate) fn new(host: PluginHost, spec: PluginSpec, supervision: &SupervisionConfig) -> Self {
         let file = match &spec.source {
@@ -165,7 +121,7 @@ impl<I: Instance> Slot<I> {
         };
         let name = spec.instance.clone();
         Slot {
-            guest_errors: FailureLog::new(&format!("{} `{name}`", I::KIND)),
+            guest_errors: FailureLog::new(&format!("{} `{name}`", W::KIND)),
             name,
             host,
             spec,
@@ -180,12 +136,12 @@ impl<I: Instance> Slot<I> {
     /// A live instance to call, if supervision allows a call at `now`: loads the plugin
     /// or instantiates it afresh first when needed. `None` when the tick is skipped or
     /// that failed (the failure is already recorded).
-    pub(crate) async fn ready(&mut self, now: Instant) -> Option<&mut I> {
+    pub(crate) async fn ready(&mut self, now: Instant) -> Option<&mut PluginInstance<W>> {
         if !self.supervisor.may_call(now) {
             return None;
         }
         match &mut self.instance {
-            None => match I::load(&self.host, self.spec.clone()).await {
+            None => match self.host.load::<W>(self.spec.clone()).await {
                 Ok(i) => {
                     self.instance = Some(i);
                     self.discarded = false;
@@ -262,7 +218,7 @@ impl<I: Instance> Slot<I> {
     fn last_error_labels(&self, e: &LastError) -> Labels {
         Labels::from([
             ("plugin".to_string(), self.name.clone()),
-            ("kind".to_string(), I::KIND.to_string()),
+            ("kind".to_string(), W::KIND.to_string()),
             ("reason".to_string(), e.reason.to_string()),
             ("error".to_string(), e.message.clone()),
         ])
@@ -292,7 +248,7 @@ impl<I: Instance> Slot<I> {
 
     /// One line per state change, naming the plugin and the reason.
     fn log_transition(&self, t: &Transition, reason: Option<&str>) {
-        let (kind, name) = (I::KIND, &self.name);
+        let (kind, name) = (W::KIND, &self.name);
         let reason = reason.or(self.supervisor.last_error()).unwrap_or("");
         match t {
             Transition::BackingOff {
@@ -344,7 +300,7 @@ impl<I: Instance> Slot<I> {
     }
 
     async fn reload_now(&mut self, operator: bool) {
-        let (kind, name) = (I::KIND, self.name.clone());
+        let (kind, name) = (W::KIND, self.name.clone());
         let origin = match &self.spec.source {
             PluginSource::File(p) => p.display().to_string(),
             PluginSource::Standard(n) => format!("<standard>/{n}"),
@@ -360,17 +316,21 @@ impl<I: Instance> Slot<I> {
                 return;
             };
             let digest: [u8; 32] = Sha256::digest(&bytes).into();
-            if self.instance.as_ref().is_some_and(|i| i.sha256() == digest) {
+            if self
+                .instance
+                .as_ref()
+                .is_some_and(|i| i.source_sha256() == digest)
+            {
                 return;
             }
         }
-        match I::load(&self.host, self.spec.clone()).await {
+        match self.host.load::<W>(self.spec.clone()).await {
             Ok(new) => {
                 let changed = self
                     .instance
                     .as_ref()
-                    .is_none_or(|old| old.sha256() != new.sha256());
-                let sha = short_hex(&new.sha256());
+                    .is_none_or(|old| old.source_sha256() != new.source_sha256());
+                let sha = short_hex(&new.source_sha256());
                 self.instance = Some(new);
                 self.discarded = false;
                 self.stats.reloads_ok += 1;
@@ -441,12 +401,12 @@ impl<I: Instance> Slot<I> {
 
     /// The self-metrics of this instance, as of `ts`.
     pub(crate) fn samples(&self, ts: i64) -> Vec<Sample> {
-        let (name, kind) = (self.name.as_str(), I::KIND);
+        let (name, kind) = (self.name.as_str(), W::KIND.as_str());
         let base = [("plugin", name), ("kind", kind)];
         let mut out = Vec::with_capacity(16);
         for (outcome, n) in [("ok", self.stats.ok), ("error", self.stats.errors)] {
             out.push(Sample::new(
-                "telltale_plugin_calls_total",
+                self_metrics::PLUGIN_CALLS.name,
                 &[("plugin", name), ("kind", kind), ("outcome", outcome)],
                 n as f64,
                 ts,
@@ -459,7 +419,7 @@ impl<I: Instance> Slot<I> {
             ("out_of_order", self.stats.dropped_out_of_order),
         ] {
             out.push(Sample::new(
-                "telltale_plugin_samples_dropped_total",
+                self_metrics::PLUGIN_SAMPLES_DROPPED.name,
                 &[("plugin", name), ("kind", kind), ("reason", reason)],
                 n as f64,
                 ts,
@@ -468,7 +428,7 @@ impl<I: Instance> Slot<I> {
         let current = self.supervisor.state();
         for state in PluginState::ALL {
             out.push(Sample::new(
-                "telltale_plugin_state",
+                self_metrics::PLUGIN_STATE.name,
                 &[("plugin", name), ("kind", kind), ("state", state.as_str())],
                 if state == current { 1.0 } else { 0.0 },
                 ts,
@@ -479,7 +439,7 @@ impl<I: Instance> Slot<I> {
             ("error", self.stats.reloads_failed),
         ] {
             out.push(Sample::new(
-                "telltale_plugin_reloads_total",
+                self_metrics::PLUGIN_RELOADS.name,
                 &[("plugin", name), ("kind", kind), ("outcome", outcome)],
                 n as f64,
                 ts,
@@ -487,29 +447,32 @@ impl<I: Instance> Slot<I> {
         }
         for (metric, value) in [
             (
-                "telltale_plugin_call_duration_seconds",
+                self_metrics::PLUGIN_CALL_DURATION.name,
                 self.stats.last_duration.as_secs_f64(),
             ),
             (
-                "telltale_plugin_call_duration_seconds_sum",
+                self_metrics::PLUGIN_CALL_DURATION_SUM.name,
                 self.stats.duration_sum.as_secs_f64(),
             ),
             (
-                "telltale_plugin_call_duration_seconds_count",
+                self_metrics::PLUGIN_CALL_DURATION_COUNT.name,
                 self.stats.duration_count as f64,
             ),
-            ("telltale_plugin_samples", self.stats.emitted as f64),
+            (self_metrics::PLUGIN_SAMPLES.name, self.stats.emitted as f64),
             (
-                "telltale_plugin_up",
+                self_metrics::PLUGIN_UP.name,
                 if self.stats.up && current == PluginState::Running {
                     1.0
                 } else {
                     0.0
                 },
             ),
-            ("telltale_plugin_restarts_total", self.stats.restarts as f64),
             (
-                "telltale_plugin_consecutive_failures",
+                self_metrics::PLUGIN_RESTARTS.name,
+                self.stats.restarts as f64,
+            ),
+            (
+                self_metrics::PLUGIN_CONSECUTIVE_FAILURES.name,
                 f64::from(self.supervisor.consecutive_failures()),
             ),
         ] {
@@ -541,8 +504,8 @@ async fn next_reload(rx: &mut broadcast::Receiver<Reload>) -> Result<Reload, u64
 }
 
 /// Applies a reload request (or a lag: re-check the file) to `slot`, then publishes.
-async fn handle_reload<I: Instance>(
-    slot: &mut Slot<I>,
+async fn handle_reload<W: World>(
+    slot: &mut Slot<W>,
     request: Result<Reload, u64>,
     store: &SeriesStore,
 ) {
@@ -561,48 +524,220 @@ fn source_limits(limits: &telltale_config::PluginLimits) -> SourceLimits {
     }
 }
 
-/// Runs one collector: calls `collect()` every interval under supervision and stores what
-/// it returns; reloads it on request.
-pub(crate) async fn collector_task(
+/// What one world's task does that the others do not: when and with what it calls its
+/// plugin, and where the output goes. Everything else (loading, supervision, reloads,
+/// self-metrics, the store source) is [`plugin_task`]'s, the same for every world.
+pub(crate) trait Role: Send + 'static {
+    /// The plugin world it runs.
+    type World: World;
+    /// Waits until the plugin is due again. Must be cancel-safe: the task waits for
+    /// reloads and shutdown at the same time.
+    fn due(&mut self) -> impl Future<Output = ()> + Send;
+    /// What to call it with now, read through the store's read trait; `None` skips this
+    /// call (self-metrics are still published).
+    fn input(&mut self, store: &dyn SeriesRead) -> Option<<Self::World as World>::Input>;
+    /// Hands a successful call's output on, through `out`; returns how many items it
+    /// emitted (`telltale_plugin_samples`). `took` is how long the call ran.
+    fn deliver(
+        &mut self,
+        output: <Self::World as World>::Output,
+        out: &mut Delivery<'_, Self::World>,
+        took: Duration,
+    ) -> usize;
+}
+
+/// Where a plugin task's output goes: the store, through the plugin's own writer, with
+/// what the store refuses counted in the plugin's self-metrics.
+pub(crate) struct Delivery<'a, W: World> {
+    writer: &'a StoreWriter,
+    slot: &'a mut Slot<W>,
+}
+
+impl<W: World> Delivery<'_, W> {
+    /// The instance's configured name, for log lines.
+    pub(crate) fn plugin(&self) -> &str {
+        &self.slot.name
+    }
+
+    /// The plugin's writer (source `KIND:NAME`), for output other than samples.
+    pub(crate) fn writer(&self) -> &StoreWriter {
+        self.writer
+    }
+
+    /// Writes samples to the store, accounted to this plugin (`collector:NAME`); what the
+    /// store refuses is counted and, when it starts refusing for want of room, logged.
+    pub(crate) fn samples(&mut self, samples: Vec<Sample>) {
+        let report = self.writer.ingest(samples);
+        self.slot.stored(report);
+    }
+}
+
+/// A schedule of "every `period`": due at once, then each period after the last call
+/// (missed ticks are delayed, not bunched). The interval is made at the first wait, inside
+/// the task, so that building the engine (`check` too) starts no timer.
+struct Every {
+    period: Duration,
+    interval: Option<Interval>,
+}
+
+impl Every {
+    fn new(period: Duration) -> Every {
+        Every {
+            period,
+            interval: None,
+        }
+    }
+
+    async fn due(&mut self) {
+        let period = self.period;
+        self.interval
+            .get_or_insert_with(|| ticker(period))
+            .tick()
+            .await;
+    }
+}
+
+/// A collector: called on its interval; its samples go to the store.
+pub(crate) struct Collect {
+    every: Every,
+    /// Whether the first successful collection is still to be logged.
+    first: bool,
+}
+
+impl Collect {
+    pub(crate) fn new(cfg: &CollectorConfig) -> Collect {
+        Collect {
+            every: Every::new(cfg.interval.get()),
+            first: true,
+        }
+    }
+}
+
+impl Role for Collect {
+    type World = Collector;
+
+    fn due(&mut self) -> impl Future<Output = ()> + Send {
+        self.every.due()
+    }
+
+    fn input(&mut self, _store: &dyn SeriesRead) -> Option<()> {
+        Some(())
+    }
+
+    fn deliver(
+        &mut self,
+        samples: Vec<Sample>,
+        out: &mut Delivery<'_, Collector>,
+        took: Duration,
+    ) -> usize {
+        let n = samples.len();
+        out.samples(samples);
+        if self.first {
+            info!(collector = %out.plugin(), "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
+            self.first = false;
+        }
+        n
+    }
+}
+
+/// An analyzer: called on its interval with the windows of its input series, when they
+/// have any points; its derived samples and its events go to the store.
+pub(crate) struct Analyze {
+    every: Every,
+    cfg: AnalyzerConfig,
+}
+
+impl Analyze {
+    pub(crate) fn new(cfg: &AnalyzerConfig) -> Analyze {
+        Analyze {
+            every: Every::new(cfg.interval.get()),
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+impl Role for Analyze {
+    type World = Analyzer;
+
+    fn due(&mut self) -> impl Future<Output = ()> + Send {
+        self.every.due()
+    }
+
+    fn input(&mut self, store: &dyn SeriesRead) -> Option<Vec<telltale_model::SeriesWindow>> {
+        let since = now_ms() - duration_ms(self.cfg.window.get());
+        let windows: Vec<_> = self
+            .cfg
+            .inputs
+            .iter()
+            .flat_map(|sel| store.window(&sel.name, &sel.labels, since))
+            .collect();
+        (!windows.is_empty()).then_some(windows)
+    }
+
+    /// The analyzer's output: events and derived samples go to the store (rules read the
+    /// events with `events()`); events are also logged at debug level.
+    fn deliver(
+        &mut self,
+        (samples, events): (Vec<Sample>, Vec<Event>),
+        out: &mut Delivery<'_, Analyzer>,
+        _took: Duration,
+    ) -> usize {
+        for e in &events {
+            let event = SeriesKey {
+                name: e.kind.as_str().into(),
+                labels: e.labels.clone(),
+            };
+            debug!(analyzer = %out.plugin(), %event, severity = %e.severity, "{}", e.message);
+        }
+        out.writer().record_events(events);
+        let n = samples.len();
+        out.samples(samples);
+        n
+    }
+}
+
+/// Runs one plugin instance of any world: calls it whenever its role says it is due,
+/// under supervision, hands the output to the role, and reloads it on request. Its
+/// samples are accounted in the store to `KIND:NAME` (`collector:system`), bounded by the
+/// entry's `limits.max_series` / `max_series_bytes`.
+pub(crate) async fn plugin_task<R: Role>(
     host: PluginHost,
-    cfg: CollectorConfig,
     spec: PluginSpec,
+    supervision: SupervisionConfig,
+    mut role: R,
     store: Arc<SeriesStore>,
     mut reloads: broadcast::Receiver<Reload>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let source = store.source(
-        &format!("collector:{}", cfg.name),
-        source_limits(&cfg.limits),
+    let writer = store.writer(
+        &format!("{}:{}", R::World::KIND, spec.instance),
+        source_limits(&spec.limits),
         None,
     );
-    let mut slot: Slot<CollectorInstance> = Slot::new(host, spec, &cfg.supervision);
-    let name = cfg.name.clone();
-    let mut first = true;
-    let mut tick = ticker(cfg.interval.get());
+    let mut slot: Slot<R::World> = Slot::new(host, spec, &supervision);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = role.due() => {}
             r = next_reload(&mut reloads) => {
                 handle_reload(&mut slot, r, &store).await;
                 continue;
             }
             _ = stop.changed() => break,
         }
-        if let Some(inst) = slot.ready(Instant::now()).await {
+        if let Some(input) = role.input(&*store)
+            && let Some(inst) = slot.ready(Instant::now()).await
+        {
             let started = Instant::now();
-            let result = inst.collect().await;
+            let result = inst.call(input).await;
             let took = started.elapsed();
             let live = inst.is_live();
             match result {
-                Ok(samples) => {
-                    let n = samples.len();
-                    let report = store.ingest_from(source, samples);
-                    slot.stored(report);
-                    if first {
-                        info!(collector = %name, "first collection: {n} samples in {:.1} ms", took.as_secs_f64() * 1e3);
-                        first = false;
-                    }
+                Ok(output) => {
+                    let mut out = Delivery {
+                        writer: &writer,
+                        slot: &mut slot,
+                    };
+                    let n = role.deliver(output, &mut out, took);
                     slot.succeeded(took, n);
                 }
                 Err(e) => slot.failed(&e, took, live),
@@ -612,71 +747,126 @@ pub(crate) async fn collector_task(
     }
 }
 
-/// Runs one analyzer: every interval, hands it the windows of its input series under
-/// supervision and stores the derived samples; events go to the log.
-pub(crate) async fn analyzer_task(
-    host: PluginHost,
-    cfg: AnalyzerConfig,
+/// Every plugin instance the configuration names, of every world, collectors first: the
+/// one place that says which section of the config holds which world's entries, and which
+/// [`Role`] runs them.
+pub(crate) fn configured(cfg: &Config, base_dir: &Path) -> Vec<PluginTask> {
+    let collectors = cfg
+        .collectors
+        .iter()
+        .map(|c| PluginTask::new(c, base_dir, Collect::new(c)));
+    let analyzers = cfg
+        .analyzers
+        .iter()
+        .map(|a| PluginTask::new(a, base_dir, Analyze::new(a)));
+    collectors.chain(analyzers).collect()
+}
+
+/// One configured plugin instance, whatever its world: `check` loads it once, `run` runs it
+/// as its supervised task ([`plugin_task`]).
+pub(crate) struct PluginTask {
     spec: PluginSpec,
+    supervision: SupervisionConfig,
+    /// The role, its world erased: one box per task, not per call.
+    role: Box<dyn AnyRole>,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A [`Role`] whose world is not known to the caller.
+trait AnyRole: Send {
+    fn kind(&self) -> PluginKind;
+    fn check<'a>(
+        &self,
+        host: &'a PluginHost,
+        spec: PluginSpec,
+    ) -> BoxFuture<'a, Result<(), PluginError>>;
+    fn run(self: Box<Self>, parts: TaskParts) -> BoxFuture<'static, ()>;
+}
+
+/// What [`plugin_task`] takes besides its role.
+struct TaskParts {
+    host: PluginHost,
+    spec: PluginSpec,
+    supervision: SupervisionConfig,
     store: Arc<SeriesStore>,
-    mut reloads: broadcast::Receiver<Reload>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let source = store.source(
-        &format!("analyzer:{}", cfg.name),
-        source_limits(&cfg.limits),
-        None,
-    );
-    let mut slot: Slot<AnalyzerInstance> = Slot::new(host, spec, &cfg.supervision);
-    let name = cfg.name.clone();
-    let mut tick = ticker(cfg.interval.get());
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            r = next_reload(&mut reloads) => {
-                handle_reload(&mut slot, r, &store).await;
-                continue;
-            }
-            _ = stop.changed() => break,
+    reloads: broadcast::Receiver<Reload>,
+    stop: watch::Receiver<bool>,
+}
+
+impl<R: Role> AnyRole for R {
+    fn kind(&self) -> PluginKind {
+        R::World::KIND
+    }
+
+    fn check<'a>(
+        &self,
+        host: &'a PluginHost,
+        spec: PluginSpec,
+    ) -> BoxFuture<'a, Result<(), PluginError>> {
+        Box::pin(async move { host.load::<R::World>(spec).await.map(drop) })
+    }
+
+    fn run(self: Box<Self>, p: TaskParts) -> BoxFuture<'static, ()> {
+        Box::pin(plugin_task(
+            p.host,
+            p.spec,
+            p.supervision,
+            *self,
+            p.store,
+            p.reloads,
+            p.stop,
+        ))
+    }
+}
+
+impl PluginTask {
+    /// The task of `entry`, run by `role`; relative paths resolve against `base_dir`.
+    pub(crate) fn new<R: Role>(entry: &impl PluginEntry, base_dir: &Path, role: R) -> PluginTask {
+        PluginTask {
+            spec: PluginSpec::new(entry, base_dir),
+            supervision: entry.supervision().clone(),
+            role: Box::new(role),
         }
-        let since = now_ms() - duration_ms(cfg.window.get());
-        let windows: Vec<_> = cfg
-            .inputs
-            .iter()
-            .flat_map(|sel| store.window(&sel.name, &sel.labels, since))
-            .collect();
-        if !windows.is_empty()
-            && let Some(inst) = slot.ready(Instant::now()).await
-        {
-            let started = Instant::now();
-            let result = inst.analyze(windows).await;
-            let took = started.elapsed();
-            let live = inst.is_live();
-            match result {
-                Ok((samples, events)) => {
-                    for e in &events {
-                        let labels = telltale_model::SeriesKey {
-                            name: e.kind.as_str().into(),
-                            labels: e.labels.clone(),
-                        };
-                        match e.severity {
-                            Severity::Info => {
-                                info!(analyzer = %name, event = %labels, "{}", e.message)
-                            }
-                            Severity::Warning | Severity::Critical => {
-                                warn!(analyzer = %name, event = %labels, severity = %e.severity, "{}", e.message)
-                            }
-                        }
-                    }
-                    let n = samples.len();
-                    let report = store.ingest_from(source, samples);
-                    slot.stored(report);
-                    slot.succeeded(took, n);
-                }
-                Err(e) => slot.failed(&e, took, live),
-            }
-        }
-        slot.publish(&store, now_ms());
+    }
+
+    /// Which world it runs.
+    pub(crate) fn kind(&self) -> PluginKind {
+        self.role.kind()
+    }
+
+    /// The instance's configured name.
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.instance
+    }
+
+    /// How its plugin is loaded.
+    pub(crate) fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Loads the plugin once, the way its task will (compile through the cache, check
+    /// grants, instantiate, run `init`), and drops it.
+    pub(crate) async fn check(&self, host: &PluginHost) -> Result<(), PluginError> {
+        self.role.check(host, self.spec.clone()).await
+    }
+
+    /// The task, ready to spawn: runs until `stop` changes.
+    pub(crate) fn run(
+        self,
+        host: PluginHost,
+        store: Arc<SeriesStore>,
+        reloads: broadcast::Receiver<Reload>,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.role.run(TaskParts {
+            host,
+            spec: self.spec,
+            supervision: self.supervision,
+            store,
+            reloads,
+            stop,
+        })
     }
 }
 
@@ -696,17 +886,17 @@ mod tests {
         serde_yaml::from_str(yaml).unwrap()
     }
 
-    fn slot(cfg: &CollectorConfig, base: &Path) -> Slot<CollectorInstance> {
+    fn slot(cfg: &CollectorConfig, base: &Path) -> Slot<Collector> {
         let host = PluginHost::new(None).unwrap();
-        Slot::new(host, PluginSpec::collector(cfg, base), &cfg.supervision)
+        Slot::new(host, PluginSpec::new(cfg, base), &cfg.supervision)
     }
 
     /// One tick as the collector task runs it; `None` when the call was skipped or the
     /// load/restart before it failed.
-    async fn tick(slot: &mut Slot<CollectorInstance>) -> Option<Result<usize, PluginError>> {
+    async fn tick(slot: &mut Slot<Collector>) -> Option<Result<usize, PluginError>> {
         let inst = slot.ready(Instant::now()).await?;
         let started = Instant::now();
-        let result = inst.collect().await;
+        let result = inst.call(()).await;
         let (took, live) = (started.elapsed(), inst.is_live());
         Some(match result {
             Ok(s) => {
@@ -720,7 +910,7 @@ mod tests {
         })
     }
 
-    fn metric(slot: &Slot<CollectorInstance>, name: &str, extra: &[(&str, &str)]) -> f64 {
+    fn metric(slot: &Slot<Collector>, name: &str, extra: &[(&str, &str)]) -> f64 {
         slot.samples(0)
             .into_iter()
             .find(|s| {
@@ -926,13 +1116,10 @@ mod tests {
             test_plugin("flood").display()
         ));
         let store = Arc::new(SeriesStore::new(StoreLimits::default()));
-        let spec = PluginSpec::collector(&cfg, dir.path());
         let (_reload_tx, reloads) = broadcast::channel(4);
         let (stop_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(collector_task(
+        let task = tokio::spawn(PluginTask::new(&cfg, dir.path(), Collect::new(&cfg)).run(
             PluginHost::new(None).unwrap(),
-            cfg,
-            spec,
             Arc::clone(&store),
             reloads,
             stop,

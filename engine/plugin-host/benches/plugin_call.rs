@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
 use telltale_config::{Grants, PluginLimits};
 use telltale_model::{Labels, Point, Sample, SeriesKey, SeriesWindow, now_ms};
-use telltale_plugin_host::{PluginHost, PluginSource, PluginSpec};
+use telltale_plugin_host::{Analyzer, Collector, PluginHost, PluginSource, PluginSpec};
 
 /// The plugin's statistics, compiled natively: the baseline runs the very same math.
 #[allow(dead_code, unused_imports)]
@@ -185,13 +185,13 @@ fn bench_system(c: &mut Criterion) {
     let rt = runtime();
     let host = PluginHost::new(None).expect("plugin host");
     let mut plugin = rt
-        .block_on(host.collector(spec("system", "system", true)))
+        .block_on(host.load::<Collector>(spec("system", "system", true)))
         .expect("system plugin");
     let mut native = NativeSystem::new();
 
     let mut group = c.benchmark_group("system");
     group.bench_function("plugin_collect", |b| {
-        b.iter(|| rt.block_on(plugin.collect()).expect("collect"))
+        b.iter(|| rt.block_on(plugin.call(())).expect("collect"))
     });
     group.bench_function("native", |b| {
         b.iter(|| {
@@ -253,13 +253,13 @@ fn bench_window_stats(c: &mut Criterion) {
     let mut plugin_spec = spec("stats", "window-stats", false);
     plugin_spec.config_json = r#"{"window": "5m"}"#.to_string();
     let mut plugin = rt
-        .block_on(host.analyzer(plugin_spec))
+        .block_on(host.load::<Analyzer>(plugin_spec))
         .expect("window-stats plugin");
     let input = windows();
 
     let mut group = c.benchmark_group("window_stats");
     group.bench_function("plugin_analyze", |b| {
-        b.iter(|| rt.block_on(plugin.analyze(input.clone())).expect("analyze"))
+        b.iter(|| rt.block_on(plugin.call(input.clone())).expect("analyze"))
     });
     group.bench_function("native", |b| b.iter(|| native_window_stats(&input)));
     group.finish();

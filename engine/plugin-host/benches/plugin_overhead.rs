@@ -7,7 +7,7 @@
 //!   a native function building the same 50 samples. Goal: ≤ 10 µs median.
 //! * `collect_n/{plugin,native}/N` for N = 50, 500, 5000 samples; the slope (ns per extra
 //!   sample, goal ≤ 100 ns) is computed by the summary below, not by criterion.
-//! * `start/PLUGIN/memory_cache`: `PluginHost::collector`/`analyzer` with the compiled
+//! * `start/PLUGIN/memory_cache`: `PluginHost::load` with the compiled
 //!   component already in the host's memory (grant check, `InstancePre`, instantiate, `init`).
 //!   `start/PLUGIN/disk_cache`: the same after [`PluginHost::clear_memory_cache`], so the
 //!   `.cwasm` is mapped from the cache directory first (goal ≤ 5 ms). For `system`,
@@ -33,7 +33,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group};
 use telltale_config::{Grants, PluginLimits};
 use telltale_model::{Labels, Sample, now_ms};
 use telltale_plugin_host::{
-    AnalyzerInstance, CollectorInstance, PluginHost, PluginSource, PluginSpec,
+    Analyzer, Collector, PluginHost, PluginInstance, PluginSource, PluginSpec,
 };
 
 /// Sample counts of the per-sample slope.
@@ -167,15 +167,23 @@ fn start_cases() -> Vec<StartCase> {
 /// A started instance, kept alive until it is dropped outside the timed section.
 #[allow(dead_code)] // held only to be dropped
 enum Started {
-    Collector(CollectorInstance),
-    Analyzer(AnalyzerInstance),
+    Collector(PluginInstance<Collector>),
+    Analyzer(PluginInstance<Analyzer>),
 }
 
 async fn start(host: &PluginHost, case: &StartCase) -> Started {
     if case.analyzer {
-        Started::Analyzer(host.analyzer(case.spec.clone()).await.expect("analyzer"))
+        Started::Analyzer(
+            host.load::<Analyzer>(case.spec.clone())
+                .await
+                .expect("analyzer"),
+        )
     } else {
-        Started::Collector(host.collector(case.spec.clone()).await.expect("collector"))
+        Started::Collector(
+            host.load::<Collector>(case.spec.clone())
+                .await
+                .expect("collector"),
+        )
     }
 }
 
@@ -184,12 +192,12 @@ fn bench_collect(c: &mut Criterion) {
     let host = PluginHost::new(None).expect("plugin host");
 
     let mut plugin = rt
-        .block_on(host.collector(bench_samples_spec(50)))
+        .block_on(host.load::<Collector>(bench_samples_spec(50)))
         .expect("bench-samples plugin");
-    assert_eq!(rt.block_on(plugin.collect()).expect("collect").len(), 50);
+    assert_eq!(rt.block_on(plugin.call(())).expect("collect").len(), 50);
     let mut group = c.benchmark_group("collect_50");
     group.bench_function("plugin", |b| {
-        b.iter(|| rt.block_on(plugin.collect()).expect("collect"))
+        b.iter(|| rt.block_on(plugin.call(())).expect("collect"))
     });
     group.bench_function("native", |b| b.iter(|| native_samples(50)));
     group.finish();
@@ -197,10 +205,10 @@ fn bench_collect(c: &mut Criterion) {
     let mut group = c.benchmark_group("collect_n");
     for n in SIZES {
         let mut plugin = rt
-            .block_on(host.collector(bench_samples_spec(n)))
+            .block_on(host.load::<Collector>(bench_samples_spec(n)))
             .expect("bench-samples plugin");
         group.bench_with_input(BenchmarkId::new("plugin", n), &n, |b, _| {
-            b.iter(|| rt.block_on(plugin.collect()).expect("collect"))
+            b.iter(|| rt.block_on(plugin.call(())).expect("collect"))
         });
         group.bench_with_input(BenchmarkId::new("native", n), &n, |b, &n| {
             b.iter(|| native_samples(n))
@@ -309,30 +317,30 @@ fn summary() {
     let mut rotating = Vec::new();
     for n in SIZES {
         let mut plugin = rt
-            .block_on(host.collector(bench_samples_spec(n)))
+            .block_on(host.load::<Collector>(bench_samples_spec(n)))
             .expect("bench-samples plugin");
         let mut discarding = rt
-            .block_on(host.collector(bench_samples_spec_with(n, true, false)))
+            .block_on(host.load::<Collector>(bench_samples_spec_with(n, true, false)))
             .expect("bench-samples plugin");
         let mut rotated = rt
-            .block_on(host.collector(bench_samples_spec_with(n, false, true)))
+            .block_on(host.load::<Collector>(bench_samples_spec_with(n, false, true)))
             .expect("bench-samples plugin");
         let budget = Duration::from_millis(700);
         let p = median_of(budget, 20, 3, || {
-            std::hint::black_box(rt.block_on(plugin.collect()).expect("collect"))
+            std::hint::black_box(rt.block_on(plugin.call(())).expect("collect"))
         });
         // Two calls per measurement: the host keeps a batch for the next comparison on
         // every other call when batches keep changing, so single calls alternate between
         // two costs and their median would pick one of them.
         let r = median_of(budget, 20, 3, || {
-            let a = rt.block_on(rotated.collect()).expect("collect");
-            let b = rt.block_on(rotated.collect()).expect("collect");
+            let a = rt.block_on(rotated.call(())).expect("collect");
+            let b = rt.block_on(rotated.call(())).expect("collect");
             std::hint::black_box((a, b))
         }) / 2;
         rotating.push(r);
         let nat = median_of(budget, 20, 3, || std::hint::black_box(native_samples(n)));
         let g = median_of(budget, 20, 3, || {
-            std::hint::black_box(rt.block_on(discarding.collect()).expect("collect"))
+            std::hint::black_box(rt.block_on(discarding.call(())).expect("collect"))
         });
         println!(
             "{n:>6} {:>11.2} µs {:>11.2} µs {:>7.1}x {:>13.2} µs",
@@ -346,10 +354,10 @@ fn summary() {
     }
     // The fixed part of a call: deadline, async call, an empty list, output forwarding.
     let mut empty = rt
-        .block_on(host.collector(bench_samples_spec(0)))
+        .block_on(host.load::<Collector>(bench_samples_spec(0)))
         .expect("bench-samples plugin");
     let fixed = median_of(Duration::from_millis(500), 20, 3, || {
-        std::hint::black_box(rt.block_on(empty.collect()).expect("collect"))
+        std::hint::black_box(rt.block_on(empty.call(())).expect("collect"))
     });
     println!(
         "     0 {:>11.2} µs   (fixed cost of one call)",

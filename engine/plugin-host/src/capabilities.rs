@@ -15,23 +15,17 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::bindings::{files, host, system, types};
+use super::contract::{self, PACKAGE, accepted_versions, version_accepted};
 use super::error::PluginError;
 use super::file_read::FileAccess;
 use super::gpu::GpuSampler;
 use super::http::HttpClient;
-use super::inspect::{CONTRACT_PACKAGE, GRANT_TABLE, accepted_versions, version_accepted};
 use super::instance::StoreState;
 use super::processes::ProcessSampler;
 use telltale_config::{Grants, PluginLimits};
 
 /// The longest message `host.log` forwards; longer ones are cut (at a character boundary).
 pub(crate) const MAX_LOG_MESSAGE: usize = 4096;
-
-/// Interfaces of the contract every plugin may import without a grant. The others, and
-/// the grant each needs, are in [`GRANT_TABLE`]; the contract's name and version policy are
-/// in [`super::inspect`], which `telltale plugin inspect` reports from, so that what inspect
-/// says and what the loader does cannot drift apart.
-const UNGRANTED_INTERFACES: &[&str] = &["types", "host"];
 
 /// The host-wide state capabilities read from, shared by every instance.
 #[derive(Debug)]
@@ -133,13 +127,13 @@ pub(crate) fn check_imports(
         if package == "wasi" || package.starts_with("wasi:") {
             continue;
         }
-        if package != CONTRACT_PACKAGE {
+        if package != PACKAGE {
             return Err(PluginError::UnknownImport {
                 instance: instance.to_string(),
                 origin: origin.to_string(),
                 import: name.to_string(),
                 hint: format!(
-                    "a plugin may import only `{CONTRACT_PACKAGE}/*@{accepted}` \
+                    "a plugin may import only `{PACKAGE}/*@{accepted}` \
                      and WASI 0.2 interfaces"
                 ),
             });
@@ -157,46 +151,29 @@ pub(crate) fn check_imports(
                 accepted: accepted.clone(),
             });
         }
-        let grant = GRANT_TABLE
-            .iter()
-            .find(|(full, _, _)| {
-                full.strip_prefix(CONTRACT_PACKAGE) == Some(&format!("/{interface}"))
-            })
-            .map(|&(_, _, yaml)| yaml);
-        if grant.is_none() && !UNGRANTED_INTERFACES.contains(&interface) {
-            let known: Vec<String> = UNGRANTED_INTERFACES
-                .iter()
-                .copied()
-                .chain(
-                    GRANT_TABLE
-                        .iter()
-                        .filter_map(|(full, _, _)| full.split('/').nth(1)),
-                )
-                .map(|i| format!("`{i}`"))
-                .collect();
+        // The grants and the interfaces they unlock are one table (`telltale_config::GRANTS`),
+        // which `plugin inspect` reads too, so what it says and what the loader does cannot
+        // drift apart.
+        let grant = contract::grant_for(interface);
+        if grant.is_none() && !contract::UNGRANTED_INTERFACES.contains(&interface) {
+            let known: Vec<String> = contract::interfaces().map(|i| format!("`{i}`")).collect();
             return Err(PluginError::UnknownImport {
                 instance: instance.to_string(),
                 origin: origin.to_string(),
                 import: name.to_string(),
                 hint: format!(
-                    "the interfaces of {CONTRACT_PACKAGE}@{accepted} are {}",
+                    "the interfaces of {PACKAGE}@{accepted} are {}",
                     known.join(", ")
                 ),
             });
         }
-        let granted = match interface {
-            "system" => grants.system,
-            "files" => !grants.files.is_empty(),
-            "http" => !grants.http.is_empty(),
-            "processes" => grants.processes,
-            "gpu" => grants.gpu,
-            _ => true,
-        };
-        if let (false, Some(grant)) = (granted, grant) {
+        if let Some(grant) = grant
+            && !(grant.granted)(grants)
+        {
             return Err(PluginError::NotGranted {
                 instance: instance.to_string(),
                 interface: path.to_string(),
-                grant: grant.to_string(),
+                grant: grant.yaml.to_string(),
             });
         }
     }
@@ -226,7 +203,7 @@ pub(crate) fn unresolved_import(
         origin: origin.to_string(),
         import: import.to_string(),
         hint: format!(
-            "this host provides `{CONTRACT_PACKAGE}/*@{}` and the WASI 0.2 \
+            "this host provides `{PACKAGE}/*@{}` and the WASI 0.2 \
              interfaces of wasi:cli, wasi:clocks, wasi:filesystem, wasi:io, wasi:random and \
              wasi:sockets ({:#})",
             accepted_versions(),

@@ -19,9 +19,10 @@ pub(crate) const MAX_EVENT_KIND_LEN: usize = 64;
 /// The longest event message.
 pub(crate) const MAX_EVENT_MESSAGE_LEN: usize = 4096;
 
-/// Why a plugin's output was refused.
+/// Why a plugin's output was refused. (`pub` in this private module because the sealed
+/// `world::Binding` trait names it; not exported.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum OutputError {
+pub enum OutputError {
     /// A configured limit was broken (the message names it and its value): the plugin is
     /// treated as misbehaving and its instance discarded.
     Limit(String),
@@ -29,9 +30,10 @@ pub(crate) enum OutputError {
     Invalid(String),
 }
 
-/// The output caps of one instance, taken from its `limits`.
+/// The output caps of one instance, taken from its `limits`. (`pub` for the same reason
+/// as [`OutputError`].)
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct OutputLimits {
+pub struct OutputLimits {
     pub(crate) max_samples: usize,
     pub(crate) max_name_bytes: usize,
     pub(crate) max_labels: usize,
@@ -243,8 +245,9 @@ const KEY_SEPARATOR: u8 = 0xFF;
 /// collectors return the very same series in the same order every time, and then only the
 /// `values` and `timestamps-ms` columns differ. The text and the two span columns equal
 /// the previous ones, which were checked, so every sample's series is the one found
-/// last time at the same position, for the cost of comparing those bytes.
-pub(crate) struct SeriesCache {
+/// last time at the same position, for the cost of comparing those bytes. (`pub` for the
+/// same reason as [`OutputError`].)
+pub struct SeriesCache {
     table: HashTable<CachedSeries>,
     /// The entries' identity keys, back to back in the order they were added: one
     /// allocation, and the keys of series returned in the same order lie side by side.

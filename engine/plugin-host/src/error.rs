@@ -61,8 +61,8 @@ pub enum PluginError {
     /// host does not provide, a different contract version).
     #[error(
         "plugin `{instance}`: {origin} is not a {}@{} {kind} component: {message}",
-        super::inspect::CONTRACT_PACKAGE,
-        super::inspect::accepted_versions()
+        super::contract::PACKAGE,
+        super::contract::accepted_versions()
     )]
     Incompatible {
         /// The plugin instance's configured name.

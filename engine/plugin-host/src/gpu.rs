@@ -387,7 +387,7 @@ mod tests {
     /// refused without the grant; with it, every call succeeds with no samples.
     #[tokio::test]
     async fn the_gpu_plugin_collects_nothing_successfully_without_nvml() {
-        use crate::{PluginHost, PluginSource, PluginSpec};
+        use crate::{Collector, PluginHost, PluginSource, PluginSpec};
         use telltale_config::{Grants, PluginLimits};
 
         if std::path::Path::new("/proc/driver/nvidia").exists() {
@@ -403,7 +403,7 @@ mod tests {
         };
         let host = PluginHost::new(None).unwrap();
         let err = host
-            .collector(spec(Grants::default()))
+            .load::<Collector>(spec(Grants::default()))
             .await
             .err()
             .expect("refused without the grant");
@@ -416,9 +416,9 @@ mod tests {
             gpu: true,
             ..Grants::default()
         };
-        let mut gpu = host.collector(spec(grants)).await.unwrap();
+        let mut gpu = host.load::<Collector>(spec(grants)).await.unwrap();
         for _ in 0..3 {
-            let samples = gpu.collect().await.unwrap();
+            let samples = gpu.call(()).await.unwrap();
             assert!(samples.is_empty(), "{samples:?}");
         }
     }

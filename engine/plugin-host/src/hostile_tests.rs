@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use telltale_config::{ByteSize, HumanDuration};
+use telltale_model::Sample;
 
 fn test_plugin(name: &str) -> PathBuf {
     PathBuf::from(telltale_standard_plugins::TEST_PLUGINS_DIR).join(format!("{name}.wasm"))
@@ -140,8 +141,8 @@ async fn fetch(
         http_grants(grants),
     );
     s.limits = limits;
-    let mut plugin = host.collector(s).await?;
-    plugin.collect().await
+    let mut plugin = host.load::<Collector>(s).await?;
+    plugin.call(()).await
 }
 
 #[tokio::test]
@@ -277,7 +278,7 @@ async fn http_body_is_capped_and_slow_servers_meet_the_deadline() {
 async fn capability_imports_need_their_grant() {
     let host = PluginHost::new(None).unwrap();
     let err = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "fetch",
             "fetch",
             serde_json::json!({ "url": "http://127.0.0.1:1/" }),
@@ -292,7 +293,7 @@ async fn capability_imports_need_their_grant() {
          `grants: { http: [\"HOST:PORT\"] }` to its entry"
     );
     let err = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "snoop",
             "snoop",
             serde_json::json!({ "mode": "host" }),
@@ -313,7 +314,7 @@ async fn processes_reach_the_plugin_with_its_grant_only() {
     let host = PluginHost::new(None).unwrap();
     let me = std::process::id();
     let err = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "ps",
             "ps",
             serde_json::json!({ "pid": me }),
@@ -332,10 +333,10 @@ async fn processes_reach_the_plugin_with_its_grant_only() {
         ..Grants::default()
     };
     let mut ps = host
-        .collector(spec("ps", "ps", serde_json::json!({ "pid": me }), grants))
+        .load::<Collector>(spec("ps", "ps", serde_json::json!({ "pid": me }), grants))
         .await
         .unwrap();
-    let samples = ps.collect().await.unwrap();
+    let samples = ps.call(()).await.unwrap();
     assert!(value(&samples, "ps_processes") >= 2.0);
     assert!(value(&samples, "ps_rss_bytes") > f64::from(1 << 20));
     assert!(value(&samples, "ps_virtual_bytes") >= value(&samples, "ps_rss_bytes"));
@@ -392,7 +393,7 @@ async fn unknown_imports_and_other_versions_are_refused_clearly() {
     let load = |path: PathBuf| {
         let host = host.clone();
         async move {
-            host.collector(PluginSpec {
+            host.load::<Collector>(PluginSpec {
                 instance: "odd".into(),
                 source: PluginSource::File(path),
                 config_json: "null".into(),
@@ -462,7 +463,7 @@ async fn unknown_imports_and_other_versions_are_refused_clearly() {
 async fn a_huge_allocation_hits_the_memory_limit() {
     let host = PluginHost::new(None).unwrap();
     let mut alloc = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "alloc",
             "alloc",
             serde_json::Value::Null,
@@ -471,7 +472,7 @@ async fn a_huge_allocation_hits_the_memory_limit() {
         .await
         .unwrap();
     let start = Instant::now();
-    let err = alloc.collect().await.unwrap_err();
+    let err = alloc.call(()).await.unwrap_err();
     assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
@@ -486,7 +487,7 @@ async fn a_huge_allocation_hits_the_memory_limit() {
 
     // A small allocation within the limit works.
     let mut ok = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "alloc-small",
             "alloc",
             serde_json::json!({ "mib": 1 }),
@@ -494,7 +495,7 @@ async fn a_huge_allocation_hits_the_memory_limit() {
         ))
         .await
         .unwrap();
-    let samples = ok.collect().await.unwrap();
+    let samples = ok.call(()).await.unwrap();
     assert_eq!(value(&samples, "alloc_bytes"), f64::from(1 << 20));
 }
 
@@ -502,7 +503,7 @@ async fn a_huge_allocation_hits_the_memory_limit() {
 async fn unbounded_recursion_is_a_contained_trap() {
     let host = PluginHost::new(None).unwrap();
     let mut recurse = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "recurse",
             "recurse",
             serde_json::Value::Null,
@@ -511,7 +512,7 @@ async fn unbounded_recursion_is_a_contained_trap() {
         .await
         .unwrap();
     for _ in 0..2 {
-        let err = recurse.collect().await.unwrap_err();
+        let err = recurse.call(()).await.unwrap_err();
         assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
@@ -527,7 +528,7 @@ async fn unbounded_recursion_is_a_contained_trap() {
 async fn a_panic_is_reported_with_its_message() {
     let host = PluginHost::new(None).unwrap();
     let mut panic = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "panic",
             "panic",
             serde_json::Value::Null,
@@ -535,7 +536,7 @@ async fn a_panic_is_reported_with_its_message() {
         ))
         .await
         .unwrap();
-    let err = panic.collect().await.unwrap_err();
+    let err = panic.call(()).await.unwrap_err();
     assert!(matches!(err, PluginError::Trap { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -553,8 +554,8 @@ async fn floods_are_refused_naming_the_limit_and_its_value() {
         async move {
             let mut s = spec("flood", "flood", config, Grants::default());
             s.limits = limits;
-            let mut flood = host.collector(s).await.unwrap();
-            let err = flood.collect().await.unwrap_err();
+            let mut flood = host.load::<Collector>(s).await.unwrap();
+            let err = flood.call(()).await.unwrap_err();
             assert!(!flood.is_live(), "a flooding instance is discarded");
             err
         }
@@ -633,9 +634,9 @@ async fn excess_output_is_dropped_and_the_call_still_succeeds() {
         Grants::default(),
     );
     s.limits.max_output_bytes = ByteSize(4 << 10);
-    let mut chatty = host.collector(s).await.unwrap();
+    let mut chatty = host.load::<Collector>(s).await.unwrap();
     let start = Instant::now();
-    let samples = chatty.collect().await.unwrap();
+    let samples = chatty.call(()).await.unwrap();
     assert_eq!(samples.len(), 1);
     assert!(
         start.elapsed() < Duration::from_secs(2),
@@ -655,7 +656,7 @@ async fn forbidden_files_are_refused_through_wasi_and_the_host_import() {
     };
     for mode in ["wasi", "host"] {
         let mut snoop = host
-            .collector(spec(
+            .load::<Collector>(spec(
                 "snoop",
                 "snoop",
                 serde_json::json!({ "mode": mode }),
@@ -663,7 +664,7 @@ async fn forbidden_files_are_refused_through_wasi_and_the_host_import() {
             ))
             .await
             .unwrap();
-        let err = snoop.collect().await.unwrap_err();
+        let err = snoop.call(()).await.unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.starts_with(&format!(
@@ -683,7 +684,7 @@ async fn forbidden_files_are_refused_through_wasi_and_the_host_import() {
     let inside = dir.path().join("allowed.txt");
     for (mode, leaked) in [("host", true), ("wasi", false)] {
         let mut snoop = host
-            .collector(spec(
+            .load::<Collector>(spec(
                 "snoop",
                 "snoop",
                 serde_json::json!({ "mode": mode, "path": inside }),
@@ -691,7 +692,7 @@ async fn forbidden_files_are_refused_through_wasi_and_the_host_import() {
             ))
             .await
             .unwrap();
-        let msg = snoop.collect().await.unwrap_err().to_string();
+        let msg = snoop.call(()).await.unwrap_err().to_string();
         assert_eq!(msg.contains("LEAKED 4 bytes"), leaked, "{mode}: {msg}");
     }
 }
@@ -710,9 +711,9 @@ async fn slow_calls_succeed_under_the_deadline_and_stop_over_it() {
                 Grants::default(),
             );
             s.limits.timeout = HumanDuration(deadline);
-            let mut slow = host.collector(s).await.unwrap();
+            let mut slow = host.load::<Collector>(s).await.unwrap();
             let start = Instant::now();
-            let result = slow.collect().await;
+            let result = slow.call(()).await;
             (result, start.elapsed())
         }
     };
@@ -779,11 +780,11 @@ async fn tables_count_against_the_memory_limit() {
     );
     s.source = PluginSource::File(tables_component(dir.path()));
     s.limits.memory = ByteSize(16 << 20);
-    let mut tables = host.collector(s).await.unwrap();
+    let mut tables = host.load::<Collector>(s).await.unwrap();
     // 100 tables of 2^20 elements would hold about 800 MiB of host memory; under a
     // 16 MiB cap the second one is refused and the instance stopped.
     for _ in 0..2 {
-        let err = tables.collect().await.unwrap_err();
+        let err = tables.call(()).await.unwrap_err();
         assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
@@ -807,7 +808,7 @@ async fn proc_grants_reach_metrics_files_and_never_secrets() {
                 ..Grants::default()
             };
             let mut snoop = host
-                .collector(spec(
+                .load::<Collector>(spec(
                     "snoop",
                     "snoop",
                     serde_json::json!({ "mode": "host", "path": path }),
@@ -815,7 +816,7 @@ async fn proc_grants_reach_metrics_files_and_never_secrets() {
                 ))
                 .await
                 .unwrap();
-            snoop.collect().await.unwrap_err().to_string()
+            snoop.call(()).await.unwrap_err().to_string()
         }
     };
     // What collectors need is readable.
@@ -885,9 +886,9 @@ async fn a_fifo_is_refused_without_blocking() {
         },
     );
     s.limits.timeout = HumanDuration(Duration::from_secs(2));
-    let mut snoop = host.collector(s).await.unwrap();
+    let mut snoop = host.load::<Collector>(s).await.unwrap();
     let start = Instant::now();
-    let msg = snoop.collect().await.unwrap_err().to_string();
+    let msg = snoop.call(()).await.unwrap_err().to_string();
     assert!(
         msg.contains("is not a regular file (it is a FIFO)"),
         "{msg}"
@@ -998,9 +999,9 @@ async fn host_log_is_capped_per_call_and_the_drop_reported() {
         Grants::default(),
     );
     s.limits.max_log_bytes = ByteSize(4 << 10);
-    let mut logger = host.collector(s).await.unwrap();
+    let mut logger = host.load::<Collector>(s).await.unwrap();
     for _ in 0..2 {
-        let samples = logger.collect().await.unwrap();
+        let samples = logger.call(()).await.unwrap();
         assert_eq!(samples.len(), 1);
     }
     let text = capture.text();

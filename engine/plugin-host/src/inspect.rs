@@ -12,48 +12,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 
 use super::PluginHost;
-use super::bindings::{analyzer, collector};
+use super::contract::{self, PACKAGE, version_accepted};
 use super::error::PluginError;
-use super::instance::World;
 use telltale_model::PluginKind;
-
-/// The WIT package of the contract, without version.
-pub const CONTRACT_PACKAGE: &str = "telltale:plugin";
-
-/// The contract version this host implements (`sdk/wit/plugin.wit`).
-pub const CONTRACT_VERSION: (u64, u64, u64) = (0, 3, 0);
-
-/// Which grant each capability interface needs, as the YAML to add to a config entry.
-/// Interfaces of the contract not listed here (`host`, `types`) need none. An interface
-/// listed here that this host's linker does not provide is reported by the link check.
-pub const GRANT_TABLE: &[(&str, &str, &str)] = &[
-    // (interface without version, grant name, YAML to add under `grants:`)
-    ("telltale:plugin/system", "system", "system: true"),
-    ("telltale:plugin/files", "files", "files: [\"/some/dir\"]"),
-    ("telltale:plugin/http", "http", "http: [\"HOST:PORT\"]"),
-    ("telltale:plugin/processes", "processes", "processes: true"),
-    ("telltale:plugin/gpu", "gpu", "gpu: true"),
-];
-
-/// Whether a contract version is one this host accepts: the same major and, for `0.x`,
-/// the same minor version (see `docs/plugin-contract.md`).
-pub fn version_accepted(version: &str) -> bool {
-    let Some((major, minor, _)) = parse_version(version) else {
-        return false;
-    };
-    let (host_major, host_minor, _) = CONTRACT_VERSION;
-    major == host_major && (major != 0 || minor == host_minor)
-}
-
-/// The versions this host accepts, for messages: `0.3.x`.
-pub fn accepted_versions() -> String {
-    let (major, minor, _) = CONTRACT_VERSION;
-    if major == 0 {
-        format!("{major}.{minor}.x")
-    } else {
-        format!("{major}.x")
-    }
-}
 
 /// Says what is wrong when `bytes` are not a WebAssembly component, judging by the header
 /// alone: not WebAssembly at all, or a core module (built for `wasm32-unknown-unknown` or
@@ -77,16 +38,6 @@ pub fn component_header_problem(bytes: &[u8]) -> Option<String> {
         );
     }
     None
-}
-
-fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
-    // Pre-release and build suffixes (`0.3.0-rc1`) do not change compatibility here.
-    let core = v.split(['-', '+']).next()?;
-    let mut parts = core.split('.');
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    let patch = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((major, minor, patch))
 }
 
 /// What one import of a component needs from its configuration.
@@ -189,14 +140,17 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
 }
 
 fn classify_import(name: &str) -> ImportNeed {
-    let (interface, _) = split_version(name);
-    if let Some(&(_, grant, yaml)) = GRANT_TABLE.iter().find(|(i, _, _)| *i == interface) {
-        return ImportNeed::Grant { name: grant, yaml };
-    }
-    match interface {
-        "telltale:plugin/host" | "telltale:plugin/types" => ImportNeed::Nothing,
-        i if i.starts_with("telltale:plugin/") => ImportNeed::UnknownContract,
-        i if i.starts_with("wasi:") => ImportNeed::Wasi,
+    let (path, _) = split_version(name);
+    match path.split_once('/') {
+        Some((PACKAGE, interface)) => match contract::grant_for(interface) {
+            Some(grant) => ImportNeed::Grant {
+                name: grant.name,
+                yaml: grant.yaml,
+            },
+            None if contract::UNGRANTED_INTERFACES.contains(&interface) => ImportNeed::Nothing,
+            None => ImportNeed::UnknownContract,
+        },
+        _ if path.starts_with("wasi:") => ImportNeed::Wasi,
         _ => ImportNeed::Unknown,
     }
 }
@@ -247,7 +201,7 @@ impl PluginHost {
             .filter_map(|n| {
                 let (iface, v) = split_version(n);
                 iface
-                    .starts_with(&format!("{CONTRACT_PACKAGE}/"))
+                    .starts_with(&format!("{PACKAGE}/"))
                     .then(|| v.unwrap_or("(unversioned)").to_string())
             })
             .collect();
@@ -257,38 +211,33 @@ impl PluginHost {
                 .iter()
                 .any(|e| e.name == name && e.item == "function")
         };
-        let kind = if has("collect") {
-            Some(PluginKind::Collector)
-        } else if has("analyze") {
-            Some(PluginKind::Analyzer)
-        } else {
-            None
-        };
+        // The first world whose export it has; `init` is checked below.
+        let world = self.inner.linkers.iter().find(|l| has(l.world.call));
+        let kind = world.map(|l| l.world.kind);
 
         let mut problems = Vec::new();
         for v in &versions {
             if !version_accepted(v) {
                 problems.push(format!(
-                    "built against {CONTRACT_PACKAGE}@{v}; this host implements \
-                     {CONTRACT_PACKAGE}@{} and accepts {}: rebuild the plugin with a \
+                    "built against {PACKAGE}@{v}; this host implements \
+                     {PACKAGE}@{} and accepts {}: rebuild the plugin with a \
                      matching SDK/WIT (see docs/plugin-contract.md)",
-                    format_version(CONTRACT_VERSION),
-                    accepted_versions(),
+                    contract::version(),
+                    contract::accepted_versions(),
                 ));
             }
         }
-        match kind {
-            None => problems.push(
-                "exports neither `collect` (collector world) nor `analyze` (analyzer world)"
-                    .to_string(),
-            ),
-            Some(_) if !has("init") => problems.push("does not export `init`".to_string()),
+        match world {
+            None => problems.push(format!("exports {}", no_world_export())),
+            Some(_) if !has(contract::INIT) => {
+                problems.push(format!("does not export `{}`", contract::INIT))
+            }
             Some(_) => {}
         }
         for i in &imports {
             match i.need {
                 ImportNeed::Unknown => problems.push(format!(
-                    "imports `{}`, which is neither part of {CONTRACT_PACKAGE} nor WASI",
+                    "imports `{}`, which is neither part of {PACKAGE} nor WASI",
                     i.name
                 )),
                 ImportNeed::UnknownContract if versions.iter().all(|v| version_accepted(v)) => {
@@ -303,23 +252,10 @@ impl PluginHost {
         // The authoritative check: link against the world the host would use. It catches
         // what the name-based checks above cannot (a function with another signature).
         if problems.is_empty()
-            && let Some(kind) = kind
+            && let Some(world) = world
+            && let Err(e) = (world.links)(&world.linker, &component)
         {
-            let linked = match kind {
-                PluginKind::Collector => self
-                    .inner
-                    .collector_linker
-                    .instantiate_pre(&component)
-                    .and_then(|pre| collector::FullCollector::pre(pre).map(drop)),
-                PluginKind::Analyzer => self
-                    .inner
-                    .analyzer_linker
-                    .instantiate_pre(&component)
-                    .and_then(|pre| analyzer::Analyzer::pre(pre).map(drop)),
-            };
-            if let Err(e) = linked {
-                problems.push(format!("does not link as a {kind}: {e:#}"));
-            }
+            problems.push(format!("does not link as a {}: {e:#}", world.world.kind));
         }
 
         Ok(Inspection {
@@ -334,29 +270,23 @@ impl PluginHost {
     }
 }
 
-fn format_version((major, minor, patch): (u64, u64, u64)) -> String {
-    format!("{major}.{minor}.{patch}")
+/// What a component that fits no world lacks: "neither `collect` (collector world) nor
+/// `analyze` (analyzer world)".
+fn no_world_export() -> String {
+    let each: Vec<String> = contract::WORLDS
+        .iter()
+        .map(|w| format!("`{}` ({} world)", w.call, w.name))
+        .collect();
+    match each.as_slice() {
+        [one] => format!("no {one}"),
+        [a, b] => format!("neither {a} nor {b}"),
+        all => format!("none of {}", all.join(", ")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_minor_is_accepted_within_0x() {
-        assert!(version_accepted("0.3.0"));
-        assert!(version_accepted("0.3.7"));
-        assert!(version_accepted("0.3.0-rc1"));
-        // 0.1 returned `list<sample>` from `collect`, 0.2 a `sample-batch` of records;
-        // 0.3 returns one of number columns.
-        assert!(!version_accepted("0.1.0"));
-        assert!(!version_accepted("0.2.9"));
-        assert!(!version_accepted("0.4.0"));
-        assert!(!version_accepted("1.3.0"));
-        assert!(!version_accepted("0.3"));
-        assert!(!version_accepted("(unversioned)"));
-        assert_eq!(accepted_versions(), "0.3.x");
-    }
 
     #[test]
     fn imports_are_classified() {

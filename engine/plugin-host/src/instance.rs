@@ -10,20 +10,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{analyzer, collector, types};
+use super::bindings::types;
 use super::capabilities::Capabilities;
 use super::convert::OutputLimits;
 use super::error::PluginError;
 use super::limits::{self, DEADLINE_GRACE, Deadline, EPOCH_TICK, MemoryLimiter};
 use super::output::OutputCapture;
-use telltale_model::PluginKind;
+use super::world::World;
 
 /// The data of a plugin's [`Store`]: everything host code needs while the guest runs.
-pub(crate) struct StoreState {
+/// (`pub` only because the sealed `Binding` trait names it; this module is private.)
+pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
@@ -94,65 +95,8 @@ impl WasiView for StoreState {
 }
 
 /// A future borrowed from an instance and its store for one call.
-pub(crate) type CallFuture<'a, R> =
+pub type CallFuture<'a, R> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, types::PluginError>>> + Send + 'a>>;
-
-/// What differs between the two worlds: how to pre-instantiate, instantiate and `init`.
-pub(crate) trait World: Sized + Send + Sync + 'static {
-    /// The world's pre-instantiated form.
-    type Pre: Send + Sync + 'static;
-    /// Which kind of plugin this world is.
-    const KIND: PluginKind;
-    /// Checks the component's exports against the world.
-    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre>;
-    /// Instantiates into `store`.
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<StoreState>,
-    ) -> impl Future<Output = wasmtime::Result<Self>> + Send + 'a;
-    /// Calls the export `init`.
-    fn init<'a>(&'a self, store: &'a mut Store<StoreState>, config: &'a str) -> CallFuture<'a, ()>;
-}
-
-impl World for collector::FullCollector {
-    type Pre = collector::FullCollectorPre<StoreState>;
-    const KIND: PluginKind = PluginKind::Collector;
-
-    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
-        collector::FullCollectorPre::new(instance_pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<StoreState>,
-    ) -> impl Future<Output = wasmtime::Result<Self>> + Send + 'a {
-        pre.instantiate_async(store)
-    }
-
-    fn init<'a>(&'a self, store: &'a mut Store<StoreState>, config: &'a str) -> CallFuture<'a, ()> {
-        Box::pin(self.call_init(store, config))
-    }
-}
-
-impl World for analyzer::Analyzer {
-    type Pre = analyzer::AnalyzerPre<StoreState>;
-    const KIND: PluginKind = PluginKind::Analyzer;
-
-    fn pre(instance_pre: InstancePre<StoreState>) -> wasmtime::Result<Self::Pre> {
-        analyzer::AnalyzerPre::new(instance_pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<StoreState>,
-    ) -> impl Future<Output = wasmtime::Result<Self>> + Send + 'a {
-        pre.instantiate_async(store)
-    }
-
-    fn init<'a>(&'a self, store: &'a mut Store<StoreState>, config: &'a str) -> CallFuture<'a, ()> {
-        Box::pin(self.call_init(store, config))
-    }
-}
 
 /// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Every instance holds
 /// it (through an `Arc`), so deadlines keep working as long as any instance lives.
@@ -213,9 +157,9 @@ pub(crate) struct RunnerParts<W: World> {
     pub(crate) _ticker: Arc<EpochTicker>,
 }
 
-struct Live<W> {
+struct Live<W: World> {
     store: Store<StoreState>,
-    world: W,
+    exports: W::Exports,
 }
 
 /// One plugin instance: its pre-instantiated component and, while healthy, a live store.
@@ -293,15 +237,15 @@ impl<W: World> Runner<W> {
         let pre = &self.parts.pre;
         let config = self.parts.config_json.as_str();
         let outcome = tokio::time::timeout(self.parts.timeout + DEADLINE_GRACE, async {
-            let world = W::instantiate(pre, &mut store).await?;
-            let result = world.init(&mut store, config).await?;
-            Ok::<_, wasmtime::Error>((world, result))
+            let exports = W::instantiate(pre, &mut store).await?;
+            let result = W::init(&exports, &mut store, config).await?;
+            Ok::<_, wasmtime::Error>((exports, result))
         })
         .await;
         let dropped_log = store.data_mut().log.reset();
         let result = match outcome {
-            Ok(Ok((world, Ok(())))) => {
-                self.live = Some(Live { store, world });
+            Ok(Ok((exports, Ok(())))) => {
+                self.live = Some(Live { store, exports });
                 Ok(())
             }
             Ok(Ok((_, Err(guest)))) => Err(self.guest_error("init", guest)),
@@ -318,7 +262,7 @@ impl<W: World> Runner<W> {
     pub(crate) async fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl for<'a> FnOnce(&'a W, &'a mut Store<StoreState>) -> CallFuture<'a, R>,
+        f: impl for<'a> FnOnce(&'a W::Exports, &'a mut Store<StoreState>) -> CallFuture<'a, R>,
     ) -> Result<R, PluginError> {
         if self.live.is_none() {
             self.start().await?;
@@ -330,7 +274,7 @@ impl<W: World> Runner<W> {
         live.store.set_epoch_deadline(1);
         let outcome = tokio::time::timeout(
             self.parts.timeout + DEADLINE_GRACE,
-            f(&live.world, &mut live.store),
+            f(&live.exports, &mut live.store),
         )
         .await;
         let dropped_log = live.store.data_mut().log.reset();

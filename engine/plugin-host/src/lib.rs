@@ -1,12 +1,17 @@
-//! The WebAssembly plugin host: loads collector and analyzer components, sandboxes them, and
-//! calls them under limits.
+//! The WebAssembly plugin host: loads plugin components of every world of the contract
+//! (collectors, analyzers), sandboxes them, and calls them under limits.
 //!
 //! ```text
-//! PluginSpec ──PluginHost::collector/analyzer──▶ compile (cache.rs) ──▶ check grants
-//!   (capabilities.rs) ──▶ InstancePre ──▶ instantiate + init ──▶ CollectorInstance /
-//!   AnalyzerInstance ──collect()/analyze()──▶ model::Sample / model::Event
+//! PluginSpec ──PluginHost::load::<W>──▶ compile (cache.rs) ──▶ check imports and grants
+//!   (capabilities.rs) ──▶ InstancePre ──▶ instantiate + init ──▶ PluginInstance<W>
+//!   ──call(W::Input)──▶ W::Output, checked (Collector: samples; Analyzer: samples, events)
 //! ```
 //!
+//! * **One path for every world.** Loading, the sandbox, limits, re-instantiation and the
+//!   instance type are written once, generic over a [`World`] (`world.rs`); a world says
+//!   only what differs (its bindings, its call, its input and output, how the output is
+//!   checked). The contract's names and versions are in [`contract`], the grants in
+//!   `telltale_config::GRANTS`.
 //! * **Sandbox.** A plugin gets no WASI preopens, environment, arguments or sockets; its
 //!   only capabilities are the host imports of the WIT contract (`sdk/wit/plugin.wit`):
 //!   `host` (log, clock) always; `system`, `files`, `http`, `processes` and `gpu` only when its
@@ -43,6 +48,7 @@
 mod bindings;
 mod cache;
 mod capabilities;
+pub mod contract;
 mod convert;
 mod error;
 mod file_read;
@@ -57,27 +63,27 @@ mod output;
 mod processes;
 #[cfg(test)]
 mod tests;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use telltale_config::{AnalyzerConfig, CollectorConfig, Grants, PluginLimits};
-use telltale_model::{Event, Sample, SeriesWindow};
+use telltale_config::{Grants, PluginEntry, PluginLimits};
 use telltale_standard_plugins::{find_standard, standard_plugins};
 
 pub use cache::CacheStats;
 pub use error::PluginError;
 pub use inspect::{ImportNeed, Inspection};
 pub use telltale_model::PluginKind;
+pub use world::{Analyzer, Collector, World};
 
-use bindings::{analyzer, collector};
 use cache::{ComponentCache, LoadError, WasmSource};
 use capabilities::{Capabilities, Samplers};
-use convert::{OutputError, OutputLimits, SeriesCache};
-use instance::{EpochTicker, Runner, RunnerParts, StoreState, World};
+use convert::{OutputError, OutputLimits};
+use instance::{EpochTicker, Runner, RunnerParts, StoreState};
 
 /// Where a plugin's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,39 +123,28 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
-    /// The spec of a collector entry; relative paths (plugin file, granted file prefixes)
-    /// resolve against `base_dir`, the config file's directory.
-    pub fn collector(cfg: &CollectorConfig, base_dir: &Path) -> PluginSpec {
-        let mut grants = cfg.grants.clone();
+    /// The spec of a config entry of any world; relative paths (plugin file, granted file
+    /// prefixes) resolve against `base_dir`, the config file's directory. An entry without
+    /// `grants:` (an analyzer) is granted nothing.
+    pub fn new(entry: &impl PluginEntry, base_dir: &Path) -> PluginSpec {
+        let mut grants = entry.grants().cloned().unwrap_or_default();
         for prefix in &mut grants.files {
             if prefix.is_relative() {
                 *prefix = base_dir.join(&*prefix);
             }
         }
         PluginSpec {
-            instance: cfg.name.clone(),
-            source: PluginSource::parse(&cfg.plugin, base_dir),
-            config_json: cfg.config.to_string(),
+            instance: entry.name().to_string(),
+            source: PluginSource::parse(entry.plugin(), base_dir),
+            config_json: entry.config().to_string(),
             grants,
-            limits: cfg.limits.clone(),
-        }
-    }
-
-    /// The spec of an analyzer entry (analyzers get no grants: their world imports only
-    /// `host`); a relative plugin path resolves against `base_dir`.
-    pub fn analyzer(cfg: &AnalyzerConfig, base_dir: &Path) -> PluginSpec {
-        PluginSpec {
-            instance: cfg.name.clone(),
-            source: PluginSource::parse(&cfg.plugin, base_dir),
-            config_json: cfg.config.to_string(),
-            grants: Grants::default(),
-            limits: cfg.limits.clone(),
+            limits: entry.limits().clone(),
         }
     }
 }
 
-/// Loads plugins. Cheap to clone (shared inside): one wasmtime engine with epoch
-/// interruption, its ticker thread, a linker per world, the component cache and the
+/// Loads plugins of every world. Cheap to clone (shared inside): one wasmtime engine with
+/// epoch interruption, its ticker thread, a linker per world, the component cache and the
 /// samplers that `system.snapshot` and `processes.list` read.
 #[derive(Clone)]
 pub struct PluginHost {
@@ -158,8 +153,8 @@ pub struct PluginHost {
 
 struct HostInner {
     engine: Engine,
-    collector_linker: Linker<StoreState>,
-    analyzer_linker: Linker<StoreState>,
+    /// One per world of [`contract::WORLDS`], in that order.
+    linkers: Vec<WorldLinker>,
     cache: ComponentCache,
     samplers: Samplers,
     ticker: Arc<EpochTicker>,
@@ -184,18 +179,12 @@ impl PluginHost {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(engine_err)?;
-
-        let mut collector_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut collector_linker).map_err(engine_err)?;
-        collector::FullCollector::add_to_linker::<_, HasSelf<StoreState>>(
-            &mut collector_linker,
-            |s| s,
-        )
-        .map_err(engine_err)?;
-        let mut analyzer_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut analyzer_linker).map_err(engine_err)?;
-        analyzer::Analyzer::add_to_linker::<_, HasSelf<StoreState>>(&mut analyzer_linker, |s| s)
-            .map_err(engine_err)?;
+        // Every world the host runs; the test `every_world_has_a_linker` keeps this list
+        // in step with `contract::WORLDS`.
+        let linkers = vec![
+            WorldLinker::new::<Collector>(&engine).map_err(engine_err)?,
+            WorldLinker::new::<Analyzer>(&engine).map_err(engine_err)?,
+        ];
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| PluginError::CacheDir {
@@ -210,8 +199,7 @@ impl PluginHost {
             inner: Arc::new(HostInner {
                 cache: ComponentCache::new(engine.clone(), cache_dir),
                 engine,
-                collector_linker,
-                analyzer_linker,
+                linkers,
                 samplers: Samplers::new(),
                 ticker: Arc::new(ticker),
             }),
@@ -231,32 +219,21 @@ impl PluginHost {
         self.inner.cache.forget_loaded();
     }
 
-    /// Loads a collector: compiles it (through the cache), checks its imports against its
-    /// grants and its exports against the `collector` world, instantiates it and runs
+    /// Loads a plugin of world `W`: compiles it (through the cache), checks its imports
+    /// against its grants and its exports against the world, instantiates it and runs
     /// `init` under its deadline.
-    pub async fn collector(&self, spec: PluginSpec) -> Result<CollectorInstance, PluginError> {
-        let (runner, sha256) = self
-            .load::<collector::FullCollector>(spec, &self.inner.collector_linker)
-            .await?;
-        Ok(CollectorInstance {
+    pub async fn load<W: World>(&self, spec: PluginSpec) -> Result<PluginInstance<W>, PluginError> {
+        let (runner, sha256) = self.runner::<W>(spec).await?;
+        Ok(PluginInstance {
             runner,
             sha256,
-            series: SeriesCache::default(),
+            memo: W::Memo::default(),
         })
     }
 
-    /// Loads an analyzer (see [`PluginHost::collector`]).
-    pub async fn analyzer(&self, spec: PluginSpec) -> Result<AnalyzerInstance, PluginError> {
-        let (runner, sha256) = self
-            .load::<analyzer::Analyzer>(spec, &self.inner.analyzer_linker)
-            .await?;
-        Ok(AnalyzerInstance { runner, sha256 })
-    }
-
-    async fn load<W: World>(
+    async fn runner<W: World>(
         &self,
         spec: PluginSpec,
-        linker: &Linker<StoreState>,
     ) -> Result<(Runner<W>, [u8; 32]), PluginError> {
         let instance = spec.instance.clone();
         let (source, origin): (WasmSource, String) = match &spec.source {
@@ -333,7 +310,11 @@ impl PluginHost {
                 }
             })
         };
-        let instance_pre = linker.instantiate_pre(&component).map_err(incompatible)?;
+        let linker = self.inner.linker(W::KIND).map_err(incompatible)?;
+        let instance_pre = linker
+            .linker
+            .instantiate_pre(&component)
+            .map_err(incompatible)?;
         let pre = W::pre(instance_pre).map_err(incompatible)?;
 
         let caps = Capabilities::new(&instance, &spec.grants, &spec.limits, &self.inner.samplers)?;
@@ -356,27 +337,65 @@ impl PluginHost {
     }
 }
 
-/// A loaded collector instance.
-pub struct CollectorInstance {
-    runner: Runner<collector::FullCollector>,
-    sha256: [u8; 32],
-    /// The series this instance returned before, already checked (see [`SeriesCache`]);
-    /// kept across re-instantiations, since it depends only on the bytes and the limits.
-    series: SeriesCache,
+impl HostInner {
+    /// The linker of the world of `kind`.
+    fn linker(&self, kind: PluginKind) -> wasmtime::Result<&WorldLinker> {
+        self.linkers
+            .iter()
+            .find(|l| l.world.kind == kind)
+            .ok_or_else(|| {
+                wasmtime::Error::msg(format!("this host has no linker for the {kind} world"))
+            })
+    }
 }
 
-impl CollectorInstance {
-    /// Calls `collect()` (re-instantiating first if the last call stopped the instance)
-    /// and returns the checked samples. Output beyond the instance's limits fails the call
-    /// and discards the instance.
-    pub async fn collect(&mut self) -> Result<Vec<Sample>, PluginError> {
-        let batch = self
+/// The linker of one world, and what `plugin inspect` needs to know about it without the
+/// world's type.
+struct WorldLinker {
+    world: contract::WorldInfo,
+    linker: Linker<StoreState>,
+    /// Whether a component links as this world: its imports resolve and its exports fit.
+    links: fn(&Linker<StoreState>, &Component) -> wasmtime::Result<()>,
+}
+
+impl WorldLinker {
+    fn new<W: World>(engine: &Engine) -> wasmtime::Result<WorldLinker> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        W::add_to_linker(&mut linker)?;
+        Ok(WorldLinker {
+            world: W::CONTRACT,
+            linker,
+            links: |linker, component| {
+                W::pre(linker.instantiate_pre(component)?)?;
+                Ok(())
+            },
+        })
+    }
+}
+
+/// A loaded plugin instance of world `W` ([`Collector`], [`Analyzer`]).
+pub struct PluginInstance<W: World> {
+    runner: Runner<W>,
+    sha256: [u8; 32],
+    /// What checking the output keeps across calls and re-instantiations (a collector's
+    /// series already checked); it depends only on the bytes and the limits.
+    memo: W::Memo,
+}
+
+impl<W: World> PluginInstance<W> {
+    /// Calls the world's export (`collect()`, `analyze(windows)`), re-instantiating first
+    /// if the last call stopped the instance, and returns its checked output. Output beyond
+    /// the instance's limits fails the call and discards the instance.
+    pub async fn call(&mut self, input: W::Input) -> Result<W::Output, PluginError> {
+        let call = W::CONTRACT.call;
+        let raw = self
             .runner
-            .call("collect", |w, store| Box::pin(w.call_collect(store)))
+            .call(call, move |exports, store| W::call(exports, store, input))
             .await?;
         let limits = self.runner.output_limits();
-        convert::samples_from_batch(batch, &limits, &mut self.series)
-            .map_err(|e| output_error(&mut self.runner, "collect", e))
+        W::check(raw, &limits, &mut self.memo, self.runner.instance())
+            .map_err(|e| output_error(&mut self.runner, call, e))
     }
 
     /// The instance's configured name.
@@ -403,61 +422,6 @@ impl CollectorInstance {
 
     /// Discards the current instance (if any) and instantiates a fresh one from the same
     /// compiled component, running `init` again, under the instance's deadline.
-    pub async fn restart(&mut self) -> Result<(), PluginError> {
-        self.runner.start().await
-    }
-}
-
-/// A loaded analyzer instance.
-pub struct AnalyzerInstance {
-    runner: Runner<analyzer::Analyzer>,
-    sha256: [u8; 32],
-}
-
-impl AnalyzerInstance {
-    /// Calls `analyze(windows)` (re-instantiating first if the last call stopped the
-    /// instance) and returns the checked derived samples and events (events attributed
-    /// to this instance).
-    pub async fn analyze(
-        &mut self,
-        windows: Vec<SeriesWindow>,
-    ) -> Result<(Vec<Sample>, Vec<Event>), PluginError> {
-        let windows = convert::windows_to_wit(windows);
-        let analysis = self
-            .runner
-            .call("analyze", move |w, store| {
-                Box::pin(async move { w.call_analyze(store, &windows).await })
-            })
-            .await?;
-        let limits = self.runner.output_limits();
-        let checked = convert::samples_from_wit(analysis.samples, &limits).and_then(|samples| {
-            convert::events_from_wit(analysis.events, self.runner.instance(), &limits)
-                .map(|events| (samples, events))
-        });
-        checked.map_err(|e| output_error(&mut self.runner, "analyze", e))
-    }
-
-    /// The instance's configured name.
-    pub fn name(&self) -> &str {
-        self.runner.instance()
-    }
-
-    /// The component's file, or `<standard>/NAME`.
-    pub fn origin(&self) -> &str {
-        self.runner.origin()
-    }
-
-    /// Whether a healthy instance is live (see [`CollectorInstance::is_live`]).
-    pub fn is_live(&self) -> bool {
-        self.runner.is_live()
-    }
-
-    /// The SHA-256 of the component bytes (see [`CollectorInstance::source_sha256`]).
-    pub fn source_sha256(&self) -> [u8; 32] {
-        self.sha256
-    }
-
-    /// Instantiates afresh and re-runs `init` (see [`CollectorInstance::restart`]).
     pub async fn restart(&mut self) -> Result<(), PluginError> {
         self.runner.start().await
     }

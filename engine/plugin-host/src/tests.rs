@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use telltale_config::{ByteSize, HumanDuration};
-use telltale_model::{Labels, Point, SeriesKey};
+use telltale_model::{Labels, Point, Sample, SeriesKey, SeriesWindow};
 
 fn test_plugin(name: &str) -> PathBuf {
     PathBuf::from(telltale_standard_plugins::TEST_PLUGINS_DIR).join(format!("{name}.wasm"))
@@ -68,21 +68,32 @@ fn family<'a>(samples: &'a [Sample], name: &str) -> Vec<&'a Sample> {
     samples.iter().filter(|s| s.name == name).collect()
 }
 
+/// The host links every world of the contract, in the contract's order (which `plugin
+/// inspect` tries them in), and each world type names its own entry.
+#[test]
+fn every_world_has_a_linker() {
+    let host = PluginHost::new(None).unwrap();
+    let linked: Vec<contract::WorldInfo> = host.inner.linkers.iter().map(|l| l.world).collect();
+    assert_eq!(linked, contract::WORLDS);
+    assert_eq!(Collector::CONTRACT, contract::COLLECTOR);
+    assert_eq!(Analyzer::KIND, PluginKind::Analyzer);
+}
+
 #[tokio::test]
 async fn system_plugin_emits_expected_families() {
     let host = PluginHost::new(None).unwrap();
-    let mut sys = host.collector(system_spec("null")).await.unwrap();
+    let mut sys = host.load::<Collector>(system_spec("null")).await.unwrap();
     assert_eq!(sys.name(), "sys");
     assert_eq!(sys.origin(), "<standard>/system");
 
-    let first = sys.collect().await.unwrap();
+    let first = sys.call(()).await.unwrap();
     assert!(
         family(&first, "system_cpu_usage_percent").is_empty(),
         "the first snapshot has no CPU interval"
     );
     tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL + Duration::from_millis(20)).await;
     let before = telltale_model::now_ms();
-    let samples = sys.collect().await.unwrap();
+    let samples = sys.call(()).await.unwrap();
 
     let ts = samples[0].timestamp_ms;
     assert!(
@@ -151,12 +162,12 @@ async fn system_plugin_emits_expected_families() {
 async fn window_stats_returns_correct_stats() {
     let host = PluginHost::new(None).unwrap();
     let mut stats = host
-        .analyzer(stats_spec(r#"{"window": "5m"}"#))
+        .load::<Analyzer>(stats_spec(r#"{"window": "5m"}"#))
         .await
         .unwrap();
     let values = [7.0, 3.0, 10.0, 1.0, 5.0, 2.0, 9.0, 4.0, 8.0, 6.0];
     let (samples, events) = stats
-        .analyze(vec![
+        .call(vec![
             window("latency_seconds", &[("job", "api")], &values),
             window("empty", &[], &[]),
         ])
@@ -192,13 +203,10 @@ async fn window_stats_returns_correct_stats() {
     }
 
     let mut subset = host
-        .analyzer(stats_spec(r#"{"stats": ["p95"]}"#))
+        .load::<Analyzer>(stats_spec(r#"{"stats": ["p95"]}"#))
         .await
         .unwrap();
-    let (samples, _) = subset
-        .analyze(vec![window("x", &[], &values)])
-        .await
-        .unwrap();
+    let (samples, _) = subset.call(vec![window("x", &[], &values)]).await.unwrap();
     assert_eq!(samples.len(), 1);
     assert_eq!(samples[0].name, "x_window_p95");
     assert!(
@@ -218,20 +226,20 @@ async fn hung_plugin_is_stopped_at_its_deadline_without_blocking_others() {
         Grants::default(),
     );
     hang_spec.limits.timeout = HumanDuration(deadline);
-    let mut hang = host.collector(hang_spec).await.unwrap();
-    let mut healthy = host.analyzer(stats_spec("null")).await.unwrap();
+    let mut hang = host.load::<Collector>(hang_spec).await.unwrap();
+    let mut healthy = host.load::<Analyzer>(stats_spec("null")).await.unwrap();
 
     // This test runs on tokio's single-threaded runtime: the healthy call can only make
     // progress while the hung one is running if the hung one yields.
     let start = Instant::now();
     let (hung, healthy_done) = tokio::join!(
         async {
-            let r = hang.collect().await;
+            let r = hang.call(()).await;
             (r, start.elapsed())
         },
         async {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let r = healthy.analyze(vec![window("x", &[], &[1.0, 2.0])]).await;
+            let r = healthy.call(vec![window("x", &[], &[1.0, 2.0])]).await;
             (r, start.elapsed())
         }
     );
@@ -259,14 +267,11 @@ async fn hung_plugin_is_stopped_at_its_deadline_without_blocking_others() {
 
     // The next call re-instantiates (and times out again, as this plugin always does)
     // instead of failing on the poisoned instance.
-    let err = hang.collect().await.unwrap_err();
+    let err = hang.call(()).await.unwrap_err();
     assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
 
     // And the host still serves healthy plugins.
-    let (samples, _) = healthy
-        .analyze(vec![window("y", &[], &[3.0])])
-        .await
-        .unwrap();
+    let (samples, _) = healthy.call(vec![window("y", &[], &[3.0])]).await.unwrap();
     assert_eq!(samples[0].value, 3.0);
 }
 
@@ -275,7 +280,7 @@ async fn system_import_without_grant_is_refused() {
     let host = PluginHost::new(None).unwrap();
     let mut s = system_spec("null");
     s.grants = Grants::default();
-    let err = host.collector(s).await.err().expect("refused");
+    let err = host.load::<Collector>(s).await.err().expect("refused");
     assert_eq!(
         err.to_string(),
         "plugin `sys` imports `telltale:plugin/system` but is not granted it; add \
@@ -288,7 +293,7 @@ async fn load_errors_name_the_plugin_and_file() {
     let host = PluginHost::new(None).unwrap();
 
     let err = host
-        .collector(system_spec(r#"{"per_cores": true}"#))
+        .load::<Collector>(system_spec(r#"{"per_cores": true}"#))
         .await
         .err()
         .expect("bad config");
@@ -296,7 +301,7 @@ async fn load_errors_name_the_plugin_and_file() {
     assert!(err.to_string().contains("per_cores"), "{err}");
 
     let err = host
-        .collector(stats_spec("null"))
+        .load::<Collector>(stats_spec("null"))
         .await
         .err()
         .expect("wrong kind");
@@ -309,7 +314,7 @@ async fn load_errors_name_the_plugin_and_file() {
     );
 
     let err = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "nope",
             PluginSource::Standard("sytem".into()),
             "null",
@@ -328,7 +333,7 @@ async fn load_errors_name_the_plugin_and_file() {
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm at all").unwrap();
     let err = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "junk",
             PluginSource::File(junk.clone()),
             "null",
@@ -345,7 +350,7 @@ async fn load_errors_name_the_plugin_and_file() {
 
     // The hang plugin is a collector: loading it as an analyzer names what is missing.
     let err = host
-        .analyzer(spec(
+        .load::<Analyzer>(spec(
             "hang",
             PluginSource::File(test_plugin("hang")),
             "null",
@@ -362,11 +367,11 @@ async fn memory_cap_stops_the_plugin_and_it_recovers() {
     let host = PluginHost::new(None).unwrap();
     let mut s = stats_spec("null");
     s.limits.memory = ByteSize(4 << 20);
-    let mut stats = host.analyzer(s).await.unwrap();
+    let mut stats = host.load::<Analyzer>(s).await.unwrap();
     // One million points are 16 MB once copied into the guest.
     let big: Vec<f64> = (0..1_000_000).map(f64::from).collect();
     let err = stats
-        .analyze(vec![window("big", &[], &big)])
+        .call(vec![window("big", &[], &big)])
         .await
         .unwrap_err();
     assert!(matches!(err, PluginError::MemoryLimit { .. }), "{err:?}");
@@ -375,7 +380,7 @@ async fn memory_cap_stops_the_plugin_and_it_recovers() {
         "{err}"
     );
     let (samples, _) = stats
-        .analyze(vec![window("small", &[], &[1.0, 3.0])])
+        .call(vec![window("small", &[], &[1.0, 3.0])])
         .await
         .unwrap();
     assert_eq!(samples[0].value, 2.0);
@@ -394,7 +399,7 @@ async fn compiled_components_are_cached_on_disk() {
 
     let t = Instant::now();
     let first = PluginHost::new(Some(dir.path().to_path_buf())).unwrap();
-    first.analyzer(stats_spec("null")).await.unwrap();
+    first.load::<Analyzer>(stats_spec("null")).await.unwrap();
     let compile_time = t.elapsed();
     assert_eq!(first.cache_stats().compiled, 1);
     let files = cwasm_files();
@@ -407,13 +412,13 @@ async fn compiled_components_are_cached_on_disk() {
     );
 
     // Loading again in the same process needs neither compiler nor disk.
-    first.analyzer(stats_spec("null")).await.unwrap();
+    first.load::<Analyzer>(stats_spec("null")).await.unwrap();
     assert_eq!(first.cache_stats().memory_hits, 1);
 
     // A new process (host) loads the compiled file.
     let t = Instant::now();
     let second = PluginHost::new(Some(dir.path().to_path_buf())).unwrap();
-    let mut stats = second.analyzer(stats_spec("null")).await.unwrap();
+    let mut stats = second.load::<Analyzer>(stats_spec("null")).await.unwrap();
     let cached_time = t.elapsed();
     assert_eq!(
         second.cache_stats(),
@@ -427,7 +432,7 @@ async fn compiled_components_are_cached_on_disk() {
         cached_time < compile_time,
         "cached {cached_time:?} vs compiled {compile_time:?}"
     );
-    assert!(stats.analyze(vec![window("x", &[], &[1.0])]).await.is_ok());
+    assert!(stats.call(vec![window("x", &[], &[1.0])]).await.is_ok());
 
     // A corrupted file is compiled again and replaced. (Replaced, not overwritten in
     // place: the live components above map the file, and truncating a mapped file under
@@ -435,13 +440,13 @@ async fn compiled_components_are_cached_on_disk() {
     std::fs::remove_file(&files[0]).unwrap();
     std::fs::write(&files[0], b"garbage").unwrap();
     let third = PluginHost::new(Some(dir.path().to_path_buf())).unwrap();
-    let mut stats = third.analyzer(stats_spec("null")).await.unwrap();
+    let mut stats = third.load::<Analyzer>(stats_spec("null")).await.unwrap();
     assert_eq!(third.cache_stats().compiled, 1);
     assert_eq!(third.cache_stats().disk_hits, 0);
-    assert!(stats.analyze(vec![window("x", &[], &[1.0])]).await.is_ok());
+    assert!(stats.call(vec![window("x", &[], &[1.0])]).await.is_ok());
     assert_ne!(std::fs::read(&files[0]).unwrap(), b"garbage");
     let fourth = PluginHost::new(Some(dir.path().to_path_buf())).unwrap();
-    fourth.analyzer(stats_spec("null")).await.unwrap();
+    fourth.load::<Analyzer>(stats_spec("null")).await.unwrap();
     assert_eq!(fourth.cache_stats().disk_hits, 1);
     assert_eq!(cwasm_files().len(), 1, "no temporary files left behind");
 }
@@ -491,7 +496,7 @@ async fn file_plugins_are_identified_without_rereading_until_they_change() {
         let path = path.clone();
         async move {
             let c = host
-                .collector(spec(
+                .load::<Collector>(spec(
                     "p",
                     PluginSource::File(path),
                     "null",
@@ -544,7 +549,7 @@ async fn a_collectors_repeated_series_share_their_names_across_calls() {
     // the kept `MetricName` (a reference count), not a new allocation.
     let host = PluginHost::new(None).unwrap();
     let mut bench = host
-        .collector(spec(
+        .load::<Collector>(spec(
             "bench",
             PluginSource::File(test_plugin("bench-samples")),
             r#"{"samples": 20}"#,
@@ -552,8 +557,8 @@ async fn a_collectors_repeated_series_share_their_names_across_calls() {
         ))
         .await
         .unwrap();
-    let first = bench.collect().await.unwrap();
-    let second = bench.collect().await.unwrap();
+    let first = bench.call(()).await.unwrap();
+    let second = bench.call(()).await.unwrap();
     assert_eq!(first.len(), 20);
     assert_eq!(second.len(), 20);
     for (a, b) in first.iter().zip(&second) {

@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use telltale_config::RulesConfig;
 use telltale_model::{AlertCandidate, Labels, Sample};
 use telltale_rules::RuleSet;
-use telltale_store::{SeriesStore, StoreLimits};
+use telltale_store::{SeriesRead, SeriesStore, StoreLimits};
 
 const NOW: i64 = 1_700_000_000_000;
 /// Metric families in the store; each has `HOSTS` series of `POINTS` points.
@@ -78,7 +78,7 @@ fn evaluate() {{
     }
 }
 
-/// The same computation as the rule, in Rust, through the same store API.
+/// The same computation as the rule, in Rust, through the same store API (`SeriesRead`).
 fn native_rule(store: &SeriesStore, name: &str, host: &str) -> Vec<AlertCandidate> {
     let matcher = Labels::from([("host".to_string(), host.to_string())]);
     let latest = store.latest(name, &matcher, NOW);
@@ -89,10 +89,9 @@ fn native_rule(store: &SeriesStore, name: &str, host: &str) -> Vec<AlertCandidat
     let mut sum = 0.0;
     let mut count = 0usize;
     let mut matched = 0usize;
-    store.for_each_series(name, &matcher, |_, points| {
+    store.visit_window(name, &matcher, since, NOW, &mut |_, points| {
         matched += 1;
-        let start = points.partition_point(|p| p.timestamp_ms < since);
-        for p in points.range(start..).filter(|p| p.timestamp_ms <= NOW) {
+        for p in points.iter() {
             sum += p.value;
             count += 1;
         }

@@ -1,5 +1,6 @@
-//! The host functions rules read the store through. Their names and signatures are the
-//! public contract documented in `rules/README.md`; change both together.
+//! The host functions rules read the store through (its read trait, [`SeriesRead`], and
+//! nothing else). Their names and signatures are the public contract documented in
+//! `rules/README.md`; change both together.
 //!
 //! Every store-reading function is registered as *volatile*: the optimiser
 //! (`OptimizationLevel::Full`) would otherwise evaluate `metric("x")` once at compile time
@@ -15,8 +16,8 @@ use rhai::{
     Position,
 };
 
-use telltale_model::{Labels, Point, TimestampMs, duration_ms, write_labels};
-use telltale_store::SeriesStore;
+use telltale_model::{Event, Labels, Point, TimestampMs, duration_ms, write_labels};
+use telltale_store::SeriesRead;
 
 use super::sandbox::current_now_ms;
 
@@ -29,7 +30,7 @@ pub(crate) fn rt_err(msg: impl Into<String>) -> Box<EvalAltResult> {
 }
 
 /// Registers every host function and the absent-data comparisons.
-pub(crate) fn register(engine: &mut Engine, store: Arc<SeriesStore>) {
+pub(crate) fn register(engine: &mut Engine, store: Arc<dyn SeriesRead>) {
     register_store_functions(engine, &store);
     register_helpers(engine);
     register_absent_comparisons(engine);
@@ -198,7 +199,7 @@ pub(crate) fn parse_window(func: &str, window: &Dynamic) -> RhaiResult<Duration>
 }
 
 /// `metric()`: the latest value of the one matching series, `()` if none.
-fn metric_value(store: &SeriesStore, name: &str, matcher: &Labels) -> RhaiResult<Dynamic> {
+fn metric_value(store: &dyn SeriesRead, name: &str, matcher: &Labels) -> RhaiResult<Dynamic> {
     let now = current_now_ms();
     let hits = store.latest(name, matcher, now);
     match hits.as_slice() {
@@ -212,7 +213,7 @@ fn metric_value(store: &SeriesStore, name: &str, matcher: &Labels) -> RhaiResult
 }
 
 /// `series()`: `#{ labels, value }` for the latest value of every matching series.
-fn series_values(store: &SeriesStore, name: &str, matcher: &Labels) -> Array {
+fn series_values(store: &dyn SeriesRead, name: &str, matcher: &Labels) -> Array {
     let now = current_now_ms();
     store
         .latest(name, matcher, now)
@@ -228,7 +229,7 @@ fn series_values(store: &SeriesStore, name: &str, matcher: &Labels) -> Array {
 
 /// A window aggregate over the one matching series, `()` if it has no points (or too few).
 fn window_aggregate(
-    store: &SeriesStore,
+    store: &dyn SeriesRead,
     agg: Aggregate,
     name: &str,
     matcher: &Labels,
@@ -237,20 +238,15 @@ fn window_aggregate(
     let window = parse_window(agg.fn_name(), window)?;
     let now: TimestampMs = current_now_ms();
     let since = now.saturating_sub(duration_ms(window));
-    // Collect straight from the store's buffers under its read lock: no per-series copy.
+    // Read straight from the store's buffers: no per-series copy.
     let mut matched: Vec<Labels> = Vec::new();
     let mut result: Option<f64> = None;
     let mut scratch: Vec<Point> = Vec::new();
-    store.for_each_series(name, matcher, |labels, points| {
-        let start = points.partition_point(|p| p.timestamp_ms < since);
-        let end = points.partition_point(|p| p.timestamp_ms <= now);
-        if start >= end {
-            return;
-        }
+    store.visit_window(name, matcher, since, now, &mut |labels, points| {
         matched.push(labels.clone());
         if matched.len() == 1 {
             scratch.clear();
-            scratch.extend(points.range(start..end).copied());
+            scratch.extend(points.iter().copied());
             result = agg.apply(&scratch);
         }
     });
@@ -264,26 +260,57 @@ fn window_aggregate(
     }
 }
 
-fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
+/// `events()`: the analyzer events of kind `kind` whose labels include `matcher`, stamped
+/// within `window` of now (inclusive), oldest first, each as `#{ time, kind, severity,
+/// message, source, labels }`.
+fn event_list(
+    store: &dyn SeriesRead,
+    kind: &str,
+    matcher: &Labels,
+    window: &Dynamic,
+) -> RhaiResult<Array> {
+    let window = parse_window("events", window)?;
+    let now = current_now_ms();
+    let since = now.saturating_sub(duration_ms(window));
+    Ok(store
+        .events(kind, matcher, since, now)
+        .into_iter()
+        .map(|e| Dynamic::from_map(event_map(e)))
+        .collect())
+}
+
+/// One event as a rule sees it.
+fn event_map(e: Event) -> Map {
+    let mut m = Map::new();
+    m.insert("time".into(), Dynamic::from_int(e.timestamp_ms));
+    m.insert("kind".into(), e.kind.into());
+    m.insert("severity".into(), e.severity.as_str().into());
+    m.insert("message".into(), e.message.into());
+    m.insert("source".into(), e.source.into());
+    m.insert("labels".into(), Dynamic::from_map(labels_to_map(&e.labels)));
+    m
+}
+
+fn register_store_functions(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
     let s = store.clone();
     FuncRegistration::new("metric")
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString| {
-            metric_value(&s, &name, &Labels::new())
+            metric_value(&*s, &name, &Labels::new())
         });
     let s = store.clone();
     FuncRegistration::new("metric")
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
             let matcher = map_to_labels(&labels, "metric()")?;
-            metric_value(&s, &name, &matcher)
+            metric_value(&*s, &name, &matcher)
         });
 
     let s = store.clone();
     FuncRegistration::new("series")
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString| -> RhaiResult<Array> {
-            Ok(series_values(&s, &name, &Labels::new()))
+            Ok(series_values(&*s, &name, &Labels::new()))
         });
     let s = store.clone();
     FuncRegistration::new("series")
@@ -292,7 +319,7 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
             engine,
             move |name: ImmutableString, labels: Map| -> RhaiResult<Array> {
                 let matcher = map_to_labels(&labels, "series()")?;
-                Ok(series_values(&s, &name, &matcher))
+                Ok(series_values(&*s, &name, &matcher))
             },
         );
 
@@ -307,7 +334,7 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
         FuncRegistration::new(agg.fn_name())
             .with_volatility(true)
             .register_into_engine(engine, move |name: ImmutableString, window: Dynamic| {
-                window_aggregate(&s, agg, &name, &Labels::new(), &window)
+                window_aggregate(&*s, agg, &name, &Labels::new(), &window)
             });
         let s = store.clone();
         FuncRegistration::new(agg.fn_name())
@@ -316,7 +343,7 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
                 engine,
                 move |name: ImmutableString, labels: Map, window: Dynamic| {
                     let matcher = map_to_labels(&labels, &format!("{}()", agg.fn_name()))?;
-                    window_aggregate(&s, agg, &name, &matcher, &window)
+                    window_aggregate(&*s, agg, &name, &matcher, &window)
                 },
             );
     }
@@ -331,6 +358,23 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<SeriesStore>) {
                     .into_iter()
                     .map(Dynamic::from)
                     .collect())
+            },
+        );
+
+    let s = store.clone();
+    FuncRegistration::new("events")
+        .with_volatility(true)
+        .register_into_engine(engine, move |kind: ImmutableString, window: Dynamic| {
+            event_list(&*s, &kind, &Labels::new(), &window)
+        });
+    let s = store.clone();
+    FuncRegistration::new("events")
+        .with_volatility(true)
+        .register_into_engine(
+            engine,
+            move |kind: ImmutableString, labels: Map, window: Dynamic| {
+                let matcher = map_to_labels(&labels, "events()")?;
+                event_list(&*s, &kind, &matcher, &window)
             },
         );
 

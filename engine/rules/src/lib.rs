@@ -42,7 +42,7 @@ use telltale_config::RulesConfig;
 use telltale_diagnostics::{Diagnostic, Position, did_you_mean};
 use telltale_diagnostics::{LogLimit, Notice};
 use telltale_model::{AlertCandidate, TimestampMs};
-use telltale_store::{SeriesStore, StoreLimits};
+use telltale_store::{SeriesRead, SeriesStore, StoreLimits};
 
 pub use telltale_model::RuleMeta;
 pub use watch::{RuleWatcher, WatchError};
@@ -209,7 +209,7 @@ pub struct RuleSet {
     engine: Engine,
     /// The engine that locates limit errors (see [`locate`]); built on first need.
     locator: OnceLock<Engine>,
-    store: Arc<SeriesStore>,
+    store: Arc<dyn SeriesRead>,
     limits: SandboxLimits,
     /// By file key (see [`RuleSet::key`]); iteration order is the evaluation order.
     rules: BTreeMap<PathBuf, LoadedRule>,
@@ -229,8 +229,9 @@ fn sha256(text: &str) -> [u8; 32] {
 }
 
 impl RuleSet {
-    /// An empty rule set whose rules will read `store`, sandboxed as `cfg` says.
-    pub fn new(store: Arc<SeriesStore>, cfg: &RulesConfig) -> RuleSet {
+    /// An empty rule set whose rules will read `store` (through [`SeriesRead`] only: any
+    /// store that implements it will do), sandboxed as `cfg` says.
+    pub fn new(store: Arc<dyn SeriesRead>, cfg: &RulesConfig) -> RuleSet {
         let limits = SandboxLimits::from_config(cfg);
         RuleSet {
             engine: sandbox::build_engine(store.clone(), limits),

@@ -16,7 +16,7 @@ use rhai::{Dynamic, Engine, OptimizationLevel, Position};
 
 use telltale_config::RulesConfig;
 use telltale_model::{TimestampMs, now_ms};
-use telltale_store::SeriesStore;
+use telltale_store::SeriesRead;
 
 use super::functions;
 
@@ -116,25 +116,13 @@ pub(crate) struct SandboxLimits {
 }
 
 impl SandboxLimits {
-    /// Reads the config; a 0 limit (which would mean "unlimited" or "always expired") falls
-    /// back to the default with a warning.
+    /// Reads the config. Zero limits (which Rhai would read as "unlimited", or which
+    /// would stop every rule at once) are refused by `telltale_config::check` before an
+    /// engine is built; a zero here means a caller skipped that check.
     pub fn from_config(cfg: &RulesConfig) -> SandboxLimits {
-        let defaults = RulesConfig::default();
-        let max_operations = if cfg.max_operations == 0 {
-            tracing::warn!(
-                default = defaults.max_operations,
-                "rules.max_operations = 0 would disable the operation limit; using the default"
-            );
-            defaults.max_operations
-        } else {
-            cfg.max_operations
-        };
-        let timeout = if cfg.timeout.get().is_zero() {
-            tracing::warn!(default = ?defaults.timeout.get(), "rules.timeout = 0 would stop every rule; using the default");
-            defaults.timeout.get()
-        } else {
-            cfg.timeout.get()
-        };
+        debug_assert!(cfg.max_operations > 0 && !cfg.timeout.get().is_zero());
+        let max_operations = cfg.max_operations.max(1);
+        let timeout = cfg.timeout.get();
         SandboxLimits {
             max_operations,
             timeout,
@@ -146,7 +134,7 @@ impl SandboxLimits {
 /// access exists in it), every limit set, `eval` and `import` refused at compile time,
 /// undeclared variables refused at compile time, output to the log instead of stdout, and
 /// the store functions registered.
-pub(crate) fn build_engine(store: Arc<SeriesStore>, limits: SandboxLimits) -> Engine {
+pub(crate) fn build_engine(store: Arc<dyn SeriesRead>, limits: SandboxLimits) -> Engine {
     // `Engine::new()` would print to stdout and resolve modules from files: start raw.
     let mut engine = Engine::new_raw();
     engine.register_global_module(StandardPackage::new().as_shared_module());
@@ -201,7 +189,7 @@ pub(crate) fn build_engine(store: Arc<SeriesStore>, limits: SandboxLimits) -> En
 /// Builds the engine a rule that stopped at a limit is run again on, to find where it
 /// stopped: the rule engine plus a tracing debugger ([`super::locate`] says why it is a
 /// second engine).
-pub(crate) fn build_locator(store: Arc<SeriesStore>, limits: SandboxLimits) -> Engine {
+pub(crate) fn build_locator(store: Arc<dyn SeriesRead>, limits: SandboxLimits) -> Engine {
     let mut engine = build_engine(store, limits);
     super::locate::install(&mut engine);
     engine

@@ -522,6 +522,162 @@ fn window_aggregates() {
     assert!(err.message.contains("window must be a duration"), "{err}");
 }
 
+/// A store holding three analyzer events: two `level_shift` (db1 at T0 - 120 s, db2 at
+/// T0 - 30 s) from `shift`, one `spike` from `spikes`.
+fn event_store() -> Arc<SeriesStore> {
+    let s = store();
+    let event = |kind: &str, host: &str, ago_s: i64, severity: Severity| telltale_model::Event {
+        source: "shift".into(),
+        kind: kind.into(),
+        severity,
+        message: format!("{kind} on {host}"),
+        labels: labels(&[("host", host)]),
+        timestamp_ms: T0 - ago_s * 1000,
+    };
+    let shift = s.writer(
+        "analyzer:shift",
+        telltale_store::SourceLimits::UNBOUNDED,
+        None,
+    );
+    shift.record_events(vec![
+        // Reported out of order: reads come back oldest first.
+        event("level_shift", "db2", 30, Severity::Critical),
+        event("level_shift", "db1", 120, Severity::Warning),
+        // In the future of the evaluation time: outside every window.
+        event("level_shift", "db1", -5, Severity::Info),
+    ]);
+    let spikes = s.writer(
+        "analyzer:spikes",
+        telltale_store::SourceLimits::UNBOUNDED,
+        None,
+    );
+    spikes.record_events(vec![event("spike", "db1", 10, Severity::Info)]);
+    s
+}
+
+#[test]
+fn events_returns_the_events_of_a_kind_in_the_window_oldest_first() {
+    let s = event_store();
+    // Both level shifts are within 5 minutes; only db2's within 1 minute.
+    assert_eq!(
+        eval_value(&s, "events(\"level_shift\", \"5m\").len()").unwrap(),
+        2.0
+    );
+    assert_eq!(
+        eval_value(&s, "events(\"level_shift\", 60).len()").unwrap(),
+        1.0
+    );
+    // The window's start is inclusive: db1's shift is exactly 120 s old.
+    assert_eq!(
+        eval_value(&s, "events(\"level_shift\", 120).len()").unwrap(),
+        2.0
+    );
+    assert_eq!(
+        eval_value(&s, "events(\"level_shift\", 119.9).len()").unwrap(),
+        1.0
+    );
+    // Labels select by subset, as for series.
+    assert_eq!(
+        eval_value(
+            &s,
+            "events(\"level_shift\", #{ host: \"db1\" }, \"5m\").len()"
+        )
+        .unwrap(),
+        1.0
+    );
+    assert_eq!(
+        eval_value(&s, "events(\"nope\", \"1h\").len()").unwrap(),
+        0.0
+    );
+    // Every field of the oldest: db1's, 120 s before T0.
+    let out = eval_src(
+        &s,
+        &rule_src(
+            "t",
+            "let e = events(\"level_shift\", \"5m\")[0];
+             alert(e.time, #{ kind: e.kind, severity: e.severity, source: e.source, host: e.labels.host }, e.message)",
+        ),
+        T0,
+    )
+    .expect("ok");
+    assert_eq!(out[0].value, (T0 - 120_000) as f64);
+    assert_eq!(
+        out[0].labels,
+        labels(&[
+            ("host", "db1"),
+            ("kind", "level_shift"),
+            ("severity", "warning"),
+            ("source", "shift"),
+        ])
+    );
+    assert_eq!(out[0].summary.as_deref(), Some("level_shift on db1"));
+    // Strings are strings to Rhai (comparable with literals).
+    let n = eval_value(
+        &s,
+        "events(\"level_shift\", \"5m\").filter(|e| e.severity == \"critical\").len()",
+    )
+    .unwrap();
+    assert_eq!(n, 1.0);
+    // The README's example.
+    let out = eval_src(
+        &s,
+        &rule_src(
+            "t",
+            "let shifts = events(\"level_shift\", #{ host: \"db1\" }, \"10m\");
+             if shifts.len() > 0 {
+                 let newest = shifts[shifts.len() - 1];
+                 alert(shifts.len(), #{}, newest.message)
+             } else { [] }",
+        ),
+        T0,
+    )
+    .expect("readme");
+    assert_eq!(out[0].value, 1.0);
+    // A window is required and checked like the others'.
+    let err = eval_value(&s, "events(\"level_shift\", \"soon\").len()").expect_err("bad window");
+    assert!(
+        err.message
+            .contains("events(): window \"soon\" is not a duration"),
+        "{err}"
+    );
+    let err = eval_value(&s, "events(\"level_shift\", #{ host: [] }, \"1m\").len()")
+        .expect_err("bad labels");
+    assert!(
+        err.message
+            .contains("events(): label `host` must be a string"),
+        "{err}"
+    );
+
+    // Read on every evaluation, not folded by the optimiser when the rule is compiled.
+    let mut set = rule_set(&s);
+    let src = rule_src("t", "alert(events(\"late\", \"1h\").len())");
+    assert!(
+        set.load_source(Path::new("t.rhai"), PathBuf::from("t.rhai"), &src)
+            .is_empty()
+    );
+    assert_eq!(
+        set.evaluate(T0)[0].outcome.as_ref().expect("ok")[0].value,
+        0.0
+    );
+    s.writer(
+        "analyzer:late",
+        telltale_store::SourceLimits::UNBOUNDED,
+        None,
+    )
+    .record_events(vec![telltale_model::Event {
+        source: "late".into(),
+        kind: "late".into(),
+        severity: Severity::Info,
+        message: String::new(),
+        labels: Labels::new(),
+        timestamp_ms: T0,
+    }]);
+    assert_eq!(
+        set.evaluate(T0)[0].outcome.as_ref().expect("ok")[0].value,
+        1.0
+    );
+}
+
 #[test]
 fn absent_data_compares_false() {
     let s = store();

@@ -1,13 +1,25 @@
-//! The in-memory series store: the hot window every rule and analyzer reads.
+//! The in-memory series store: the hot window every rule and analyzer reads, and the
+//! analyzer events rules react to.
+//!
+//! Used only through its API, so that a durable store can take its place later:
+//!
+//! * **writers** ([`StoreWriter`], from [`SeriesStore::writer`]): one per source (a
+//!   collector, an analyzer, a push listener), holding the source's id; plain ingest,
+//!   all-or-nothing ingest of a request, atomic replacement (the Pushgateway), removal, and
+//!   [`StoreWriter::record_events`] for an analyzer's events;
+//! * **reads** ([`SeriesRead`]): latest values, windows of points, label values, events;
+//!   what rules' host functions and the analyzer tasks take;
+//! * **maintenance** ([`SeriesStore::maintain`]): pruning in the store's own task.
 //!
 //! Bounded four ways: points older than the retention are pruned, each series keeps at
 //! most `max_points_per_series` points (oldest dropped first), and new series beyond
 //! `max_series` or beyond `max_series_bytes` (what their names and labels cost in memory,
 //! [`series_cost`]) are refused and counted. Every series is accounted to the **source**
-//! that created it (a collector, an analyzer, a push listener; [`SeriesStore::source`]),
-//! and each source has its own series and byte bounds, optionally within a group's (the
-//! push listeners share one, so pushes alone cannot fill the store). A rejected sample
-//! never disturbs stored ones.
+//! that created it, and each source has its own series and byte bounds, optionally within
+//! a [`SourceGroup`]'s (the push listeners share one, so pushes alone cannot fill the
+//! store). A rejected sample never disturbs stored ones. Events are kept per source, at
+//! most `max_events_per_source` (the oldest go first, counted and logged once) and no
+//! longer than the retention.
 //!
 //! Layout, chosen for ingest speed (a push of 10,000 samples must cost well under a
 //! microsecond per sample):
@@ -21,21 +33,37 @@
 //!   API promises; it is touched only when a series is created or removed;
 //! * the series count is kept as it changes, not summed per batch.
 //!
-//! Writers that already hold a sample's parts (the ingest listeners) can pass borrowed
-//! samples ([`StoreSample`]) with a hash computed once by [`SeriesStore::series_hash`];
-//! the name and labels are copied only when the sample creates a series.
+//! Writers that already hold a sample's parts (the ingest listeners) pass borrowed samples
+//! ([`StoreSample`]); the store hashes them before taking its lock, and copies the name and
+//! labels only when a sample creates a series. A writer that writes the same series again
+//! and again (the Pushgateway's groups) keeps each series' [`Fingerprint`], which the store
+//! computed, and hands it back through [`SeriesId::fingerprint`] so it is not hashed again.
+//! The hash itself never leaves this crate.
+
+mod events;
+mod read;
+mod writer;
+
+pub use events::EventReport;
+pub use read::{PointRun, SeriesRead};
+pub use writer::{SourceGroup, StoreWriter};
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
 
+use telltale_model::self_metrics;
 use telltale_model::{
-    Labels, MetricName, Point, Sample, SeriesKey, SeriesWindow, TimestampMs, duration_ms, short_eq,
+    Event, Labels, MetricName, Point, Sample, SeriesKey, SeriesWindow, TimestampMs, duration_ms,
+    now_ms, short_eq,
 };
+
+use events::EventLog;
 
 /// How far back `latest` looks: a series silent for longer is treated as gone, as
 /// Prometheus does with its lookback delta.
@@ -54,6 +82,8 @@ pub struct StoreLimits {
     pub max_series_bytes: usize,
     /// How old the newest point of a series may be for `latest` to return it.
     pub lookback: Duration,
+    /// Analyzer events kept per source; beyond it the oldest are dropped (and counted).
+    pub max_events_per_source: usize,
 }
 
 impl Default for StoreLimits {
@@ -64,6 +94,7 @@ impl Default for StoreLimits {
             max_series: 100_000,
             max_series_bytes: 256 << 20,
             lookback: DEFAULT_LOOKBACK,
+            max_events_per_source: 1000,
         }
     }
 }
@@ -108,6 +139,13 @@ pub trait SeriesId {
     /// series are computed over this sequence; a sample that breaks this costs a second
     /// lookup by its canonical form whenever it misses.
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone;
+
+    /// The [`Fingerprint`] the store gave this identity ([`StoreWriter::fingerprint`]),
+    /// when the writer kept it: the store then uses it instead of hashing the strings
+    /// again. It must be the fingerprint of exactly this identity, from the same store.
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        None
+    }
 
     /// An owned copy of the identity (for messages).
     fn to_key(&self) -> SeriesKey {
@@ -175,6 +213,29 @@ impl<T: SeriesId + ?Sized> SeriesId for &T {
     fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         (**self).label_pairs()
     }
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        (**self).fingerprint()
+    }
+}
+
+/// A series' identity as one store hashed it: 128 bits (the index hash and a second value
+/// from the same pass), so two different series share one with a probability near
+/// 2^-128, and as the key is random per store a sender cannot aim for a collision. Only
+/// the store makes them ([`StoreWriter::fingerprint`]); a writer keeps them to skip
+/// hashing a series it writes again, and may compare them instead of the strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// The index hash.
+    hash: u64,
+    /// The hasher's state continued by one more byte.
+    check: u64,
+}
+
+impl Fingerprint {
+    /// 64 well-mixed bits of it, for the writer's own hash tables.
+    pub fn digest(self) -> u64 {
+        self.hash
+    }
 }
 
 impl<T: StoreSample + ?Sized> StoreSample for &T {
@@ -227,9 +288,10 @@ pub fn series_cost(id: &impl SeriesId) -> usize {
     SERIES_OVERHEAD + 2 * text + LABEL_OVERHEAD * id.label_pairs().count()
 }
 
-/// One writer's series, as the store accounts them.
+/// One writer's series (or a group's), as the store accounts them: an index into
+/// [`Inner::sources`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SourceId(u32);
+struct SourceId(u32);
 
 impl SourceId {
     /// Writers that did not name themselves: bounded only by the store's totals.
@@ -254,7 +316,7 @@ impl SourceLimits {
 }
 
 /// A source's bounds and what it holds now.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SourceUsage {
     name: String,
     limits: SourceLimits,
@@ -262,6 +324,8 @@ struct SourceUsage {
     group: Option<u32>,
     series: usize,
     bytes: usize,
+    /// The events it recorded (an analyzer's).
+    events: EventLog,
 }
 
 /// Why new series were refused (all of a request's, or one sample's).
@@ -390,6 +454,7 @@ impl Default for Inner {
                 group: None,
                 series: 0,
                 bytes: 0,
+                events: EventLog::default(),
             }],
         }
     }
@@ -549,7 +614,7 @@ impl Inner {
     }
 }
 
-/// Thread-safe in-memory store of recent samples.
+/// Thread-safe in-memory store of recent samples and analyzer events.
 #[derive(Debug)]
 pub struct SeriesStore {
     inner: RwLock<Inner>,
@@ -574,9 +639,9 @@ impl SeriesStore {
         self.limits
     }
 
-    /// The hash this store files a series under ([`SeriesStore::ingest_hashed`] needs it).
-    /// Stable for the store's lifetime; differs between stores.
-    pub fn series_hash(&self, id: &impl SeriesId) -> u64 {
+    /// The hash this store files a series under. Stable for the store's lifetime; differs
+    /// between stores.
+    fn series_hash(&self, id: &impl SeriesId) -> u64 {
         let mut h = self.hasher.build_hasher();
         id.name().hash(&mut h);
         for (k, v) in id.label_pairs() {
@@ -587,67 +652,54 @@ impl SeriesStore {
     }
 
     /// [`series_hash`](SeriesStore::series_hash) together with a second 64-bit value from
-    /// the same pass (the hasher's state continued by one more byte). The pair is a 128-bit
-    /// fingerprint of the identity: two different series share it with a probability near
-    /// 2^-128, and as the key is random per store a sender cannot aim for a collision.
-    pub fn series_fingerprint(&self, id: &impl SeriesId) -> (u64, u64) {
+    /// the same pass (the hasher's state continued by one more byte).
+    fn fingerprint_of(&self, id: &impl SeriesId) -> Fingerprint {
         let mut h = self.hasher.build_hasher();
         id.name().hash(&mut h);
         for (k, v) in id.label_pairs() {
             k.hash(&mut h);
             v.hash(&mut h);
         }
-        let first = h.finish();
+        let hash = h.finish();
         h.write_u8(0x80);
-        (first, h.finish())
+        Fingerprint {
+            hash,
+            check: h.finish(),
+        }
     }
 
-    /// Stores a batch. A sample with the same timestamp as its series' newest point
-    /// replaces it; an older one is dropped.
+    /// The index hash of `id`: the one its writer kept, or computed now.
+    fn hash_of(&self, id: &impl SeriesId) -> u64 {
+        match id.fingerprint() {
+            Some(f) => f.hash,
+            None => self.series_hash(id),
+        }
+    }
+
+    /// Stores a batch of the engine's own samples (its self-metrics), accounted to no
+    /// source and bounded only by the store's totals. A sample with the same timestamp as
+    /// its series' newest point replaces it; an older one is dropped. Everything else
+    /// writes through a [`StoreWriter`].
     pub fn ingest(&self, samples: impl IntoIterator<Item = Sample>) -> IngestReport {
+        self.ingest_from(SourceId::UNATTRIBUTED, samples)
+    }
+
+    /// [`SeriesStore::ingest`] for `source`: new series count against its bounds, and
+    /// samples that would create a series beyond a bound are refused one by one and
+    /// counted; the others are stored.
+    fn ingest_from<S: StoreSample>(
+        &self,
+        source: SourceId,
+        samples: impl IntoIterator<Item = S>,
+    ) -> IngestReport {
         // Hash before taking the lock: writers on other threads are not held up by it.
-        let batch: Vec<(u64, Sample)> = samples
-            .into_iter()
-            .map(|s| (self.series_hash(&s), s))
-            .collect();
-        self.ingest_hashed(batch)
-    }
-
-    /// Stores a batch of (hash, sample) pairs, under one lock acquisition, as
-    /// [`SeriesStore::ingest`] does. Each hash must be this store's
-    /// [`series_hash`](SeriesStore::series_hash) of its sample.
-    pub fn ingest_hashed<S: StoreSample>(
-        &self,
-        batch: impl IntoIterator<Item = (u64, S)>,
-    ) -> IngestReport {
-        self.ingest_hashed_from(SourceId::UNATTRIBUTED, batch)
-    }
-
-    /// [`SeriesStore::ingest`] for `source`: new series count against its bounds.
-    pub fn ingest_from(
-        &self,
-        source: SourceId,
-        samples: impl IntoIterator<Item = Sample>,
-    ) -> IngestReport {
-        let batch: Vec<(u64, Sample)> = samples
-            .into_iter()
-            .map(|s| (self.series_hash(&s), s))
-            .collect();
-        self.ingest_hashed_from(source, batch)
-    }
-
-    /// [`SeriesStore::ingest_hashed`] for `source`. Samples that would create a series
-    /// beyond a bound are refused one by one and counted; the others are stored.
-    pub fn ingest_hashed_from<S: StoreSample>(
-        &self,
-        source: SourceId,
-        batch: impl IntoIterator<Item = (u64, S)>,
-    ) -> IngestReport {
+        let batch: Vec<(u64, S)> = samples.into_iter().map(|s| (self.hash_of(&s), s)).collect();
         let mut inner = self.inner.write();
         self.write_batch(&mut inner, source, batch)
     }
 
-    /// The write of [`SeriesStore::ingest_hashed_from`], under a lock the caller holds.
+    /// The write of [`SeriesStore::ingest_from`], under a lock the caller holds. Each hash
+    /// is this store's [`series_hash`](SeriesStore::series_hash) of its sample.
     fn write_batch<S: StoreSample>(
         &self,
         inner: &mut Inner,
@@ -714,27 +766,37 @@ impl SeriesStore {
 
     /// Stores every sample of a request for `source`, or none: if the series it would
     /// create do not fit the source's, its group's or the store's bounds, nothing is
-    /// stored and the refusal says which bound. `hashes[i]` is the
-    /// [`series_hash`](SeriesStore::series_hash) of `samples[i]`.
-    pub fn try_ingest_hashed_from<S: StoreSample>(
+    /// stored and the refusal says which bound.
+    fn try_ingest_from<S: StoreSample>(
         &self,
         source: SourceId,
-        hashes: &[u64],
         samples: &[S],
     ) -> Result<IngestReport, Refusal> {
-        self.replace_hashed_from::<SeriesKey, _, _>(source, Vec::new(), || {
+        // Hashed outside the lock, once (the write below walks the samples twice).
+        let hashes: Vec<u64> = samples.iter().map(|s| self.hash_of(s)).collect();
+        self.replace_hashed::<SeriesKey, _, _>(source, Vec::new(), || {
             hashes.iter().copied().zip(samples)
         })
+    }
+
+    /// [`StoreWriter::replace`] for `source`.
+    fn replace_from<K: SeriesId, S: StoreSample, I: Iterator<Item = S>>(
+        &self,
+        source: SourceId,
+        remove: impl IntoIterator<Item = K>,
+        add: impl Fn() -> I,
+    ) -> Result<IngestReport, Refusal> {
+        let remove: Vec<(u64, K)> = remove.into_iter().map(|k| (self.hash_of(&k), k)).collect();
+        self.replace_hashed(source, remove, || add().map(|s| (self.hash_of(&s), s)))
     }
 
     /// Removes the series `remove` names, then stores every sample `add` yields for
     /// `source`, or does nothing at all: the series the write would create, less those it
     /// removes, must fit the source's, its group's and the store's bounds. Check, removal
-    /// and write happen under one lock, so no other writer can take the room between them
-    /// (a Pushgateway push replacing a group's series). `add` is called twice (check, then
-    /// write) and must yield the same samples both times, hashed as for
-    /// [`SeriesStore::ingest_hashed`]; `remove` and `add` must not name the same series.
-    pub fn replace_hashed_from<K: SeriesId, S: StoreSample, I: Iterator<Item = (u64, S)>>(
+    /// and write happen under one lock, so no other writer can take the room between them.
+    /// `add` is called twice (check, then write) and must yield the same samples both
+    /// times; `remove` and `add` must not name the same series.
+    fn replace_hashed<K: SeriesId, S: StoreSample, I: Iterator<Item = (u64, S)>>(
         &self,
         source: SourceId,
         remove: Vec<(u64, K)>,
@@ -780,8 +842,8 @@ impl SeriesStore {
 
     /// The source named `name` (created on first use), with these bounds from now on.
     /// `group`'s bounds apply to it as well. Naming the same source again (a reloaded
-    /// plugin) gives the same id, so its series stay accounted to it.
-    pub fn source(&self, name: &str, limits: SourceLimits, group: Option<SourceId>) -> SourceId {
+    /// plugin) gives the same id, so its series and events stay accounted to it.
+    fn register(&self, name: &str, limits: SourceLimits, group: Option<SourceId>) -> SourceId {
         let mut inner = self.inner.write();
         let group = group.map(|g| g.0);
         if let Some(i) = inner.sources.iter().position(|u| u.name == name) {
@@ -796,12 +858,33 @@ impl SeriesStore {
             group,
             series: 0,
             bytes: 0,
+            events: EventLog::default(),
         });
         SourceId((inner.sources.len() - 1) as u32)
     }
 
+    /// A group of sources named `name` whose series together stay within `limits` (the
+    /// push listeners' share of the store). Naming it again gives the same group.
+    pub fn group(&self, name: &str, limits: SourceLimits) -> SourceGroup {
+        SourceGroup(self.register(name, limits, None))
+    }
+
+    /// The writer of the source named `name` (`collector:NAME`, `analyzer:NAME`,
+    /// `ingest:SOURCE`): its new series count against `limits`, and against `group`'s
+    /// when given. Naming the same source again (a reloaded plugin) gives a writer of the
+    /// same source, so what it stored stays accounted to it.
+    pub fn writer(
+        self: &Arc<Self>,
+        name: &str,
+        limits: SourceLimits,
+        group: Option<SourceGroup>,
+    ) -> StoreWriter {
+        let source = self.register(name, limits, group.map(|g| g.0));
+        StoreWriter::new(self.clone(), source)
+    }
+
     /// The series a source holds and what they cost.
-    pub fn source_usage(&self, source: SourceId) -> (usize, usize) {
+    fn source_usage(&self, source: SourceId) -> (usize, usize) {
         let inner = self.inner.read();
         inner
             .sources
@@ -814,18 +897,18 @@ impl SeriesStore {
         self.inner.read().bytes
     }
 
-    /// Removes these series with all their points (a pushed group deleted or expired);
-    /// returns how many existed.
+    /// Removes these series with all their points (the engine's own series it no longer
+    /// publishes); returns how many existed.
     pub fn remove_series(&self, keys: &[SeriesKey]) -> usize {
+        self.remove_keys(keys)
+    }
+
+    /// Removes the series `keys` name; returns how many existed.
+    fn remove_keys<K: SeriesId>(&self, keys: impl IntoIterator<Item = K>) -> usize {
+        let keys: Vec<(u64, K)> = keys.into_iter().map(|k| (self.hash_of(&k), k)).collect();
         if keys.is_empty() {
             return 0;
         }
-        self.remove_hashed(keys.iter().map(|k| (self.series_hash(k), k)))
-    }
-
-    /// Removes series given as (hash, identity) pairs, hashes as for
-    /// [`SeriesStore::ingest_hashed`]; returns how many existed.
-    pub fn remove_hashed<K: SeriesId>(&self, keys: impl IntoIterator<Item = (u64, K)>) -> usize {
         let mut inner = self.inner.write();
         let mut removed = 0;
         for (hash, key) in keys {
@@ -836,7 +919,36 @@ impl SeriesStore {
         removed
     }
 
-    /// Drops points older than the retention and series left empty.
+    /// Keeps `events` for `source`, within `max_events_per_source`; logs when the source
+    /// starts overflowing and when it stops, not on every call.
+    fn record_events(&self, source: SourceId, events: Vec<Event>) -> EventReport {
+        let cap = self.limits.max_events_per_source;
+        let mut inner = self.inner.write();
+        let Some(u) = inner.sources.get_mut(source.0 as usize) else {
+            return EventReport::default();
+        };
+        let (report, change) = u.events.record(events, cap);
+        let name = change.map(|_| u.name.clone());
+        drop(inner);
+        match (change, name) {
+            (Some(true), Some(source)) => tracing::warn!(
+                %source,
+                "{} analyzer events dropped: the source holds the most the store keeps ({cap}); \
+                 the oldest go first, counted in {} (logged again only \
+                 after it stops)",
+                report.dropped,
+                self_metrics::STORE_EVENTS_DROPPED.name,
+            ),
+            (Some(false), Some(source)) => {
+                tracing::info!(%source, "analyzer events fit in the store again")
+            }
+            _ => {}
+        }
+        report
+    }
+
+    /// Drops points and events older than the retention, and series left empty.
+    /// [`SeriesStore::maintain`] calls it; tests call it with a time of their choosing.
     pub fn prune(&self, now_ms: TimestampMs) {
         let cutoff = now_ms.saturating_sub(duration_ms(self.limits.retention));
         let mut inner = self.inner.write();
@@ -854,11 +966,62 @@ impl SeriesStore {
         for slot in emptied {
             inner.remove_slot(slot);
         }
+        for u in &mut inner.sources {
+            u.events.prune(cutoff);
+        }
+    }
+
+    /// The store's own task: every `period`, prunes ([`SeriesStore::prune`]) and writes
+    /// the store's metrics (`telltale_store_series`, `telltale_store_events`,
+    /// `telltale_store_events_dropped_total`), until `stop` turns true or its sender goes away. The
+    /// engine spawns it once, so no reader or writer ever pays for pruning.
+    pub async fn maintain(
+        self: Arc<Self>,
+        period: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    self.prune(now);
+                    let metrics = self.own_metrics(now);
+                    self.ingest(metrics);
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }
+
+    /// The store's metrics as of `now`.
+    fn own_metrics(&self, now: TimestampMs) -> Vec<Sample> {
+        let inner = self.inner.read();
+        let mut out = vec![
+            Sample::new(self_metrics::STORE_SERIES.name, &[], inner.len as f64, now),
+            Sample::new(
+                self_metrics::STORE_EVENTS.name,
+                &[],
+                inner.sources.iter().map(|u| u.events.len()).sum::<usize>() as f64,
+                now,
+            ),
+        ];
+        for u in inner.sources.iter().filter(|u| u.events.recorded()) {
+            out.push(Sample::new(
+                self_metrics::STORE_EVENTS_DROPPED.name,
+                &[("source", u.name.as_str())],
+                u.events.dropped() as f64,
+                now,
+            ));
+        }
+        out
     }
 
     /// Calls `f` with every series of `name` whose labels include `matcher`, in label
-    /// order. The store is read-locked meanwhile: keep `f` short.
-    pub fn for_each_series(
+    /// order. The store is read-locked meanwhile: keep `f` short. (Other crates read
+    /// through [`SeriesRead::visit_window`].)
+    fn for_each_series(
         &self,
         name: &str,
         matcher: &Labels,
@@ -938,6 +1101,27 @@ impl SeriesStore {
         values
     }
 
+    /// The events of kind `kind` whose labels include `matcher`, stamped from `since_ms`
+    /// to `until_ms` (both inclusive), oldest first, from every source.
+    pub fn events(
+        &self,
+        kind: &str,
+        matcher: &Labels,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+    ) -> Vec<Event> {
+        let inner = self.inner.read();
+        let mut out: Vec<Event> = inner
+            .sources
+            .iter()
+            .flat_map(|u| u.events.matching(kind, matcher, since_ms, until_ms))
+            .cloned()
+            .collect();
+        // Stable: events of one time keep their source's order, then their arrival order.
+        out.sort_by_key(|e| e.timestamp_ms);
+        out
+    }
+
     /// How many series are stored.
     pub fn series_count(&self) -> usize {
         self.inner.read().len
@@ -995,9 +1179,9 @@ mod tests {
 
     #[test]
     fn unsorted_labels_still_find_their_one_series() {
-        let store = SeriesStore::new(StoreLimits::default());
-        let write =
-            |sample: Borrowed<'_>| store.ingest_hashed([(store.series_hash(&sample), sample)]);
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer("test", SourceLimits::UNBOUNDED, None);
+        let write = |sample: Borrowed<'_>| writer.ingest([sample]);
         assert_eq!(
             write(Borrowed("m", &[("b", "2"), ("a", "1")], 1.0, 1)).accepted,
             1
@@ -1190,39 +1374,44 @@ mod tests {
 
     #[test]
     fn borrowed_and_owned_samples_find_the_same_series() {
-        let store = SeriesStore::new(StoreLimits::default());
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer("test", SourceLimits::UNBOUNDED, None);
         store.ingest([sample("cpu", &[("core", "0"), ("host", "a")], 1.0, 1)]);
         let b = Borrowed("cpu", &[("core", "0"), ("host", "a")], 2.0, 2);
-        let r = store.ingest_hashed([(store.series_hash(&b), &b)]);
+        let r = writer.ingest([&b]);
         assert_eq!(r.accepted, 1);
         assert_eq!(store.series_count(), 1, "same identity, same series");
         // Same labels under another name, and a subset of the labels, are other series.
         let c = Borrowed("cpu2", &[("core", "0"), ("host", "a")], 1.0, 2);
         let d = Borrowed("cpu", &[("core", "0")], 1.0, 2);
-        store.ingest_hashed([(store.series_hash(&c), &c), (store.series_hash(&d), &d)]);
+        writer.ingest([&c, &d]);
         assert_eq!(store.series_count(), 3);
         let w = store.window("cpu", &Labels::new(), 0);
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].points.len(), 1, "{{core=0}} sorts first");
         assert_eq!(w[1].points.len(), 2, "two writes, one series");
-        assert_eq!(
-            store.remove_hashed([(store.series_hash(&b), &b)]),
-            1,
-            "removable by a borrowed key"
-        );
+        assert_eq!(writer.remove([&b]), 1, "removable by a borrowed key");
         assert_eq!(store.series_count(), 2);
     }
 
     #[test]
     fn fingerprint_extends_the_index_hash() {
-        let store = SeriesStore::new(StoreLimits::default());
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer("test", SourceLimits::UNBOUNDED, None);
         let a = Borrowed("m", &[("k", "v")], 1.0, 1);
         let b = Borrowed("m", &[("k", "w")], 1.0, 1);
-        let (ha, ca) = store.series_fingerprint(&a);
-        assert_eq!(ha, store.series_hash(&a), "first half is the index hash");
-        assert_ne!(ha, ca);
-        assert_eq!(store.series_fingerprint(&a), (ha, ca), "stable");
-        assert_ne!(store.series_fingerprint(&b), (ha, ca));
+        let fa = writer.fingerprint(&a);
+        assert_eq!(
+            fa.hash,
+            store.series_hash(&a),
+            "first half is the index hash"
+        );
+        assert_ne!(fa.hash, fa.check);
+        assert_eq!(writer.fingerprint(&a), fa, "stable");
+        assert_ne!(writer.fingerprint(&b), fa);
+        let other = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let elsewhere = other.writer("test", SourceLimits::UNBOUNDED, None);
+        assert_ne!(elsewhere.fingerprint(&a), fa, "keyed per store");
     }
 
     #[test]
@@ -1274,16 +1463,15 @@ mod tests {
         assert_eq!(store.series_bytes(), 0);
 
         // A source's bounds, inside a group's, inside the store's.
-        let store = SeriesStore::new(StoreLimits::default());
-        let group = store.source(
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let group = store.group(
             "push",
             SourceLimits {
                 max_series: 3,
                 max_bytes: usize::MAX,
             },
-            None,
         );
-        let a = store.source(
+        let a = store.writer(
             "push:a",
             SourceLimits {
                 max_series: usize::MAX,
@@ -1291,40 +1479,35 @@ mod tests {
             },
             Some(group),
         );
-        let b = store.source("push:b", SourceLimits::UNBOUNDED, Some(group));
-        let r = store.ingest_from(a, (0..3).map(big));
+        let b = store.writer("push:b", SourceLimits::UNBOUNDED, Some(group));
+        let r = a.ingest((0..3).map(big));
         assert_eq!((r.accepted, r.dropped_source_limit), (2, 1));
-        assert_eq!(store.source_usage(a), (2, 2 * one));
+        assert_eq!(a.usage(), (2, 2 * one));
         // b is bounded by what a left of the group.
-        let r = store.ingest_from(
-            b,
-            [
-                sample("x", &[("i", "1")], 1.0, 1),
-                sample("x", &[("i", "2")], 1.0, 1),
-            ],
-        );
+        let r = b.ingest([
+            sample("x", &[("i", "1")], 1.0, 1),
+            sample("x", &[("i", "2")], 1.0, 1),
+        ]);
         assert_eq!((r.accepted, r.dropped_source_limit), (1, 1));
         // An unattributed writer (the engine's own metrics) is bounded only by the store.
         let r = store.ingest((0..5).map(|i| sample("own", &[("i", &i.to_string())], 1.0, 1)));
         assert_eq!(r.accepted, 5);
-        // Registering again by name keeps the id and the usage.
-        assert_eq!(
-            store.source("push:a", SourceLimits::UNBOUNDED, Some(group)),
-            a
-        );
-        assert_eq!(store.source_usage(a).0, 2);
-        assert_eq!(store.source_usage(group).0, 3);
+        // Registering again by name keeps the source and its usage.
+        let again = store.writer("push:a", SourceLimits::UNBOUNDED, Some(group));
+        assert_eq!(again.source, a.source);
+        assert_eq!(again.usage().0, 2);
+        assert_eq!(store.source_usage(group.0).0, 3);
         // Removal gives the room back to the source and its group.
-        let removed = store.remove_series(&[big(0).to_key()]);
+        let removed = a.remove([big(0).to_key()]);
         assert_eq!(removed, 1);
-        assert_eq!(store.source_usage(a), (1, one));
-        assert_eq!(store.source_usage(group).0, 2);
+        assert_eq!(a.usage(), (1, one));
+        assert_eq!(store.source_usage(group.0).0, 2);
     }
 
     #[test]
     fn a_request_is_stored_whole_or_not_at_all() {
-        let store = SeriesStore::new(StoreLimits::default());
-        let src = store.source(
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer(
             "push:json",
             SourceLimits {
                 max_series: 3,
@@ -1337,10 +1520,7 @@ mod tests {
                 .map(|i| sample("m", &[("i", &i.to_string())], 1.0, 1))
                 .collect()
         };
-        let write = |samples: Vec<Sample>| {
-            let hashes: Vec<u64> = samples.iter().map(|s| store.series_hash(s)).collect();
-            store.try_ingest_hashed_from(src, &hashes, &samples)
-        };
+        let write = |samples: Vec<Sample>| writer.ingest_all(&samples);
         // Two new series, one named twice: three samples, two series.
         assert_eq!(write(batch(&[1, 2, 2])).unwrap().accepted, 3);
         // Two more would make four: refused whole, nothing stored.
@@ -1359,8 +1539,8 @@ mod tests {
 
     #[test]
     fn a_replacement_is_credited_with_what_it_removes_and_refused_whole() {
-        let store = SeriesStore::new(StoreLimits::default());
-        let src = store.source(
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer(
             "ingest:pushgateway",
             SourceLimits {
                 max_series: 2,
@@ -1369,15 +1549,7 @@ mod tests {
             None,
         );
         let s = |i: u32| sample("g", &[("i", &i.to_string())], 1.0, 1);
-        let hashed = |v: &[Sample]| -> Vec<(u64, Sample)> {
-            v.iter()
-                .map(|x| (store.series_hash(x), x.clone()))
-                .collect()
-        };
-        let put = |remove: &[Sample], add: &[Sample]| {
-            let add = hashed(add);
-            store.replace_hashed_from(src, hashed(remove), || add.iter().map(|(h, x)| (*h, x)))
-        };
+        let put = |remove: &[Sample], add: &[Sample]| writer.replace(remove, || add.iter());
         assert_eq!(put(&[], &[s(1), s(2)]).unwrap().accepted, 2);
         // At the bound, renaming both series fits: the two removed make room for two.
         assert_eq!(put(&[s(1), s(2)], &[s(3), s(4)]).unwrap().accepted, 2);
@@ -1390,6 +1562,248 @@ mod tests {
             .map(|w| w.key.labels.get("i").unwrap().clone())
             .collect();
         assert_eq!(left, ["3", "4"]);
-        assert_eq!(store.source_usage(src).0, 2);
+        assert_eq!(writer.usage().0, 2);
+    }
+
+    /// A sample carrying its fingerprint, as the Pushgateway's groups keep them.
+    struct Kept<'a>(Borrowed<'a>, Fingerprint);
+
+    impl SeriesId for Kept<'_> {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+            self.0.label_pairs()
+        }
+        fn fingerprint(&self) -> Option<Fingerprint> {
+            Some(self.1)
+        }
+    }
+
+    impl StoreSample for Kept<'_> {
+        fn point(&self) -> Point {
+            self.0.point()
+        }
+    }
+
+    #[test]
+    fn a_kept_fingerprint_finds_the_series_it_was_made_for() {
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer("ingest:pushgateway", SourceLimits::UNBOUNDED, None);
+        let labels = [("job", "a")];
+        let fp = writer.fingerprint(&Borrowed("up", &labels, 0.0, 0));
+        let kept = |v: f64, t: i64| Kept(Borrowed("up", &labels, v, t), fp);
+        writer
+            .replace::<Kept<'_>, _, _>([], || [kept(1.0, 1)].into_iter())
+            .unwrap();
+        assert_eq!(writer.ingest([kept(2.0, 2)]).accepted, 1);
+        // The same series by its strings: one series of three points.
+        store.ingest([sample("up", &labels, 3.0, 3)]);
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.window("up", &Labels::new(), 0)[0].points.len(), 3);
+        assert_eq!(writer.remove([kept(0.0, 0)]), 1);
+        assert_eq!(store.series_count(), 0);
+    }
+
+    fn event(kind: &str, labels: &[(&str, &str)], ts: i64) -> Event {
+        Event {
+            source: "shift".into(),
+            kind: kind.into(),
+            severity: telltale_model::Severity::Warning,
+            message: format!("{kind} at {ts}"),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            timestamp_ms: ts,
+        }
+    }
+
+    fn times(events: &[Event]) -> Vec<i64> {
+        events.iter().map(|e| e.timestamp_ms).collect()
+    }
+
+    #[test]
+    fn events_are_selected_by_kind_labels_and_time_from_every_source() {
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let a = store.writer("analyzer:a", SourceLimits::UNBOUNDED, None);
+        let b = store.writer("analyzer:b", SourceLimits::UNBOUNDED, None);
+        let r = a.record_events(vec![
+            event("level_shift", &[("host", "x"), ("dir", "up")], 3_000),
+            event("level_shift", &[("host", "y")], 1_000),
+            event("spike", &[("host", "x")], 2_000),
+        ]);
+        assert_eq!(
+            r,
+            EventReport {
+                stored: 3,
+                dropped: 0
+            }
+        );
+        b.record_events(vec![event("level_shift", &[("host", "x")], 2_000)]);
+        let all = store.events("level_shift", &Labels::new(), 0, 10_000);
+        assert_eq!(
+            times(&all),
+            [1_000, 2_000, 3_000],
+            "oldest first, across sources"
+        );
+        let host_x: Labels = [("host".to_string(), "x".to_string())].into();
+        assert_eq!(
+            times(&store.events("level_shift", &host_x, 0, 10_000)),
+            [2_000, 3_000]
+        );
+        // Both ends of the time range are inclusive.
+        assert_eq!(
+            times(&store.events("level_shift", &host_x, 2_000, 2_999)),
+            [2_000]
+        );
+        assert_eq!(
+            times(&store.events("level_shift", &host_x, 3_000, 3_000)),
+            [3_000]
+        );
+        assert!(
+            store.events("level", &Labels::new(), 0, 10_000).is_empty(),
+            "kind is exact"
+        );
+        let got = &store.events("spike", &Labels::new(), 0, 10_000)[0];
+        assert_eq!(
+            got,
+            &event("spike", &[("host", "x")], 2_000),
+            "kept as returned"
+        );
+        // The read trait sees the same.
+        let read: &dyn SeriesRead = &*store;
+        assert_eq!(read.events("level_shift", &host_x, 0, 10_000).len(), 2);
+    }
+
+    #[test]
+    fn events_are_bounded_per_source_and_pruned_with_the_retention() {
+        let store = Arc::new(SeriesStore::new(StoreLimits {
+            retention: Duration::from_secs(10),
+            max_events_per_source: 3,
+            ..StoreLimits::default()
+        }));
+        let a = store.writer("analyzer:a", SourceLimits::UNBOUNDED, None);
+        let b = store.writer("analyzer:b", SourceLimits::UNBOUNDED, None);
+        a.record_events((1..=2).map(|t| event("e", &[], t * 1000)).collect());
+        // Two more make four: the oldest goes.
+        let r = a.record_events((3..=4).map(|t| event("e", &[], t * 1000)).collect());
+        assert_eq!(
+            r,
+            EventReport {
+                stored: 2,
+                dropped: 1
+            }
+        );
+        assert_eq!(
+            times(&store.events("e", &Labels::new(), 0, i64::MAX)),
+            [2_000, 3_000, 4_000]
+        );
+        // More than the cap in one call: the newest three are kept.
+        let r = a.record_events((5..=9).map(|t| event("e", &[], t * 1000)).collect());
+        assert_eq!(
+            r,
+            EventReport {
+                stored: 3,
+                dropped: 5
+            }
+        );
+        // Another source has its own bound.
+        b.record_events(vec![event("e", &[], 9_500)]);
+        assert_eq!(
+            times(&store.events("e", &Labels::new(), 0, i64::MAX)),
+            [7_000, 8_000, 9_000, 9_500]
+        );
+        let metrics = store.own_metrics(20_000);
+        let value = |name: &str, source: Option<&str>| {
+            metrics
+                .iter()
+                .find(|s| s.name == name && s.labels.get("source").map(String::as_str) == source)
+                .map(|s| s.value)
+        };
+        assert_eq!(value(self_metrics::STORE_EVENTS.name, None), Some(4.0));
+        assert_eq!(
+            value(self_metrics::STORE_EVENTS_DROPPED.name, Some("analyzer:a")),
+            Some(6.0)
+        );
+        assert_eq!(
+            value(self_metrics::STORE_EVENTS_DROPPED.name, Some("analyzer:b")),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                self_metrics::STORE_EVENTS_DROPPED.name,
+                Some("unattributed")
+            ),
+            None,
+            "no events, no series"
+        );
+        // Retention 10 s at 18.5 s: events before 8.5 s go.
+        store.prune(18_500);
+        assert_eq!(
+            times(&store.events("e", &Labels::new(), 0, i64::MAX)),
+            [9_000, 9_500]
+        );
+        store.prune(100_000);
+        assert!(store.events("e", &Labels::new(), 0, i64::MAX).is_empty());
+    }
+
+    #[test]
+    fn visit_window_borrows_the_points_in_range() {
+        let store = SeriesStore::new(StoreLimits {
+            max_points_per_series: 4,
+            ..StoreLimits::default()
+        });
+        // Six points into a buffer of four: the ring buffer wraps.
+        store.ingest((1..=6).map(|t| sample("m", &[("k", "a")], t as f64, t * 1000)));
+        store.ingest([sample("m", &[("k", "b")], 1.0, 1_000)]);
+        let mut seen = Vec::new();
+        SeriesRead::visit_window(
+            &store,
+            "m",
+            &Labels::new(),
+            4_000,
+            5_000,
+            &mut |labels, run| {
+                seen.push((
+                    labels["k"].clone(),
+                    run.iter().map(|p| p.value).collect::<Vec<_>>(),
+                ));
+            },
+        );
+        assert_eq!(
+            seen,
+            [("a".to_string(), vec![4.0, 5.0])],
+            "b has no point in range"
+        );
+    }
+
+    #[tokio::test]
+    async fn maintain_prunes_in_its_own_task_until_stopped() {
+        let store = Arc::new(SeriesStore::new(StoreLimits {
+            retention: Duration::from_secs(1),
+            ..StoreLimits::default()
+        }));
+        store.ingest([sample("old", &[], 1.0, 1_000)]);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(store.clone().maintain(Duration::from_millis(10), stopped));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store
+            .latest(self_metrics::STORE_SERIES.name, &Labels::new(), now_ms())
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "no maintenance ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(store.window("old", &Labels::new(), 0).is_empty(), "pruned");
+        assert_eq!(
+            store.latest(self_metrics::STORE_SERIES.name, &Labels::new(), now_ms())[0]
+                .1
+                .value,
+            0.0,
+            "counted after the prune"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }

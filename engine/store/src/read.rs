@@ -1,0 +1,152 @@
+//! The read side: [`SeriesRead`], what rules' host functions and the analyzer tasks read
+//! through, so that a store other than this in-memory one (a durable store) can serve them.
+
+use std::collections::VecDeque;
+
+use telltale_model::{Event, Labels, Point, SeriesWindow, TimestampMs};
+
+use super::SeriesStore;
+
+/// Reads of stored series and events. Every selection is a metric name (or event kind)
+/// plus a label matcher: a series is selected when its labels include every pair of the
+/// matcher. Series come in label order, points and events oldest first.
+pub trait SeriesRead: Send + Sync {
+    /// The newest point of each selected series, unless it is older than the store's
+    /// lookback at `now_ms` (a series silent that long is treated as gone).
+    fn latest(&self, name: &str, matcher: &Labels, now_ms: TimestampMs) -> Vec<(Labels, Point)>;
+
+    /// The points stamped from `since_ms` on (inclusive) of each selected series that has
+    /// any, copied out.
+    fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow>;
+
+    /// Calls `f` with each selected series that has points stamped from `since_ms` to
+    /// `until_ms` (both inclusive), and those points, borrowed: nothing is copied, and the
+    /// store may be locked meanwhile, so keep `f` short.
+    fn visit_window(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+        f: &mut dyn FnMut(&Labels, PointRun<'_>),
+    );
+
+    /// The distinct values of `label` across the series of `name`, sorted.
+    fn label_values(&self, name: &str, label: &str) -> Vec<String>;
+
+    /// The analyzer events of kind `kind` whose labels include `matcher`, stamped from
+    /// `since_ms` to `until_ms` (both inclusive), oldest first.
+    fn events(
+        &self,
+        kind: &str,
+        matcher: &Labels,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+    ) -> Vec<Event>;
+}
+
+/// Consecutive points of one series, oldest first, borrowed from the store. Two slices
+/// because the store keeps a series' points in a ring buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct PointRun<'a> {
+    head: &'a [Point],
+    tail: &'a [Point],
+}
+
+impl<'a> PointRun<'a> {
+    /// The points `range` of `points` (indices, `start <= end <= len`).
+    fn of(points: &'a VecDeque<Point>, start: usize, end: usize) -> PointRun<'a> {
+        let (a, b) = points.as_slices();
+        let cut = |i: usize| (i.min(a.len()), i.saturating_sub(a.len()));
+        let ((a0, b0), (a1, b1)) = (cut(start), cut(end));
+        PointRun {
+            head: &a[a0..a1],
+            tail: &b[b0..b1],
+        }
+    }
+
+    /// How many points.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The points, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a Point> + Clone + 'a {
+        self.head.iter().chain(self.tail)
+    }
+}
+
+impl SeriesRead for SeriesStore {
+    fn latest(&self, name: &str, matcher: &Labels, now_ms: TimestampMs) -> Vec<(Labels, Point)> {
+        SeriesStore::latest(self, name, matcher, now_ms)
+    }
+
+    fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow> {
+        SeriesStore::window(self, name, matcher, since_ms)
+    }
+
+    fn visit_window(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+        f: &mut dyn FnMut(&Labels, PointRun<'_>),
+    ) {
+        self.for_each_series(name, matcher, |labels, points| {
+            let start = points.partition_point(|p| p.timestamp_ms < since_ms);
+            let end = points.partition_point(|p| p.timestamp_ms <= until_ms);
+            if start < end {
+                f(labels, PointRun::of(points, start, end));
+            }
+        });
+    }
+
+    fn label_values(&self, name: &str, label: &str) -> Vec<String> {
+        SeriesStore::label_values(self, name, label)
+    }
+
+    fn events(
+        &self,
+        kind: &str,
+        matcher: &Labels,
+        since_ms: TimestampMs,
+        until_ms: TimestampMs,
+    ) -> Vec<Event> {
+        SeriesStore::events(self, kind, matcher, since_ms, until_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_across_the_ring_buffers_wrap_keeps_order() {
+        let p = |t: i64| Point {
+            timestamp_ms: t,
+            value: t as f64,
+        };
+        // Pushing at the back after popping at the front wraps the buffer: two slices.
+        let mut points: VecDeque<Point> = VecDeque::with_capacity(4);
+        points.extend([p(0), p(1), p(2), p(3)]);
+        points.pop_front();
+        points.pop_front();
+        points.push_back(p(4));
+        points.push_back(p(5));
+        let times = |r: PointRun<'_>| r.iter().map(|p| p.timestamp_ms).collect::<Vec<_>>();
+        for start in 0..=points.len() {
+            for end in start..=points.len() {
+                let run = PointRun::of(&points, start, end);
+                assert_eq!(run.len(), end - start);
+                let want: Vec<i64> = (start..end).map(|i| i as i64 + 2).collect();
+                assert_eq!(times(run), want, "{start}..{end}");
+            }
+        }
+    }
+}
