@@ -344,6 +344,33 @@ fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnost
     }
 
     if let Some(ingest) = &config.ingest {
+        if ingest.limits.max_in_flight == 0 {
+            at(
+                &[
+                    Seg::key("ingest"),
+                    Seg::key("limits"),
+                    Seg::key("max_in_flight"),
+                ],
+                "ingest.limits.max_in_flight must be at least 1 (0 would refuse every request)"
+                    .into(),
+                "remove it to use the default, or give a positive number",
+            );
+        }
+        if let Some(http) = &ingest.http
+            && http.max_connections == 0
+        {
+            at(
+                &[
+                    Seg::key("ingest"),
+                    Seg::key("http"),
+                    Seg::key("max_connections"),
+                ],
+                "ingest.http.max_connections must be at least 1 (0 would refuse every \
+                 connection)"
+                    .into(),
+                "remove it to use the default, or give a positive number",
+            );
+        }
         let l = &ingest.limits;
         let path = |key: &'static str| [Seg::key("ingest"), Seg::key("limits"), Seg::key(key)];
         if let Some(n) = l.max_series
@@ -380,15 +407,17 @@ fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnost
         .collectors
         .iter()
         .enumerate()
-        .map(|(i, c)| ("collectors", i, &c.name, &c.plugin, c.interval, &c.limits))
-        .chain(
-            config
-                .analyzers
-                .iter()
-                .enumerate()
-                .map(|(i, a)| ("analyzers", i, &a.name, &a.plugin, a.interval, &a.limits)),
-        );
-    for (section, i, name, plugin, interval, limits) in plugin_entries {
+        .map(|(i, c)| {
+            let e: &dyn PluginEntry = c;
+            ("collectors", i, e, c.interval)
+        })
+        .chain(config.analyzers.iter().enumerate().map(|(i, a)| {
+            let e: &dyn PluginEntry = a;
+            ("analyzers", i, e, a.interval)
+        }));
+    for (section, i, entry, interval) in plugin_entries {
+        let (name, plugin, limits) = (&entry.name().to_string(), entry.plugin(), entry.limits());
+        let supervision = entry.supervision();
         let item = [Seg::key(section), Seg::Index(i)];
         if !valid_name(name) {
             at(
@@ -440,6 +469,22 @@ fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnost
                 ],
                 format!("memory limit of {} bytes is too small", limits.memory.0),
                 "a plugin needs at least 1MiB; the default is 64MiB",
+            );
+        }
+        if supervision.max_backoff.get() < supervision.initial_backoff.get() {
+            at(
+                &[
+                    item[0].clone(),
+                    item[1].clone(),
+                    Seg::key("supervision"),
+                    Seg::key("max_backoff"),
+                ],
+                format!(
+                    "max_backoff ({}) is shorter than initial_backoff ({})",
+                    supervision.max_backoff, supervision.initial_backoff
+                ),
+                "the wait doubles from initial_backoff up to max_backoff: raise max_backoff \
+                 or lower initial_backoff",
             );
         }
     }
@@ -593,6 +638,37 @@ mod tests {
                 Path::new("t.yaml")
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_errors_not_defaults() {
+        let text = err(concat!(
+            "collectors:\n",
+            "  - name: a\n",
+            "    plugin: system\n",
+            "    supervision:\n",
+            "      initial_backoff: 2s\n",
+            "      max_backoff: 1s\n",
+            "ingest:\n",
+            "  http:\n",
+            "    max_connections: 0\n",
+            "  limits:\n",
+            "    max_in_flight: 0\n",
+        ));
+        assert!(
+            text.contains(
+                "t.yaml:6:7: error: max_backoff (1s) is shorter than initial_backoff (2s)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:9:5: error: ingest.http.max_connections must be at least 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.yaml:11:5: error: ingest.limits.max_in_flight must be at least 1"),
+            "{text}"
         );
     }
 

@@ -83,7 +83,7 @@ impl WebhookNotifier {
             timeout: cfg.timeout.get(),
             max_attempts: cfg.max_attempts,
             initial_backoff: cfg.initial_backoff.get(),
-            max_backoff: cfg.max_backoff.get().max(cfg.initial_backoff.get()),
+            max_backoff: cfg.max_backoff.get(),
             client,
         })
     }

@@ -225,6 +225,23 @@ fn a_zero_webhook_timeout_is_refused_at_its_position() {
 }
 
 #[test]
+fn a_backoff_cap_below_its_start_is_refused_not_raised() {
+    let text = err(concat!(
+        "notifiers:\n",
+        "  - name: ops\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/telltale\n",
+        "    max_backoff: 500ms\n",
+    ));
+    assert!(
+        text.starts_with(
+            "t.yaml:5:5: error: max_backoff (500ms) is shorter than initial_backoff (1s)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn every_webhook_problem_is_reported_at_its_key() {
     let text = err(concat!(
         "notifiers:\n",

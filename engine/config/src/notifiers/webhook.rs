@@ -167,6 +167,17 @@ impl WebhookConfig {
                 ),
             ));
         }
+        if self.max_backoff.get() < self.initial_backoff.get() {
+            out.push(Problem::new(
+                vec![Seg::key("max_backoff")],
+                format!(
+                    "max_backoff ({}) is shorter than initial_backoff ({})",
+                    self.max_backoff, self.initial_backoff
+                ),
+                "the wait doubles from initial_backoff up to max_backoff: raise max_backoff \
+                 or lower initial_backoff",
+            ));
+        }
         if self.max_attempts == 0 {
             out.push(Problem::new(
                 vec![Seg::key("max_attempts")],
