@@ -70,7 +70,7 @@ pub fn fingerprint(rule: &str, labels: &Labels) -> String {
 /// A new notification id: `msg_` and a ULID (26 characters of Crockford base32: 48-bit
 /// millisecond time then 80 random bits), so ids sort by creation time and never collide in
 /// practice.
-pub fn notification_id(now_ms: TimestampMs) -> String {
+pub(crate) fn notification_id(now_ms: TimestampMs) -> String {
     // `from_parts` keeps the low 48 bits of the time and the low 80 of the random part.
     let millis = u64::try_from(now_ms).unwrap_or(0);
     format!("msg_{}", ulid::Ulid::from_parts(millis, rand::random()))

@@ -28,7 +28,7 @@ use telltale_pipeline::Engine;
 /// prints alerts to the console.
 #[derive(Debug, Parser)]
 #[command(name = "telltale", version, propagate_version = true)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }

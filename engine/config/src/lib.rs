@@ -8,13 +8,13 @@
 //!   engine's builder calls [`check`] once, for `run` and `check` alike; no other crate
 //!   validates config values again, and none replaces a value an operator wrote by a
 //!   default.
-//! * The grant table ([`grants`]) is the one list of plugin capabilities: the `Grants`
+//! * The grant table ([`GRANTS`]) is the one list of plugin capabilities: the `Grants`
 //!   type, the plugin host's load-time checks and `plugin inspect` read it.
 //!
 //! Loading is three passes over one text: environment substitution (positions are mapped
 //! back to the original text), structural parsing by serde (unknown keys and wrong types
 //! come back with serde_yaml's line and column), then semantic checks whose positions come
-//! from [`locate`], a small walker over block-style YAML.
+//! from `locate.rs`, a small walker over block-style YAML.
 
 mod env;
 mod grants;
@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use grants::{GRANTS, Grant, GrantShape, Grants, grant};
-pub use locate::{Seg, locate};
+pub(crate) use locate::{Seg, locate};
 pub use notifiers::{ConsoleConfig, NotifierConfig, NotifierKind, WebhookConfig};
 pub use types::*;
 

@@ -58,7 +58,8 @@ struct Run {
     interval: Duration,
 }
 
-/// Decides which occurrences of a repeating failure to log; see the [module docs](self).
+/// Decides which occurrences of a repeating failure to log: the first at once, reminders at
+/// a growing interval while it goes on, a changed message at once, one line on recovery.
 ///
 /// One `LogLimit` follows one source of failures (one rule, one plugin instance).
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ use telltale_config::RulesConfig;
 use telltale_diagnostics::{Diagnostic, Position, did_you_mean};
 use telltale_diagnostics::{LogLimit, Notice};
 use telltale_model::{AlertCandidate, TimestampMs};
-use telltale_store::{SeriesRead, SeriesStore, StoreLimits};
+use telltale_store::SeriesRead;
 
 pub use telltale_model::RuleMeta;
 pub use watch::{RuleWatcher, WatchError};
@@ -50,7 +50,7 @@ pub use watch::{RuleWatcher, WatchError};
 use sandbox::{EvalContext, SandboxLimits};
 
 /// The default rule set, built into the binary: `(file name, source)`.
-pub const EMBEDDED_RULES: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED_RULES: &[(&str, &str)] = &[
     (
         "high_cpu.rhai",
         include_str!("../../../rules/high_cpu.rhai"),
@@ -74,10 +74,10 @@ pub const EMBEDDED_RULES: &[(&str, &str)] = &[
 ];
 
 /// The pseudo-directory embedded rules are shown under.
-pub const EMBEDDED_DIR: &str = "<embedded>";
+pub(crate) const EMBEDDED_DIR: &str = "<embedded>";
 
 /// Whether `path` names a rule file: `*.rhai`, not hidden, not an editor backup.
-pub fn is_rule_file(path: &Path) -> bool {
+pub(crate) fn is_rule_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
@@ -166,7 +166,7 @@ pub enum ReloadOutcome {
     Added(Arc<RuleMeta>),
     /// A rule was recompiled. `renamed_from` is its previous name when the file now declares
     /// another one: the caller should resolve the old name's alerts
-    /// ([`telltale_alerts::AlertManager::rule_removed`]).
+    /// (`AlertManager::rule_removed` in `telltale-alerts`).
     Updated {
         /// The new metadata.
         rule: Arc<RuleMeta>,
@@ -844,13 +844,6 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// Validates every rule file in `dir` without evaluating anything (`telltale check`).
-pub fn check_dir(dir: &Path, cfg: &RulesConfig) -> Vec<Diagnostic> {
-    let store = Arc::new(SeriesStore::new(StoreLimits::default()));
-    let mut set = RuleSet::new(store, cfg);
-    set.load_dir(dir)
 }
 
 /// What `evaluate()` may return, for error messages.

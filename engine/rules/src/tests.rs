@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use telltale_config::HumanDuration;
 use telltale_model::{Labels, Sample, Severity};
+use telltale_store::{SeriesStore, StoreLimits};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -991,7 +992,7 @@ fn embedded_defaults_load_and_fire_on_realistic_data() {
 }
 
 #[test]
-fn check_dir_reports_every_broken_file() {
+fn load_dir_reports_every_broken_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "ok.rhai", &rule_src("ok", "[]"));
     write(
@@ -1004,7 +1005,8 @@ fn check_dir_reports_every_broken_file() {
         "bad2.rhai",
         "const RULE = #{ name: \"b2\" };\nfn evaluate() { [] }\n",
     );
-    let diags = check_dir(dir.path(), &RulesConfig::default());
+    let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+    let diags = RuleSet::new(store, &RulesConfig::default()).load_dir(dir.path());
     assert_eq!(diags.len(), 2, "{diags:?}");
     assert!(diags[0].file.ends_with("bad1.rhai"));
     assert_eq!(diags[0].position.map(|p| p.line), Some(2));

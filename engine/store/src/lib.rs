@@ -67,7 +67,7 @@ use events::EventLog;
 
 /// How far back `latest` looks: a series silent for longer is treated as gone, as
 /// Prometheus does with its lookback delta.
-pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
 
 /// The store's bounds.
 #[derive(Debug, Clone, Copy)]
