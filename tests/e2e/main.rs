@@ -196,28 +196,44 @@ fn broken_rule_save_keeps_previous_version_and_reports_position() {
     });
 }
 
-#[test]
-fn unknown_config_key_exits_nonzero_with_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bad.yaml");
-    std::fs::write(
-        &config,
-        "collectors:\n  - name: system\n    plugin: system\n    intervall: 5s\n",
-    )
-    .unwrap();
+/// Writes `text` as `file` and runs `telltale run` and `telltale check` on it: both must
+/// fail before anything starts, with `expected` (after `FILE:`) on stderr. Returns the
+/// two stderr texts for further checks.
+fn refused_by_run_and_check(dir: &Path, file: &str, text: &str, expected: &str) -> Vec<String> {
+    let config = dir.join(file);
+    std::fs::write(&config, text).unwrap();
+    let mut out = Vec::new();
     for cmd in ["run", "check"] {
-        let out = telltale()
+        let result = telltale()
             .args([cmd, "-c", config.to_str().unwrap()])
-            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_DATA_HOME", dir)
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{cmd} must fail");
-        let expected = format!("{}:4:5: error:", config.display());
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        assert!(
+            !result.status.success(),
+            "{cmd} {file} must fail:\n{stderr}"
+        );
+        let expected = format!("{}:{expected}", config.display());
         assert!(
             stderr.contains(&expected),
             "{cmd}: missing {expected} in:\n{stderr}"
         );
+        assert!(stderr.contains("nothing was started"), "{stderr}");
+        out.push(stderr);
+    }
+    out
+}
+
+#[test]
+fn unknown_config_key_exits_nonzero_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    for stderr in refused_by_run_and_check(
+        dir.path(),
+        "bad.yaml",
+        "collectors:\n  - name: system\n    plugin: system\n    intervall: 5s\n",
+        "4:5: error:",
+    ) {
         assert!(stderr.contains("unknown field `intervall`"), "{stderr}");
         assert!(stderr.contains("did you mean `interval`?"), "{stderr}");
     }
@@ -229,30 +245,12 @@ fn unknown_config_key_exits_nonzero_with_position() {
 #[test]
 fn run_and_check_refuse_a_semantic_error_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("zero.yaml");
-    std::fs::write(
-        &config,
+    refused_by_run_and_check(
+        dir.path(),
+        "zero.yaml",
         "collectors:\n  - name: system\n    plugin: system\nrules:\n  max_operations: 0\n",
-    )
-    .unwrap();
-    for cmd in ["run", "check"] {
-        let out = telltale()
-            .args([cmd, "-c", config.to_str().unwrap()])
-            .env("XDG_DATA_HOME", dir.path())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{cmd} must fail:\n{stderr}");
-        let expected = format!(
-            "{}:5:3: error: rules.max_operations must be at least 1",
-            config.display()
-        );
-        assert!(
-            stderr.contains(&expected),
-            "{cmd}: missing {expected} in:\n{stderr}"
-        );
-        assert!(stderr.contains("nothing was started"), "{stderr}");
-    }
+        "5:3: error: rules.max_operations must be at least 1",
+    );
 }
 
 /// Notifier settings are checked with the config, each problem at its position: the shape
@@ -261,36 +259,18 @@ fn run_and_check_refuse_a_semantic_error_with_its_position() {
 #[test]
 fn notifier_config_errors_carry_positions() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = [
-        (
-            "old.yaml",
-            "notifiers:\n  - name: ops\n    webhook:\n      url: http://127.0.0.1:9/hook\n",
-            "3:5: error: notifiers[0]: `webhook:` is now `kind: webhook`",
-        ),
-        (
-            "zero.yaml",
-            "notifiers:\n  - name: ops\n    kind: webhook\n    url: http://127.0.0.1:9/hook\n    timeout: 0s\n",
-            "5:5: error: webhook timeout must be longer than zero",
-        ),
-    ];
-    for (file, text, expected) in cases {
-        let config = dir.path().join(file);
-        std::fs::write(&config, text).unwrap();
-        for cmd in ["run", "check"] {
-            let out = telltale()
-                .args([cmd, "-c", config.to_str().unwrap()])
-                .env("XDG_DATA_HOME", dir.path())
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{cmd} {file} must fail:\n{stderr}");
-            let expected = format!("{}:{expected}", config.display());
-            assert!(
-                stderr.contains(&expected),
-                "{cmd}: missing {expected} in:\n{stderr}"
-            );
-        }
-    }
+    refused_by_run_and_check(
+        dir.path(),
+        "old.yaml",
+        "notifiers:\n  - name: ops\n    webhook:\n      url: http://127.0.0.1:9/hook\n",
+        "3:5: error: notifiers[0]: `webhook:` is now `kind: webhook`",
+    );
+    refused_by_run_and_check(
+        dir.path(),
+        "zero.yaml",
+        "notifiers:\n  - name: ops\n    kind: webhook\n    url: http://127.0.0.1:9/hook\n    timeout: 0s\n",
+        "5:5: error: webhook timeout must be longer than zero",
+    );
 }
 
 #[test]
