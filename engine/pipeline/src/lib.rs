@@ -63,8 +63,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Checks the configuration and builds every stage that can be built without side
-    /// effects: the store, the plugin host, the notifiers (not started), the rule set.
+    /// Checks the configuration and builds every stage that can be built without starting
+    /// anything: the store, the plugin host (which creates its compile-cache directory),
+    /// the notifiers (not started; the spool is read only by `run`), the rule set. No
+    /// socket is bound and no plugin is called.
     ///
     /// `Err` holds what stops the engine from starting at all. Problems `run` tolerates
     /// (a rule file that does not compile: the other rules run) are in
