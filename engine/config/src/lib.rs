@@ -533,8 +533,9 @@ fn valid_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The diagnostics of `src`, from parsing or from the semantic checks.
-    fn err(src: &str) -> String {
+    /// The diagnostics of `src`, from parsing or from the semantic checks (shared with the
+    /// notifier kinds' tests).
+    pub(crate) fn err(src: &str) -> String {
         match parse_checked(src) {
             Ok(_) => panic!("expected an error in:\n{src}"),
             Err(d) => d.to_string(),
@@ -542,7 +543,7 @@ mod tests {
     }
 
     /// Parses and checks `src` as the engine's builder does.
-    fn parse_checked(src: &str) -> Result<Config, Diagnostics> {
+    pub(crate) fn parse_checked(src: &str) -> Result<Config, Diagnostics> {
         let config = parse(src, Path::new("t.yaml"))?;
         let loaded = LoadedConfig {
             config,

@@ -1,32 +1,17 @@
 //! Notifier entries through the whole loader: parsing (positions from serde_yaml) and the
 //! semantic check (positions from `locate`).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::{Config, LoadedConfig};
+use crate::Config;
 
 /// Parses and checks `src` as the engine does.
 fn load(src: &str) -> Result<Config, String> {
-    let config = crate::parse(src, Path::new("t.yaml")).map_err(|d| d.to_string())?;
-    let loaded = LoadedConfig {
-        config,
-        source: src.to_string(),
-        path: Some(PathBuf::from("t.yaml")),
-        base_dir: PathBuf::from("."),
-        env_vars: Vec::new(),
-    };
-    crate::check(&loaded).map_err(|d| d.to_string())?;
-    Ok(loaded.config)
+    crate::tests::parse_checked(src).map_err(|d| d.to_string())
 }
 
-fn err(src: &str) -> String {
-    match load(src) {
-        Ok(c) => panic!("expected an error, got {c:?}\nfrom:\n{src}"),
-        Err(e) => e,
-    }
-}
+use crate::tests::err;
 
 fn webhook(n: &NotifierConfig) -> &WebhookConfig {
     match &n.kind {
