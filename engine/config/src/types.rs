@@ -42,6 +42,83 @@ pub struct Config {
     /// Off unless present; each listener is on when its own subsection is present.
     #[serde(default)]
     pub ingest: Option<IngestConfig>,
+    /// The durable store: history in tiers, alert state and the notification outbox, in
+    /// one SQLite file.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The durable store (one SQLite file). The hot window rules read every tick stays in
+/// memory (`engine.retention`); this is what survives a restart and what reads beyond
+/// that window come from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Keep history, alert state and notifications on disk. With `false` nothing is
+    /// written: history is the in-memory window only, and a restart forgets alerts and
+    /// undelivered notifications.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// The database file; relative paths are under `engine.data_dir`.
+    #[serde(default = "defaults::store_path")]
+    pub path: PathBuf,
+    /// How often new samples are written to disk: a crash loses at most this much.
+    #[serde(default = "defaults::flush_interval")]
+    pub flush_interval: HumanDuration,
+    /// How often the samples flushed since the last checkpoint are folded into
+    /// compressed chunks (a restart replays at most this much).
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+    /// How long each tier is kept.
+    #[serde(default)]
+    pub retention: TierRetention,
+    /// The most the database file may take on disk. Beyond it the oldest raw chunks are
+    /// deleted first (then the oldest per-minute ones, and so on), logged once and
+    /// counted in `telltale_store_disk_evicted_chunks_total`.
+    #[serde(default = "defaults::max_disk")]
+    pub max_disk: ByteSize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            path: defaults::store_path(),
+            flush_interval: defaults::flush_interval(),
+            checkpoint_interval: defaults::checkpoint_interval(),
+            retention: TierRetention::default(),
+            max_disk: defaults::max_disk(),
+        }
+    }
+}
+
+/// How long each tier of the durable store keeps its data.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierRetention {
+    /// Every sample as collected.
+    #[serde(default = "defaults::raw_retention")]
+    pub raw: HumanDuration,
+    /// Per-minute roll-ups (count, sum, min, max, last, counter increase).
+    #[serde(default = "defaults::minute_retention")]
+    pub minute: HumanDuration,
+    /// Per-hour roll-ups.
+    #[serde(default = "defaults::hour_retention")]
+    pub hour: HumanDuration,
+    /// Per-day roll-ups.
+    #[serde(default = "defaults::day_retention")]
+    pub day: HumanDuration,
+}
+
+impl Default for TierRetention {
+    fn default() -> Self {
+        TierRetention {
+            raw: defaults::raw_retention(),
+            minute: defaults::minute_retention(),
+            hour: defaults::hour_retention(),
+            day: defaults::day_retention(),
+        }
+    }
 }
 
 /// Engine-wide settings.
@@ -852,6 +929,33 @@ pub mod defaults {
 
     pub(crate) fn evaluation_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(5))
+    }
+    pub(crate) fn yes() -> bool {
+        true
+    }
+    pub(crate) fn store_path() -> PathBuf {
+        PathBuf::from("telltale.db")
+    }
+    pub(crate) fn flush_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub(crate) fn checkpoint_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub(crate) fn raw_retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(48 * 3600))
+    }
+    pub(crate) fn minute_retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30 * 86400))
+    }
+    pub(crate) fn hour_retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(365 * 86400))
+    }
+    pub(crate) fn day_retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10 * 365 * 86400))
+    }
+    pub(crate) fn max_disk() -> ByteSize {
+        ByteSize(10 << 30)
     }
     pub(crate) fn retention() -> HumanDuration {
         HumanDuration(Duration::from_secs(3600))

@@ -40,6 +40,7 @@
 //! computed, and hands it back through [`SeriesId::fingerprint`] so it is not hashed again.
 //! The hash itself never leaves this crate.
 
+pub mod disk;
 mod events;
 mod read;
 mod writer;

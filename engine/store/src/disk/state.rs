@@ -1,0 +1,1 @@
+//! Alert state and the notification outbox (being written).
