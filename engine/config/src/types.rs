@@ -933,8 +933,8 @@ pub mod defaults {
     pub(crate) fn yes() -> bool {
         true
     }
-    pub(crate) fn store_path() -> PathBuf {
-        PathBuf::from("telltale.db")
+    pub(crate) fn store_path() -> std::path::PathBuf {
+        std::path::PathBuf::from("telltale.db")
     }
     pub(crate) fn flush_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(1))
