@@ -4,6 +4,7 @@
 
 mod author;
 mod catalogue;
+mod durable;
 mod events;
 mod gpu;
 mod hostile;
@@ -11,6 +12,7 @@ mod ingest;
 mod process;
 mod prometheus;
 mod python;
+mod store;
 mod supervision;
 mod support;
 

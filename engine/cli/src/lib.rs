@@ -1,5 +1,6 @@
-//! The command line, the `telltale` binary: `run`, `check`, `config` and `plugin` (the
-//! plugin authors' tools in `plugin.rs`, `plugin new` in `scaffold.rs`).
+//! The command line, the `telltale` binary: `run`, `check`, `config`, `plugin` (the
+//! plugin authors' tools in `plugin.rs`, `plugin new` in `scaffold.rs`) and `store` (the
+//! durable store's `info` and `backup`, in `store.rs`).
 //!
 //! Owns argument parsing, logging set-up, signals and the async runtime's life. `run` and
 //! `check` both build the engine through `telltale_pipeline::Engine::build`, so what `check`
@@ -9,6 +10,7 @@
 
 mod plugin;
 mod scaffold;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +65,12 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// The durable store's database: what it holds, and a consistent backup, both while
+    /// `telltale run` has it open.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check(config.as_deref()),
         Command::Plugin { command } => plugin::main(command),
+        Command::Store { command } => store::main(command),
         Command::Config { command } => match command {
             ConfigCommand::Schema => {
                 match serde_json::to_string_pretty(&config::json_schema()) {
@@ -185,10 +194,16 @@ pub(crate) fn stop_runtime(rt: tokio::runtime::Runtime) {
 }
 
 fn run(path: Option<&Path>) -> ExitCode {
-    let engine = match build_engine(path) {
+    let mut engine = match build_engine(path) {
         Ok(e) => e,
         Err(code) => return code,
     };
+    // A database file that is not ours, too new or corrupt is refused like a bad config:
+    // before anything starts.
+    if let Err(d) = engine.open_database() {
+        let name = engine.config().display_name();
+        return refused(&d, &name);
+    }
     init_logging(&engine.config().config.engine.log_level);
     forget_config_secrets(&engine.config().env_vars);
     let rt = match runtime() {

@@ -51,7 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The binary: `run` and `check` through the pipeline's `Engine`; `plugin run/inspect`
-    // straight on the plugin host.
+    // straight on the plugin host; `store info/backup` straight on the database file.
     (
         "cli",
         &[
@@ -59,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "diagnostics",
             "config",
             "standard-plugins",
+            "store",
             "plugin-host",
             "pipeline",
         ],

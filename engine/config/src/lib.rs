@@ -20,6 +20,7 @@ mod env;
 mod grants;
 mod locate;
 pub mod notifiers;
+mod store;
 mod types;
 
 use std::collections::HashSet;
@@ -86,6 +87,12 @@ impl LoadedConfig {
             return PathBuf::from(home).join(".local/share/telltale");
         }
         PathBuf::from("telltale-data")
+    }
+
+    /// The database file of the durable store: `store.path`, relative to the data
+    /// directory ([`LoadedConfig::data_dir`]) unless absolute.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir().join(&self.config.store.path)
     }
 
     /// The rules directory, resolved, when one is configured.
@@ -190,7 +197,7 @@ pub fn check(loaded: &LoadedConfig) -> Result<(), Diagnostics> {
         .path
         .clone()
         .unwrap_or_else(|| PathBuf::from(EMBEDDED_NAME));
-    let problems = semantic_problems(&loaded.config, &loaded.source, &file);
+    let problems = semantic_problems(&loaded.config, &loaded.source, &file, &loaded.store_path());
     if problems.is_empty() {
         Ok(())
     } else {
@@ -292,7 +299,13 @@ fn refine_position(source: &str, p: Position, message: &str) -> Position {
 }
 
 /// Semantic checks serde cannot do. Every problem is reported, not just the first.
-fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnostic> {
+/// `store_file` is the database file as `run` would open it.
+fn semantic_problems(
+    config: &Config,
+    source: &str,
+    file: &Path,
+    store_file: &Path,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut at = |path: &[Seg], message: String, hint: &str| {
         let mut d = Diagnostic::new(file, Some(source), locate(source, path), message);
@@ -497,6 +510,8 @@ fn semantic_problems(config: &Config, source: &str, file: &Path) -> Vec<Diagnost
             );
         }
     }
+
+    store::check(config, source, store_file, &mut at);
 
     let notifier_names = notifiers::check(&config.notifiers, &mut at);
     for (i, r) in config.routes.iter().enumerate() {
@@ -735,6 +750,7 @@ mod tests {
             "analyzers",
             "notifiers",
             "routes",
+            "store",
             "evaluation_interval",
         ] {
             assert!(s.contains(key), "{key} missing from schema");

@@ -125,7 +125,7 @@ impl Default for TierRetention {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
-    /// Directory for the compiled-plugin cache and the notification spool. Default:
+    /// Directory for the compiled-plugin cache and the durable store (`store.path`). Default:
     /// `$XDG_DATA_HOME/telltale`, else `~/.local/share/telltale`, else `./telltale-data`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -147,8 +147,8 @@ pub struct EngineConfig {
     /// `max_series`.
     #[serde(default = "defaults::max_series_bytes")]
     pub max_series_bytes: ByteSize,
-    /// On SIGINT/SIGTERM, how long in-flight notifications may take before the rest is
-    /// written to the spool for the next start.
+    /// On SIGINT/SIGTERM, how long in-flight notifications may take; the rest stays in the
+    /// durable store's outbox and the next start delivers it.
     #[serde(default = "defaults::shutdown_grace")]
     pub shutdown_grace: HumanDuration,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or an `env_logger`-style

@@ -101,6 +101,24 @@ self_metrics! {
     /// Analyzer events dropped over the per-source cap.
     STORE_EVENTS_DROPPED = "telltale_store_events_dropped_total", "counter", "none", ["source"], "store",
         "Analyzer events dropped, oldest first, because their `source` (`analyzer:NAME`) already held the most the store keeps per source (1,000).";
+    /// Size of the database file.
+    STORE_DISK_BYTES = "telltale_store_disk_bytes", "gauge", "bytes", [], "store",
+        "Bytes the durable store's database takes on disk (its file and SQLite's write-ahead log).";
+    /// Samples written to disk.
+    STORE_DISK_SAMPLES_WRITTEN = "telltale_store_disk_samples_written_total", "counter", "none", [], "store",
+        "Samples the durable store wrote to disk (each reaches disk within `store.flush_interval`).";
+    /// Failed writes.
+    STORE_DISK_WRITE_ERRORS = "telltale_store_disk_write_errors_total", "counter", "none", ["reason"], "store",
+        "Failed writes to the durable store by `reason` (`full`: the disk or the file's size cap is full; `error`: anything else). Writing is retried; collection and alerting go on in memory meanwhile.";
+    /// Whether the disk is full.
+    STORE_DISK_FULL = "telltale_store_disk_full", "gauge", "none", [], "store",
+        "1 while the durable store cannot write because the disk is full, else 0.";
+    /// Chunks deleted to stay under `max_disk`.
+    STORE_DISK_EVICTED = "telltale_store_disk_evicted_chunks_total", "counter", "none", ["tier"], "store",
+        "Chunks deleted, oldest first, to keep the database under `store.max_disk`, by `tier` (`raw`, `1m`, `1h`, `1d`).";
+    /// Samples that never reached disk.
+    STORE_DISK_DROPPED = "telltale_store_disk_dropped_samples_total", "counter", "none", ["reason"], "store",
+        "Samples kept in memory but not written to disk, by `reason` (`backlog`: the writer fell too far behind or the disk stayed full beyond the backlog cap; `stale`: after a restart, older than what the disk already holds for the series).";
 
     /// Samples accepted per push source.
     INGEST_SAMPLES = "telltale_ingest_samples_total", "counter", "none", ["source"], "ingest",

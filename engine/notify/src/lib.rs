@@ -1,15 +1,27 @@
 //! The notify stage: delivers [`Notification`]s to notifiers (console, webhook).
 //!
 //! ```text
-//! DispatcherHandle::send ──route──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ dyn Notifier
-//!                                                         │ on shutdown after the grace period
-//!                                                         └──▶ spool file ──▶ re-queued by the next start
+//! DispatcherHandle::send ──route──▶ Outbox::put ──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ dyn Notifier
+//!                                       │                                   │ delivered, given up
+//!                                       │                                   ▼
+//!                                       │                              Outbox::done
+//!                                       └──▶ what is not done when the process stops:
+//!                                            re-queued by the next Dispatcher::start
 //! ```
 //!
 //! Each notifier has its own task and bounded queue, so a slow or dead receiver delays only
-//! itself; within one notifier delivery is in order. [`DispatcherHandle::send`] never waits:
-//! when a notifier's queue is full the notification is dropped for that notifier, logged and
-//! counted. Delivery is at-least-once; receivers dedupe on the notification id.
+//! itself; within one notifier delivery is in order. [`DispatcherHandle::send`] never waits
+//! for a notifier: when a notifier's queue is full the notification is dropped for that
+//! notifier, logged and counted. Delivery is at-least-once; receivers dedupe on the
+//! notification id.
+//!
+//! With an [`Outbox`] (the store's database, wired by the pipeline), every routed pair is
+//! written to it **before** it is queued and marked done when the notifier delivered it,
+//! gave up on it, or never got it (a full queue). Whatever is not done when the process
+//! stops (a shutdown past its grace period, a crash, `kill -9`) is delivered by the next
+//! [`Dispatcher::start`], first and in order. An outbox that fails (a full disk) never
+//! stops delivery: such a notification is delivered at most once. Without an outbox
+//! (`store.enabled: false`) what is undelivered when the process stops is lost.
 //!
 //! Every kind implements [`Notifier`] (name, kind, deliver one notification with its retries)
 //! and [`notifier::build`] is the one place a configured kind becomes one; the dispatcher
@@ -19,22 +31,21 @@
 //!
 //! Files: [`notifier`] (the trait, [`Delivery`], the builder), [`payload`] (the versioned
 //! JSON body and its schema), [`signing`] (Standard Webhooks signatures), [`webhook`] (HTTP
-//! delivery and retries), [`console`], [`route`] (which notifiers get an alert), [`spool`]
-//! (undelivered notifications across restarts).
+//! delivery and retries), [`console`], [`route`] (which notifiers get an alert), [`outbox`]
+//! (the [`Outbox`] trait, the stored JSON form, the old spool's import).
 
 pub mod console;
 pub mod notifier;
+pub mod outbox;
 pub mod payload;
 pub mod route;
 pub mod signing;
-pub mod spool;
 pub mod webhook;
 
 #[cfg(test)]
 mod testutil;
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,6 +60,7 @@ use telltale_model::Notification;
 
 pub use console::ConsoleNotifier;
 pub use notifier::{Delivery, DeliveryFuture, Notifier};
+pub use outbox::{Outbox, OutboxEntry, OutboxError, Outcome};
 pub use payload::WebhookPayload;
 pub use route::Router;
 pub use signing::{SigningKey, verify};
@@ -75,42 +87,44 @@ pub struct NotifyError {
 pub struct Dispatcher {
     notifiers: Vec<Arc<dyn Notifier>>,
     router: Router,
-    spool_path: Option<PathBuf>,
+    outbox: Option<Arc<dyn Outbox>>,
     queue_capacity: usize,
 }
 
 impl Dispatcher {
     /// Builds every configured notifier ([`notifier::build`]) and the router. The notifiers
     /// and routes are expected to have passed `telltale_config::check` (names unique, routes
-    /// naming configured notifiers, each kind's settings valid). `spool_path` is where
-    /// undelivered notifications are kept across a restart (`None`: they are logged as lost).
+    /// naming configured notifiers, each kind's settings valid). No outbox until
+    /// [`Dispatcher::with_outbox`].
     pub fn new(
         notifiers: &[NotifierConfig],
         routes: &[RouteConfig],
-        spool_path: Option<PathBuf>,
     ) -> Result<Dispatcher, NotifyError> {
         let built = notifiers
             .iter()
             .enumerate()
             .map(|(i, cfg)| notifier::build(i, cfg).map(Arc::from))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Dispatcher::with_notifiers(built, routes, spool_path))
+        Ok(Dispatcher::with_notifiers(built, routes))
     }
 
     /// A dispatcher over notifiers built elsewhere (any [`Notifier`], in the order that
     /// routes without a match fall back to).
-    pub fn with_notifiers(
-        notifiers: Vec<Arc<dyn Notifier>>,
-        routes: &[RouteConfig],
-        spool_path: Option<PathBuf>,
-    ) -> Dispatcher {
+    pub fn with_notifiers(notifiers: Vec<Arc<dyn Notifier>>, routes: &[RouteConfig]) -> Dispatcher {
         let names = notifiers.iter().map(|n| n.name().to_string()).collect();
         Dispatcher {
             router: Router::new(routes, names),
             notifiers,
-            spool_path,
+            outbox: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
         }
+    }
+
+    /// Keeps every routed notification in `outbox` until its notifier is done with it, and
+    /// delivers what a previous run left undone there at [`Dispatcher::start`].
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Dispatcher {
+        self.outbox = Some(outbox);
+        self
     }
 
     /// Changes the per-notifier queue capacity (at least 1).
@@ -124,41 +138,12 @@ impl Dispatcher {
         self.notifiers.iter().map(|n| n.name()).collect()
     }
 
-    /// Starts one worker task per notifier. Spooled notifications from a previous run are
-    /// read, removed from disk and delivered first, to the notifier of the same name
-    /// (entries for notifiers that no longer exist are skipped with a warning).
-    /// Must be called inside a Tokio runtime.
+    /// Starts one worker task per notifier. With an outbox, the entries a previous run left
+    /// undone are delivered first, in order, each by the notifier of the same name; entries
+    /// of notifiers no longer configured are logged and marked dropped. Must be called
+    /// inside a Tokio runtime.
     pub fn start(self) -> DispatcherHandle {
-        let mut backlogs: HashMap<String, VecDeque<Arc<Notification>>> = HashMap::new();
-        if let Some(path) = &self.spool_path {
-            match spool::take(path) {
-                Ok(entries) => {
-                    let total = entries.len();
-                    for e in entries {
-                        if self.notifiers.iter().any(|n| n.name() == e.notifier) {
-                            backlogs
-                                .entry(e.notifier)
-                                .or_default()
-                                .push_back(Arc::new(e.notification));
-                        } else {
-                            tracing::warn!(
-                                notifier = %e.notifier,
-                                id = %e.notification.id,
-                                alert = %e.notification.alert.rule,
-                                "spooled notification skipped: no notifier of that name is configured any more"
-                            );
-                        }
-                    }
-                    if total > 0 {
-                        tracing::info!(spool = %path.display(), entries = total, "re-queued spooled notifications");
-                    }
-                }
-                Err(e) => tracing::error!(
-                    error = %e,
-                    "cannot read the notification spool; it is left in place for the next start"
-                ),
-            }
-        }
+        let mut backlogs = self.backlogs();
         let (abort_tx, abort_rx) = watch::channel(false);
         let mut workers = JoinSet::new();
         let mut senders = HashMap::new();
@@ -179,6 +164,7 @@ impl Dispatcher {
                 rx,
                 abort_rx.clone(),
                 counters,
+                self.outbox.clone(),
             ));
         }
         DispatcherHandle {
@@ -188,11 +174,63 @@ impl Dispatcher {
                 lanes,
                 workers: Mutex::new(Some(workers)),
                 abort: abort_tx,
-                spool_path: self.spool_path,
+                outbox: self.outbox,
                 capacity: self.queue_capacity,
             }),
         }
     }
+
+    /// What the outbox holds undone, per configured notifier.
+    fn backlogs(&self) -> HashMap<String, VecDeque<Queued>> {
+        let mut backlogs: HashMap<String, VecDeque<Queued>> = HashMap::new();
+        let Some(outbox) = &self.outbox else {
+            return backlogs;
+        };
+        let entries = match outbox.undone() {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "cannot read the notification outbox; what it holds stays there for the next start"
+                );
+                return backlogs;
+            }
+        };
+        let total = entries.len();
+        for e in entries {
+            if self.notifiers.iter().any(|n| n.name() == e.notifier) {
+                backlogs.entry(e.notifier).or_default().push_back(Queued {
+                    n: Arc::new(e.notification),
+                    kept: true,
+                });
+            } else {
+                tracing::warn!(
+                    notifier = %e.notifier,
+                    id = %e.notification.id,
+                    alert = %e.notification.alert.rule,
+                    "undelivered notification from the previous run dropped: no notifier of that name is configured any more"
+                );
+                // On failure it stays undone and is skipped again next start, said again.
+                let _ = outbox.done(&e.notifier, &e.notification.id, Outcome::Dropped);
+            }
+        }
+        if total > 0 {
+            let queued: usize = backlogs.values().map(VecDeque::len).sum();
+            tracing::info!(
+                entries = queued,
+                "re-queued notifications the previous run did not deliver"
+            );
+        }
+        backlogs
+    }
+}
+
+/// A notification in a notifier's queue.
+#[derive(Debug, Clone)]
+struct Queued {
+    n: Arc<Notification>,
+    /// Whether the outbox holds it (so that an undelivered one is not lost at a stop).
+    kept: bool,
 }
 
 #[derive(Debug, Default)]
@@ -212,12 +250,12 @@ struct Lane {
 struct Inner {
     router: Router,
     /// `None` once shutdown began: nothing more is accepted.
-    senders: RwLock<Option<HashMap<String, mpsc::Sender<Arc<Notification>>>>>,
+    senders: RwLock<Option<HashMap<String, mpsc::Sender<Queued>>>>,
     lanes: Vec<Lane>,
     /// Taken by the first shutdown.
     workers: Mutex<Option<JoinSet<WorkerResult>>>,
     abort: watch::Sender<bool>,
-    spool_path: Option<PathBuf>,
+    outbox: Option<Arc<dyn Outbox>>,
     capacity: usize,
 }
 
@@ -243,10 +281,11 @@ pub struct NotifierStats {
 pub struct ShutdownReport {
     /// Whether the grace period ran out before every queue was empty.
     pub timed_out: bool,
-    /// Notifications written to the spool for the next start.
-    pub spooled: usize,
-    /// Notifications lost: no spool configured, the spool could not be written, or a worker
-    /// crashed.
+    /// Undelivered notifications left undone in the outbox: the next start delivers them.
+    pub kept: usize,
+    /// Undelivered notifications lost: no outbox, or the outbox could not be written when
+    /// they were sent. A crashed worker counts one here (what it held stays in the
+    /// outbox, if any).
     pub lost: usize,
     /// Final counters.
     pub stats: Vec<NotifierStats>,
@@ -267,8 +306,9 @@ impl std::fmt::Debug for DispatcherHandle {
 }
 
 impl DispatcherHandle {
-    /// Routes a notification and queues it for each target notifier. Never waits: a full
-    /// queue drops the notification for that notifier (logged and counted in `dropped`).
+    /// Routes a notification, writes it to the outbox (if any) for each target notifier,
+    /// then queues it for each. Waits for no notifier: a full queue drops the notification
+    /// for that notifier (logged, counted in `dropped`, marked dropped in the outbox).
     /// Returns how many notifiers it was queued for.
     pub fn send(&self, n: Notification) -> usize {
         let targets = self.inner.router.targets(&n.alert);
@@ -278,35 +318,65 @@ impl DispatcherHandle {
         }
         let n = Arc::new(n);
         let senders = self.inner.senders.read();
+        let lanes: Vec<&Lane> = targets
+            .iter()
+            .filter_map(|name| self.inner.lanes.iter().find(|l| l.name == *name))
+            .collect();
+        let Some(senders) = senders.as_ref() else {
+            for lane in lanes {
+                self.dropped(lane, &n, "dispatcher is shutting down");
+            }
+            return 0;
+        };
+        let kept = match &self.inner.outbox {
+            Some(outbox) => {
+                let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+                match outbox.put(&n, &names) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        // The outbox logged it (rate-limited); delivery goes on regardless.
+                        tracing::debug!(id = %n.id, alert = %n.alert.rule, error = %e, "not in the outbox: delivered at most once");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
         let mut queued = 0;
-        for name in targets {
-            let Some(lane) = self.inner.lanes.iter().find(|l| l.name == name) else {
-                continue;
-            };
-            let result = match senders.as_ref().and_then(|s| s.get(name)) {
-                Some(tx) => tx.try_send(n.clone()).map_err(|e| match e {
+        for lane in lanes {
+            let item = Queued { n: n.clone(), kept };
+            let result = match senders.get(&lane.name) {
+                Some(tx) => tx.try_send(item).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => "queue full",
                     mpsc::error::TrySendError::Closed(_) => "worker stopped",
                 }),
-                None => Err("dispatcher is shutting down"),
+                None => Err("worker stopped"),
             };
             match result {
                 Ok(()) => queued += 1,
                 Err(reason) => {
-                    lane.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        notifier = %name,
-                        id = %n.id,
-                        alert = %n.alert.rule,
-                        status = n.status.as_str(),
-                        reason,
-                        capacity = self.inner.capacity,
-                        "notification dropped"
-                    );
+                    self.dropped(lane, &n, reason);
+                    if kept && let Some(outbox) = &self.inner.outbox {
+                        let _ = outbox.done(&lane.name, &n.id, Outcome::Dropped);
+                    }
                 }
             }
         }
         queued
+    }
+
+    /// Counts and logs a notification dropped for one notifier.
+    fn dropped(&self, lane: &Lane, n: &Notification, reason: &str) {
+        lane.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            notifier = %lane.name,
+            id = %n.id,
+            alert = %n.alert.rule,
+            status = n.status.as_str(),
+            reason,
+            capacity = self.inner.capacity,
+            "notification dropped"
+        );
     }
 
     /// A snapshot of every notifier's counters, in configuration order.
@@ -331,15 +401,14 @@ impl DispatcherHandle {
     }
 
     /// Stops accepting notifications, lets workers deliver what is queued and in flight for
-    /// up to `grace`, then stops them and appends everything still undelivered (queued or
-    /// mid-retry) to the spool. Affects every clone of the handle; a second call returns an
-    /// empty report.
+    /// up to `grace`, then stops them. What is still undelivered (queued or mid-retry)
+    /// stays undone in the outbox for the next start; without an outbox it is lost, and
+    /// logged. Affects every clone of the handle; a second call returns an empty report.
     pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
         // Dropping the senders closes the queues: workers finish what is queued, then exit.
         drop(self.inner.senders.write().take());
         let workers = self.inner.workers.lock().take();
-        let mut left: Vec<spool::SpoolEntry> = Vec::new();
-        let mut lost = 0;
+        let (mut kept, mut lost) = (0, 0);
         let mut timed_out = false;
         if let Some(mut workers) = workers {
             let deadline = tokio::time::sleep(grace);
@@ -347,50 +416,40 @@ impl DispatcherHandle {
             loop {
                 tokio::select! {
                     joined = workers.join_next() => match joined {
-                        Some(Ok((notifier, rest))) => left.extend(rest.into_iter().map(|n| spool::SpoolEntry {
-                            notifier: notifier.clone(),
-                            notification: Arc::unwrap_or_clone(n),
-                        })),
+                        Some(Ok((notifier, rest))) => {
+                            for q in rest {
+                                if q.kept {
+                                    kept += 1;
+                                } else {
+                                    lost += 1;
+                                    tracing::error!(notifier = %notifier, id = %q.n.id, alert = %q.n.alert.rule, "undelivered at shutdown and not in an outbox; lost");
+                                }
+                            }
+                        }
                         Some(Err(e)) => {
-                            // Its queue went with it; nothing to spool, and say so.
                             lost += 1;
-                            tracing::error!(error = %e, "a notifier worker crashed; its queued notifications are lost");
+                            tracing::error!(error = %e, "a notifier worker crashed; what it held is lost unless the outbox keeps it");
                         }
                         None => break,
                     },
                     () = &mut deadline, if !timed_out => {
                         timed_out = true;
-                        tracing::warn!(?grace, "shutdown grace period over; spooling undelivered notifications");
+                        tracing::warn!(?grace, "shutdown grace period over; stopping delivery");
                         // Workers see this at their next await point and hand back what they hold.
                         let _ = self.inner.abort.send(true);
                     }
                 }
             }
         }
-        let mut spooled = 0;
-        if !left.is_empty() {
-            match &self.inner.spool_path {
-                Some(path) => match spool::append(path, &left) {
-                    Ok(()) => {
-                        spooled = left.len();
-                        tracing::info!(spool = %path.display(), entries = spooled, "undelivered notifications spooled for the next start");
-                    }
-                    Err(e) => {
-                        lost += left.len();
-                        tracing::error!(error = %e, lost = left.len(), "cannot write the notification spool; undelivered notifications are lost");
-                    }
-                },
-                None => {
-                    lost += left.len();
-                    for e in &left {
-                        tracing::error!(notifier = %e.notifier, id = %e.notification.id, alert = %e.notification.alert.rule, "undelivered at shutdown and no spool configured; lost");
-                    }
-                }
-            }
+        if kept > 0 {
+            tracing::info!(
+                entries = kept,
+                "undelivered notifications left in the outbox for the next start"
+            );
         }
         ShutdownReport {
             timed_out,
-            spooled,
+            kept,
             lost,
             stats: self.stats(),
         }
@@ -398,7 +457,7 @@ impl DispatcherHandle {
 }
 
 /// What a worker hands back when it ends: its notifier's name and what it did not deliver.
-type WorkerResult = (String, Vec<Arc<Notification>>);
+type WorkerResult = (String, Vec<Queued>);
 
 /// Resolves once shutdown asks workers to stop; never if the dispatcher was dropped
 /// without a shutdown (then the closed queue ends the worker instead).
@@ -408,47 +467,62 @@ async fn aborted(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// One notifier's loop: backlog (from the spool) first, then the queue, in order. Returns
-/// what it could not deliver when told to stop.
+/// One notifier's loop: backlog (from the outbox) first, then the queue, in order. Marks
+/// each notification done in the outbox once delivered or given up. Returns what it could
+/// not deliver when told to stop.
 async fn worker(
     notifier: Arc<dyn Notifier>,
-    mut backlog: VecDeque<Arc<Notification>>,
-    mut rx: mpsc::Receiver<Arc<Notification>>,
+    mut backlog: VecDeque<Queued>,
+    mut rx: mpsc::Receiver<Queued>,
     mut abort: watch::Receiver<bool>,
     counters: Arc<Counters>,
+    outbox: Option<Arc<dyn Outbox>>,
 ) -> WorkerResult {
     let mut left = Vec::new();
     loop {
         let next = match backlog.pop_front() {
-            Some(n) => n,
+            Some(q) => q,
             None => tokio::select! {
                 biased;
                 () = aborted(&mut abort) => break,
                 m = rx.recv() => match m {
-                    Some(n) => n,
+                    Some(q) => q,
                     None => return (notifier.name().to_string(), left),
                 },
             },
         };
-        tokio::select! {
+        let outcome = tokio::select! {
             biased;
             () = aborted(&mut abort) => {
                 left.push(next);
                 break;
             }
-            outcome = notifier.deliver(&next) => {
-                let c = match outcome {
-                    Delivery::Delivered { .. } => &counters.delivered,
-                    Delivery::Failed { .. } => &counters.failed,
-                };
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+            delivery = notifier.deliver(&next.n) => match delivery {
+                Delivery::Delivered { .. } => {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    Outcome::Delivered
+                }
+                Delivery::Failed { .. } => {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    Outcome::Failed
+                }
+            },
+        };
+        if let Some(outbox) = outbox.as_ref().filter(|_| next.kept) {
+            let (outbox, name, id) = (
+                outbox.clone(),
+                notifier.name().to_string(),
+                next.n.id.clone(),
+            );
+            // A disk write; off the runtime's threads. Unmarked, it is delivered again by
+            // the next start (at least once), and the outbox has logged why.
+            let _ = tokio::task::spawn_blocking(move || outbox.done(&name, &id, outcome)).await;
         }
     }
     left.extend(backlog);
     rx.close();
-    while let Ok(n) = rx.try_recv() {
-        left.push(n);
+    while let Ok(q) = rx.try_recv() {
+        left.push(q);
     }
     (notifier.name().to_string(), left)
 }

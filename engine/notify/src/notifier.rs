@@ -3,8 +3,8 @@
 //!
 //! Adding a kind (email, Slack, …) is an arm in `telltale_config::NotifierKind` with its
 //! settings module, a module here with a type implementing [`Notifier`], and its arm in
-//! [`build`] (the compiler asks for it). The dispatcher, its queues, the spool and the routes
-//! work on `dyn Notifier` and do not change.
+//! [`build`] (the compiler asks for it). The dispatcher, its queues, the outbox and the
+//! routes work on `dyn Notifier` and do not change.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,11 +48,12 @@ pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Delivery> + Send + 'a>
 ///   the whole call (attempts, timeouts, backoff capped);
 /// - sends the same notification id on every attempt (`n.id`; receivers dedupe on it);
 /// - is cancel-safe: at shutdown, after the grace period, the future is dropped mid-delivery
-///   and the notification goes to the spool, to be delivered again on the next start;
+///   and the notification stays undone in the outbox, to be delivered again on the next
+///   start;
 /// - logs its own failures with the notifier's name, the alert and the notification id (it
 ///   knows what is worth saying: an HTTP status, a closed pipe, …).
 pub trait Notifier: std::fmt::Debug + Send + Sync {
-    /// The configured name (routes and the spool refer to the notifier by it).
+    /// The configured name (routes and the outbox refer to the notifier by it).
     fn name(&self) -> &str;
 
     /// The kind, as written after `kind:` in the config (`console`, `webhook`).

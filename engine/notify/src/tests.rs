@@ -1,9 +1,9 @@
-//! Dispatcher tests against real HTTP receivers on 127.0.0.1 and real spool files.
+//! Dispatcher tests against real HTTP receivers on 127.0.0.1 and an outbox in memory.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::testutil::{Receiver, Reply, dead_url, notification};
+use super::testutil::{MemoryOutbox, Receiver, Reply, dead_url, notification};
 use super::*;
 use telltale_config::{ConsoleConfig, HumanDuration, NotifierKind, WebhookConfig};
 use telltale_model::{AlertStatus, Severity};
@@ -70,7 +70,7 @@ fn notifiers_are_built_from_their_config_entries() {
         std::path::Path::new("t.yaml"),
     )
     .unwrap();
-    let d = Dispatcher::new(&config.notifiers, &config.routes, None).unwrap();
+    let d = Dispatcher::new(&config.notifiers, &config.routes).unwrap();
     assert_eq!(d.notifier_names(), ["ops", "console"]);
     let kinds: Vec<&str> = d.notifiers.iter().map(|n| n.kind()).collect();
     assert_eq!(kinds, ["webhook", "console"]);
@@ -80,14 +80,14 @@ fn notifiers_are_built_from_their_config_entries() {
 /// error naming the entry, never a panic.
 #[test]
 fn an_unchecked_bad_setting_is_an_error_not_a_panic() {
-    let e = Dispatcher::new(&[console("c"), webhook("ops", "htp://x")], &[], None).unwrap_err();
+    let e = Dispatcher::new(&[console("c"), webhook("ops", "htp://x")], &[]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "notifiers[1] (`ops`): webhook url scheme `htp` is not http or https"
     );
     let mut bad_secret = webhook("hook", "http://127.0.0.1:9/");
     settings(&mut bad_secret).secret = Some("whsec_%%%".into());
-    let e = Dispatcher::new(&[bad_secret], &[], None).unwrap_err();
+    let e = Dispatcher::new(&[bad_secret], &[]).unwrap_err();
     assert_eq!((e.index, e.name.as_str()), (0, "hook"));
     assert!(e.message.starts_with("webhook secret: "), "{e}");
 }
@@ -133,7 +133,7 @@ async fn any_notifier_kind_gets_a_queue_routes_and_counters() {
         notifiers: vec!["recorder".into()],
         continue_matching: false,
     };
-    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[route], None).start();
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[route]).start();
     assert_eq!(h.send(notification("ok1", 1.0, AlertStatus::Firing)), 1);
     assert_eq!(h.send(notification("bad1", 1.0, AlertStatus::Firing)), 1);
     wait_until("both delivered", Duration::from_secs(5), || {
@@ -149,7 +149,7 @@ async fn any_notifier_kind_gets_a_queue_routes_and_counters() {
 #[tokio::test]
 async fn delivers_in_order_and_counts() {
     let rx = Receiver::start(vec![], ok()).await;
-    let d = Dispatcher::new(&[webhook("ops", &rx.url), console("console")], &[], None).unwrap();
+    let d = Dispatcher::new(&[webhook("ops", &rx.url), console("console")], &[]).unwrap();
     assert_eq!(d.notifier_names(), ["ops", "console"]);
     let h = d.start();
     for i in 0..5 {
@@ -178,7 +178,7 @@ async fn delivers_in_order_and_counts() {
     .await;
     let report = h.shutdown(Duration::from_secs(1)).await;
     assert!(!report.timed_out);
-    assert_eq!((report.spooled, report.lost), (0, 0));
+    assert_eq!((report.kept, report.lost), (0, 0));
     assert_eq!(stat(&report.stats, "ops").kind, "webhook");
 }
 
@@ -203,7 +203,6 @@ async fn routes_pick_the_notifiers() {
     let h = Dispatcher::new(
         &[webhook("pager", &pager.url), webhook("ops", &ops.url)],
         &routes,
-        None,
     )
     .unwrap()
     .start();
@@ -230,12 +229,13 @@ async fn routes_pick_the_notifiers() {
 async fn a_hanging_receiver_blocks_neither_the_caller_nor_other_notifiers() {
     let slow = Receiver::start(vec![], Reply::Hang).await;
     let fast = Receiver::start(vec![], ok()).await;
+    let outbox = Arc::new(MemoryOutbox::default());
     let h = Dispatcher::new(
         &[webhook("slow", &slow.url), webhook("fast", &fast.url)],
         &[],
-        None,
     )
     .unwrap()
+    .with_outbox(outbox.clone())
     .with_queue_capacity(2)
     .start();
     let mut in_send = Duration::ZERO;
@@ -259,58 +259,78 @@ async fn a_hanging_receiver_blocks_neither_the_caller_nor_other_notifiers() {
     assert_eq!(stat(&s, "fast").dropped, 0, "{s:?}");
     let report = h.shutdown(Duration::from_millis(100)).await;
     assert!(report.timed_out);
-    // No spool configured: the in-flight one and the two queued are lost (and said so).
-    assert_eq!(report.lost, 3, "{report:?}");
+    // The in-flight one and the two queued stay owed, for the next start.
+    assert_eq!((report.kept, report.lost), (3, 0), "{report:?}");
     assert_eq!(stat(&report.stats, "fast").delivered, 10);
+    let outcomes: Vec<_> = (0..10)
+        .map(|i| outbox.outcome("slow", &format!("n{i}")))
+        .collect();
+    let dropped = Some(Some(Outcome::Dropped));
+    assert_eq!(
+        outcomes,
+        [vec![Some(None); 3], vec![dropped; 7],].concat(),
+        "a full queue's drops are marked done"
+    );
+    assert_eq!(outbox.outcome("fast", "n9"), Some(Some(Outcome::Delivered)));
 }
 
 #[tokio::test]
-async fn undelivered_notifications_survive_a_restart_through_the_spool() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool/notify.jsonl");
+async fn without_an_outbox_what_is_undelivered_at_shutdown_is_lost_and_counted() {
+    let slow = Receiver::start(vec![], Reply::Hang).await;
+    let h = Dispatcher::new(&[webhook("slow", &slow.url)], &[])
+        .unwrap()
+        .start();
+    h.send(notification("n1", 1.0, AlertStatus::Firing));
+    h.send(notification("n2", 1.0, AlertStatus::Firing));
+    slow.wait_for(1, Duration::from_secs(3)).await;
+    let report = h.shutdown(Duration::from_millis(100)).await;
+    assert!(report.timed_out);
+    assert_eq!((report.kept, report.lost), (0, 2), "{report:?}");
+}
+
+fn ids(got: &[testutil::Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn undelivered_notifications_are_delivered_after_a_restart_and_delivered_ones_are_not() {
+    let outbox = Arc::new(MemoryOutbox::default());
     let (dead, _guard) = dead_url();
     let mut down = webhook("ops", &dead);
     // Still retrying when the grace period ends (not given up, which would count as failed).
     settings(&mut down).max_attempts = 100;
-    let h = Dispatcher::new(&[down, console("gone")], &[], Some(spool.clone()))
+    let h = Dispatcher::new(&[down, console("gone")], &[])
         .unwrap()
+        .with_outbox(outbox.clone())
         .start();
     let mut nan = notification("n2", f64::NAN, AlertStatus::Resolved);
     nan.alert.summary = "resolved".into();
     h.send(notification("n1", 97.0, AlertStatus::Firing));
     h.send(nan);
+    wait_until("the console delivered both", Duration::from_secs(5), || {
+        stat(&h.stats(), "gone").delivered == 2
+    })
+    .await;
     let report = h.shutdown(Duration::from_millis(150)).await;
     assert!(report.timed_out);
-    assert_eq!(report.spooled, 2, "{report:?}");
-    assert_eq!(report.lost, 0);
-    assert!(spool.exists());
+    assert_eq!((report.kept, report.lost), (2, 0), "{report:?}");
+    assert_eq!(outbox.outcome("ops", "n1"), Some(None));
+    assert_eq!(outbox.outcome("gone", "n1"), Some(Some(Outcome::Delivered)));
 
-    // Add an entry for a notifier the next configuration no longer has.
-    spool::append(
-        &spool,
-        &[spool::SpoolEntry {
-            notifier: "removed".into(),
-            notification: notification("n9", 1.0, AlertStatus::Firing),
-        }],
-    )
-    .unwrap();
-
-    // Next start: same notifier name, receiver now up.
+    // Next start: same notifier name, receiver now up; the console notifier is gone.
     let up = Receiver::start(vec![], ok()).await;
-    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[], Some(spool.clone()))
+    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
         .unwrap()
+        .with_outbox(outbox.clone())
         .start();
-    assert!(!spool.exists(), "the spool is consumed at start");
     h.send(notification("n3", 1.0, AlertStatus::Firing));
     let got = up.wait_for(3, Duration::from_secs(5)).await;
-    let ids: Vec<_> = got
-        .iter()
-        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        ids,
+        ids(&got),
         ["n1", "n2", "n3"],
-        "spooled first, in order; the unknown notifier's entry skipped"
+        "the owed ones first, in order"
     );
     let p: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
     assert!(p["alert"]["value"].is_null());
@@ -320,15 +340,113 @@ async fn undelivered_notifications_survive_a_restart_through_the_spool() {
     }
     let report = h.shutdown(Duration::from_secs(2)).await;
     assert!(!report.timed_out);
-    assert_eq!(report.spooled, 0);
+    assert_eq!((report.kept, report.lost), (0, 0));
     assert_eq!(stat(&report.stats, "ops").delivered, 3);
-    assert!(!spool.exists());
+    for id in ["n1", "n2", "n3"] {
+        assert_eq!(
+            outbox.outcome("ops", id),
+            Some(Some(Outcome::Delivered)),
+            "{id}"
+        );
+    }
+
+    // A third start owes nothing: delivered notifications are not sent again.
+    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+        .unwrap()
+        .with_outbox(outbox.clone())
+        .start();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(up.received().len(), 3);
+}
+
+/// The process dies (its runtime is torn down with a delivery in flight, no shutdown): the
+/// notification is still owed, and the next start delivers it.
+#[test]
+fn a_notification_owed_when_the_process_dies_is_delivered_by_the_next_start() {
+    let outbox = Arc::new(MemoryOutbox::default());
+    // The receivers outlive both "processes".
+    let net = tokio::runtime::Runtime::new().unwrap();
+    let hang = net.block_on(Receiver::start(vec![], Reply::Hang));
+    let up = net.block_on(Receiver::start(vec![], ok()));
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        let h = Dispatcher::new(&[webhook("ops", &hang.url)], &[])
+            .unwrap()
+            .with_outbox(outbox.clone())
+            .start();
+        assert_eq!(h.send(notification("k1", 1.0, AlertStatus::Firing)), 1);
+        hang.wait_for(1, Duration::from_secs(5)).await;
+    });
+    drop(first);
+    assert_eq!(outbox.outcome("ops", "k1"), Some(None));
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+            .unwrap()
+            .with_outbox(outbox.clone())
+            .start();
+        let got = up.wait_for(1, Duration::from_secs(5)).await;
+        assert_eq!(ids(&got), ["k1"]);
+        let report = h.shutdown(Duration::from_secs(2)).await;
+        assert_eq!(stat(&report.stats, "ops").delivered, 1);
+    });
+    assert_eq!(outbox.outcome("ops", "k1"), Some(Some(Outcome::Delivered)));
+}
+
+#[tokio::test]
+async fn an_outbox_that_cannot_be_written_does_not_stop_delivery() {
+    let outbox = Arc::new(MemoryOutbox::default());
+    outbox.set_failing(true);
+    let up = Receiver::start(vec![], ok()).await;
+    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+        .unwrap()
+        .with_outbox(outbox.clone())
+        .start();
+    assert_eq!(h.send(notification("f1", 1.0, AlertStatus::Firing)), 1);
+    assert_eq!(ids(&up.wait_for(1, Duration::from_secs(5)).await), ["f1"]);
+    // Working again: the next one is kept and marked as usual.
+    outbox.set_failing(false);
+    h.send(notification("f2", 1.0, AlertStatus::Firing));
+    up.wait_for(2, Duration::from_secs(5)).await;
+    wait_until("f2 marked", Duration::from_secs(5), || {
+        outbox.outcome("ops", "f2") == Some(Some(Outcome::Delivered))
+    })
+    .await;
+    assert_eq!(outbox.outcome("ops", "f1"), None, "never written");
+    let report = h.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(stat(&report.stats, "ops").delivered, 2);
+
+    // A notification that could not be written and is undelivered at shutdown is lost,
+    // and counted so; one that was written stays owed.
+    let (dead, _guard) = dead_url();
+    let mut down = webhook("ops", &dead);
+    settings(&mut down).max_attempts = 100;
+    let h = Dispatcher::new(&[down], &[])
+        .unwrap()
+        .with_outbox(outbox.clone())
+        .start();
+    h.send(notification("f3", 1.0, AlertStatus::Firing));
+    outbox.set_failing(true);
+    h.send(notification("f4", 1.0, AlertStatus::Firing));
+    let report = h.shutdown(Duration::from_millis(150)).await;
+    assert_eq!((report.kept, report.lost), (1, 1), "{report:?}");
+    outbox.set_failing(false);
+    assert_eq!(outbox.outcome("ops", "f3"), Some(None));
+    assert_eq!(outbox.len(), 2);
 }
 
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_retries_within_grace() {
     let rx = Receiver::start(vec![Reply::Status(500, vec![])], ok()).await;
-    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[], None)
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[])
         .unwrap()
         .start();
     h.send(notification("r1", 1.0, AlertStatus::Firing));
@@ -341,7 +459,7 @@ async fn shutdown_waits_for_in_flight_retries_within_grace() {
 #[tokio::test]
 async fn failures_are_counted_and_sends_after_shutdown_dropped() {
     let rx = Receiver::start(vec![], Reply::Status(401, vec![])).await;
-    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[], None)
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[])
         .unwrap()
         .start();
     let clone = h.clone();

@@ -1,7 +1,9 @@
-//! Test helpers: a sample notification and a tiny real HTTP/1.1 receiver on 127.0.0.1
-//! whose replies are scripted (status codes, headers, or never answering).
+//! Test helpers: a sample notification, an outbox in memory that can be made to fail
+//! like a full disk, and a tiny real HTTP/1.1 receiver on 127.0.0.1 whose replies are
+//! scripted (status codes, headers, or never answering).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -10,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use telltale_model::{Alert, AlertStatus, Labels, Notification, Severity};
+
+use crate::outbox::{self, Outbox, OutboxEntry, OutboxError, Outcome};
 
 /// A `high_cpu{cpu="total"}` warning notification.
 pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notification {
@@ -32,6 +36,100 @@ pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notific
             resolved_at_ms: (status == AlertStatus::Resolved).then_some(1_700_000_360_000),
             rule_file: "rules/cpu.rhai".into(),
         },
+    }
+}
+
+/// One entry of a [`MemoryOutbox`].
+#[derive(Debug)]
+struct MemoryEntry {
+    notifier: String,
+    id: String,
+    /// As [`outbox::encode`] writes it, so that tests go through the text form too.
+    json: String,
+    outcome: Option<Outcome>,
+}
+
+/// An [`Outbox`] in memory, with the durable one's rules (one entry per notifier and id,
+/// undone in the order put), whose every call fails while [`MemoryOutbox::set_failing`]
+/// says so.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryOutbox {
+    entries: Mutex<Vec<MemoryEntry>>,
+    failing: AtomicBool,
+}
+
+impl MemoryOutbox {
+    /// Makes every call fail (as a full disk would) or work again.
+    pub(crate) fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), OutboxError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(OutboxError("memory outbox: the disk is full (test)".into()));
+        }
+        Ok(())
+    }
+
+    /// `None`: no such entry; `Some(None)`: undone; `Some(Some(outcome))`: done.
+    pub(crate) fn outcome(&self, notifier: &str, id: &str) -> Option<Option<Outcome>> {
+        self.entries
+            .lock()
+            .iter()
+            .find(|e| e.notifier == notifier && e.id == id)
+            .map(|e| e.outcome)
+    }
+
+    /// How many entries there are, done or not.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+}
+
+impl Outbox for MemoryOutbox {
+    fn put(&self, n: &Notification, notifiers: &[&str]) -> Result<(), OutboxError> {
+        self.check()?;
+        let mut entries = self.entries.lock();
+        for name in notifiers {
+            if !entries.iter().any(|e| e.notifier == *name && e.id == n.id) {
+                entries.push(MemoryEntry {
+                    notifier: name.to_string(),
+                    id: n.id.clone(),
+                    json: outbox::encode(n),
+                    outcome: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self, notifier: &str, id: &str, outcome: Outcome) -> Result<(), OutboxError> {
+        self.check()?;
+        if let Some(e) = self
+            .entries
+            .lock()
+            .iter_mut()
+            .find(|e| e.notifier == notifier && e.id == id && e.outcome.is_none())
+        {
+            e.outcome = Some(outcome);
+        }
+        Ok(())
+    }
+
+    fn undone(&self) -> Result<Vec<OutboxEntry>, OutboxError> {
+        self.check()?;
+        self.entries
+            .lock()
+            .iter()
+            .filter(|e| e.outcome.is_none())
+            .map(|e| {
+                Ok(OutboxEntry {
+                    notifier: e.notifier.clone(),
+                    notification: outbox::decode(&e.json)
+                        .map_err(|err| OutboxError(err.to_string()))?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -95,7 +95,7 @@ impl WebhookNotifier {
 
     /// Delivers one notification, retrying as described in the module docs. Logs the
     /// outcome of failures; never panics. Cancel-safe: dropping the future abandons the
-    /// delivery (the dispatcher then spools the notification).
+    /// delivery (the notification then stays undone in the dispatcher's outbox).
     pub async fn deliver(&self, n: &Notification) -> Delivery {
         let body = WebhookPayload::from_notification(n).to_json();
         let mut backoff = self.initial_backoff;

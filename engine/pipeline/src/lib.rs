@@ -18,8 +18,12 @@
 //!   the plugin host stops a call at its deadline.
 //! * The rule task only evaluates; the store maintains itself in its own task.
 //! * On SIGINT/SIGTERM the tasks stop taking new work, then the dispatcher gets the grace
-//!   period to deliver what is queued and spools the rest for the next start.
+//!   period to deliver what is queued; the rest stays in the outbox for the next start.
+//! * With the durable store (`store.enabled`, opened by `run` only: `check` creates no
+//!   file), alert state and every notification are on disk before anything depends on
+//!   them, so even `kill -9` loses neither (`durable.rs`).
 
+mod durable;
 mod plugins;
 mod reload;
 mod supervise;
@@ -44,6 +48,7 @@ use telltale_model::{Labels, Notification, Sample, TimestampMs, now_ms, self_met
 use telltale_notify::{Dispatcher, DispatcherHandle};
 use telltale_plugin_host::{PluginHost, PluginSource, PluginSpec};
 use telltale_rules::{ReloadOutcome, RuleResult, RuleSet, RuleWatcher};
+use telltale_store::disk::{Database, Disk};
 use telltale_store::{SeriesStore, StoreLimits};
 
 use reload::{PluginWatcher, RELOAD_CHANNEL, Reload, watch_key};
@@ -60,13 +65,15 @@ pub struct Engine {
     dispatcher: Dispatcher,
     rules: RuleSet,
     problems: Vec<Diagnostic>,
+    /// Opened by [`Engine::open_database`], not by `build` (see there).
+    database: Option<Arc<Database>>,
 }
 
 impl Engine {
     /// Checks the configuration and builds every stage that can be built without starting
     /// anything: the store, the plugin host (which creates its compile-cache directory),
-    /// the notifiers (not started; the spool is read only by `run`), the rule set. No
-    /// socket is bound and no plugin is called.
+    /// the notifiers (not started), the rule set. No socket is bound, no plugin is called
+    /// and the durable store's database is not opened ([`Engine::open_database`]).
     ///
     /// `Err` holds what stops the engine from starting at all. Problems `run` tolerates
     /// (a rule file that does not compile: the other rules run) are in
@@ -92,12 +99,8 @@ impl Engine {
         }));
         let host = PluginHost::new(Some(data_dir.join("cache")))
             .map_err(|e| fatal(format!("cannot start the plugin host: {e}")))?;
-        let dispatcher = Dispatcher::new(
-            &cfg.notifiers,
-            &cfg.routes,
-            Some(data_dir.join("notification-spool.jsonl")),
-        )
-        .map_err(|e| fatal(format!("invalid notifier configuration: {e}")))?;
+        let dispatcher = Dispatcher::new(&cfg.notifiers, &cfg.routes)
+            .map_err(|e| fatal(format!("invalid notifier configuration: {e}")))?;
 
         let mut rules = RuleSet::new(store.clone(), &cfg.rules);
         let problems = match loaded.rules_dir() {
@@ -123,7 +126,26 @@ impl Engine {
             dispatcher,
             rules,
             problems,
+            database: None,
         })
+    }
+
+    /// Opens the durable store's database (`store.path` under the data directory),
+    /// creating it if missing, unless `store.enabled` is false; a second call returns the
+    /// one already open. Not part of [`Engine::build`] because `check` builds too and must
+    /// create no file; [`Engine::run`] calls it before starting anything, and a caller may
+    /// call it earlier to refuse a bad database file before anything else happens. The
+    /// error names the file and what to do.
+    pub fn open_database(&mut self) -> Result<Option<&Arc<Database>>, Diagnostics> {
+        if self.database.is_none() {
+            self.database = durable::open(&self.loaded)?;
+        }
+        Ok(self.database.as_ref())
+    }
+
+    /// The durable store's database, once [`Engine::open_database`] opened it.
+    pub fn database(&self) -> Option<&Arc<Database>> {
+        self.database.as_ref()
     }
 
     /// The configuration the engine was built from.
@@ -167,10 +189,11 @@ impl Engine {
     /// files are also watched and reloaded when their content changes. A closed `reloads`
     /// channel just means no operator reloads.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl std::future::Future<Output = ()> + Send,
         reloads: mpsc::Receiver<()>,
     ) -> anyhow::Result<()> {
+        self.open_database()?;
         run(self, shutdown, reloads).await
     }
 }
@@ -188,12 +211,33 @@ async fn run(
         dispatcher,
         rules,
         problems,
+        database,
     } = engine;
     let cfg = &loaded.config;
     let data_dir = loaded.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let dispatcher = dispatcher.start();
+    // History: from here on every sample the store accepts reaches the database within
+    // `store.flush_interval`; what the last run flushed is replayed in the background.
+    let persister = match &database {
+        Some(db) => Some(
+            Disk::start(db.clone(), durable::disk_config(&cfg.store), &store)
+                .context("cannot start writing history to the durable store")?,
+        ),
+        None => None,
+    };
+    let dispatcher = match &database {
+        Some(db) => {
+            let outbox = Arc::new(durable::DbOutbox::new(db.clone()));
+            durable::import_old_spool(&data_dir, outbox.as_ref());
+            dispatcher.with_outbox(outbox)
+        }
+        None => {
+            warn!("the durable store is disabled (`store.enabled: false`): alert state and undelivered notifications are not kept across restarts");
+            dispatcher
+        }
+    }
+    .start();
     for d in &problems {
         error!("{d}");
     }
@@ -278,6 +322,7 @@ async fn run(
         change_rx,
         dispatcher.clone(),
         store.clone(),
+        durable::AlertPersistence::new(database.clone()),
         cfg.engine.evaluation_interval.get(),
         stop_rx.clone(),
     ));
@@ -318,9 +363,13 @@ async fn run(
     let report = dispatcher.shutdown(grace).await;
     let delivered: u64 = report.stats.iter().map(|s| s.delivered).sum();
     let failed: u64 = report.stats.iter().map(|s| s.failed).sum();
+    if let Some(p) = persister {
+        // The last flush and checkpoint: the next start replays nothing.
+        let _ = tokio::task::spawn_blocking(move || p.stop()).await;
+    }
     info!(
-        "stopped: {delivered} notification(s) delivered, {failed} failed, {} spooled for the next start, {} lost",
-        report.spooled, report.lost
+        "stopped: {delivered} notification(s) delivered, {failed} failed, {} left in the outbox for the next start, {} lost",
+        report.kept, report.lost
     );
     Ok(())
 }
@@ -350,16 +399,25 @@ pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
 }
 
 /// Evaluates every rule each tick, feeds the alert state machine and the dispatcher, and
-/// applies rule-file changes as they arrive.
+/// applies rule-file changes as they arrive. Alert state starts from what `saved` restores
+/// and is saved there whenever it changes.
 async fn rule_task(
     mut rules: RuleSet,
     mut changes: Option<mpsc::Receiver<PathBuf>>,
     dispatcher: DispatcherHandle,
     store: Arc<SeriesStore>,
+    mut saved: durable::AlertPersistence,
     period: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut alerts = AlertManager::new();
+    {
+        let loaded = rules.rules();
+        let names: Vec<&str> = loaded.iter().map(|m| m.name.as_str()).collect();
+        for n in saved.restore(&mut alerts, &names, now_ms()) {
+            dispatcher.send(n);
+        }
+    }
     let mut tick = ticker(period);
     let mut first = true;
     loop {
@@ -420,6 +478,8 @@ async fn rule_task(
             }
             _ = stop.changed() => break,
         }
+        // A small write, and only when an alert appeared, fired, resolved or went.
+        tokio::task::block_in_place(|| saved.save_if_changed(&alerts));
     }
 }
 

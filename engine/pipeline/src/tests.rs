@@ -1,15 +1,20 @@
-//! The rule task's joints: a real rule set feeding the alert state machine.
+//! The rule task's joints: a real rule set feeding the alert state machine, and that
+//! state and the notification outbox kept in a real database across restarts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use telltale_alerts::AlertManager;
+use telltale_alerts::{AlertManager, AlertState};
 use telltale_config::RulesConfig;
-use telltale_model::{AlertStatus, Labels, Sample, Severity};
+use telltale_model::{Alert, AlertStatus, Labels, Notification, Sample, Severity};
+use telltale_notify::{Delivery, DeliveryFuture, Dispatcher, Notifier, Outbox};
 use telltale_rules::{ReloadOutcome, RuleSet};
+use telltale_store::disk::Database;
 use telltale_store::{SeriesStore, StoreLimits};
 
-use super::apply_results;
+use super::durable::{AlertPersistence, DbOutbox};
+use super::{Engine, apply_results};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -108,4 +113,255 @@ fn alert_state_survives_a_reload_and_a_failing_evaluation() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, AlertStatus::Resolved);
     assert!(am.active().is_empty());
+}
+
+/// A database in a temporary directory, and its path (to open it again, as a restart does).
+fn database() -> (tempfile::TempDir, PathBuf, Arc<Database>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("telltale.db");
+    let db = Arc::new(Database::open(&path).expect("open"));
+    (dir, path, db)
+}
+
+/// One "run" of the rule task's alert handling over `db`: restore, then one tick per
+/// `(time, temperature)`, saving after each like the rule task. Returns every notification.
+fn run_over(
+    db: &Arc<Database>,
+    set: &RuleSet,
+    store: &SeriesStore,
+    ticks: &[(i64, f64)],
+) -> (AlertManager, Vec<Notification>) {
+    let mut am = AlertManager::new();
+    let mut saved = AlertPersistence::new(Some(db.clone()));
+    let metas = set.rules();
+    let names: Vec<&str> = metas.iter().map(|m| m.name.as_str()).collect();
+    let mut sent = saved.restore(&mut am, &names, ticks.first().map_or(T0, |t| t.0));
+    for &(t, v) in ticks {
+        store.ingest([Sample::new("temp", &[], v, t)]);
+        sent.extend(apply_results(&mut am, set.evaluate(t), t).0);
+        saved.save_if_changed(&am);
+    }
+    (am, sent)
+}
+
+#[test]
+fn alert_state_survives_restarts_through_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db_dir, path, db) = database();
+    let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+    let mut set = RuleSet::new(store.clone(), &RulesConfig::default());
+    // hold: 10s
+    write_rule(
+        dir.path(),
+        "temp.rhai",
+        "hot",
+        "let t = metric(\"temp\"); if t > 80 { alert(t) } else { [] }",
+    );
+    assert!(set.load_dir(dir.path()).is_empty());
+
+    // Seen at T0: pending.
+    let (am, sent) = run_over(&db, &set, &store, &[(T0, 90.0)]);
+    assert!(sent.is_empty());
+    assert_eq!(am.active_states()[0].state, AlertState::Pending);
+
+    // Restart (the database opened again, as after `kill -9`) 10 s after T0: the pending
+    // timer kept its start, so the alert fires now instead of 10 s later.
+    drop(db);
+    let db = Arc::new(Database::open(&path).expect("reopen"));
+    let (am, sent) = run_over(&db, &set, &store, &[(T0 + 10_000, 91.0)]);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, AlertStatus::Firing);
+    assert_eq!(sent[0].alert.active_since_ms, T0);
+    assert_eq!(am.active()[0].firing_since_ms, T0 + 10_000);
+
+    // Restart while firing: no second Firing.
+    let (am, sent) = run_over(&db, &set, &store, &[(T0 + 20_000, 92.0)]);
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_eq!(am.active_states()[0].state, AlertState::Firing);
+    assert_eq!(am.active()[0].firing_since_ms, T0 + 10_000);
+
+    // It resolves (once), then a restart does not resend Resolved.
+    let (_, sent) = run_over(&db, &set, &store, &[(T0 + 30_000, 10.0)]);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, AlertStatus::Resolved);
+    let (am, sent) = run_over(&db, &set, &store, &[(T0 + 40_000, 10.0)]);
+    assert!(sent.is_empty(), "{sent:?}");
+    assert!(am.active().is_empty());
+    assert!(db.load_alerts().expect("load").is_empty());
+}
+
+#[test]
+fn restored_alerts_of_a_rule_that_is_gone_resolve_and_non_finite_values_survive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_db_dir, _path, db) = database();
+    let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+    let mut set = RuleSet::new(store.clone(), &RulesConfig::default());
+    let rule = write_rule(
+        dir.path(),
+        "nan.rhai",
+        "nan",
+        "let t = metric(\"temp\"); if t > 80 { alert(0.0 / 0.0) } else { [] }",
+    );
+    assert!(set.load_dir(dir.path()).is_empty());
+    let (_, sent) = run_over(&db, &set, &store, &[(T0, 90.0), (T0 + 10_000, 90.0)]);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].alert.value.is_nan());
+
+    let mut am = AlertManager::new();
+    let mut saved = AlertPersistence::new(Some(db.clone()));
+    assert!(saved.restore(&mut am, &["nan"], T0 + 20_000).is_empty());
+    assert!(
+        am.active()[0].value.is_nan(),
+        "NaN is not JSON, and still restored"
+    );
+
+    // The rule file was deleted while Telltale was stopped.
+    std::fs::remove_file(&rule).expect("rm");
+    let mut am = AlertManager::new();
+    let mut saved = AlertPersistence::new(Some(db.clone()));
+    let sent = saved.restore(&mut am, &[], T0 + 30_000);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, AlertStatus::Resolved);
+    assert_eq!(sent[0].alert.resolved_at_ms, Some(T0 + 30_000));
+    saved.save_if_changed(&am);
+    assert!(db.load_alerts().expect("load").is_empty());
+}
+
+/// A notifier that records what it delivers.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Notifier for Recorder {
+    fn name(&self) -> &str {
+        "rec"
+    }
+
+    fn kind(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn deliver<'a>(&'a self, n: &'a Notification) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            self.0.lock().expect("lock").push(n.id.clone());
+            Delivery::Delivered { attempts: 1 }
+        })
+    }
+}
+
+fn note(id: &str, value: f64) -> Notification {
+    Notification {
+        id: id.into(),
+        status: AlertStatus::Firing,
+        alert: Alert {
+            fingerprint: "fp".into(),
+            rule: "hot".into(),
+            severity: Severity::Critical,
+            labels: labels(&[("alertname", "hot")]),
+            summary: "hot".into(),
+            value,
+            active_since_ms: T0,
+            firing_since_ms: T0,
+            resolved_at_ms: None,
+            rule_file: "hot.rhai".into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn the_database_outbox_delivers_what_is_owed_after_a_restart_and_nothing_twice() {
+    let (_dir, path, db) = database();
+    let outbox = DbOutbox::new(db.clone());
+    // Left by a run that died before delivering: owed to `rec`, and to a notifier that is
+    // no longer configured.
+    outbox
+        .put(&note("n1", f64::INFINITY), &["rec", "gone"])
+        .expect("put");
+    drop(outbox);
+    drop(db);
+
+    let db = Arc::new(Database::open(&path).expect("reopen"));
+    let recorder = Arc::new(Recorder::default());
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[])
+        .with_outbox(Arc::new(DbOutbox::new(db.clone())))
+        .start();
+    assert_eq!(h.send(note("n2", 1.0)), 1);
+    let report = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!((report.kept, report.lost), (0, 0));
+    assert_eq!(*recorder.0.lock().expect("lock"), ["n1", "n2"]);
+    let outcome = |n: &str, id: &str| db.outbox_outcome(n, id).expect("outcome");
+    assert_eq!(outcome("rec", "n1"), Some(Some("delivered".into())));
+    assert_eq!(outcome("rec", "n2"), Some(Some("delivered".into())));
+    assert_eq!(outcome("gone", "n1"), Some(Some("dropped".into())));
+
+    // The next start owes nothing.
+    let recorder = Arc::new(Recorder::default());
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[])
+        .with_outbox(Arc::new(DbOutbox::new(db.clone())))
+        .start();
+    h.shutdown(Duration::from_secs(5)).await;
+    assert!(recorder.0.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn an_unreadable_outbox_entry_is_skipped_once() {
+    let (_dir, _path, db) = database();
+    db.outbox_put(&[telltale_store::disk::state::OutboxRow {
+        notifier: "rec".into(),
+        id: "bad".into(),
+        created_ms: T0,
+        notification: "{\"id\": 1}".into(),
+    }])
+    .expect("put");
+    let outbox = DbOutbox::new(db.clone());
+    assert!(outbox.undone().expect("undone").is_empty());
+    assert_eq!(
+        db.outbox_outcome("rec", "bad").expect("outcome"),
+        Some(Some("unreadable".into()))
+    );
+}
+
+/// Writes a config whose data directory is `dir/data`, with `store` as its store section.
+fn load_config(dir: &Path, store: &str) -> telltale_config::LoadedConfig {
+    let path = dir.join("telltale.yaml");
+    std::fs::write(
+        &path,
+        format!("engine:\n  data_dir: data\nrules:\n  dir: rules\n{store}",),
+    )
+    .expect("write config");
+    std::fs::create_dir_all(dir.join("rules")).expect("rules dir");
+    telltale_config::load(&path).expect("load")
+}
+
+#[test]
+fn build_does_not_create_the_database_and_opening_it_names_a_bad_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loaded = load_config(dir.path(), "");
+    let db_file = dir.path().join("data/telltale.db");
+    let mut engine = Engine::build(&loaded).expect("build");
+    assert!(engine.database().is_none());
+    assert!(!db_file.exists(), "`check` builds too: no database file");
+    assert!(engine.open_database().expect("open").is_some());
+    assert!(db_file.exists());
+    assert_eq!(engine.database().map(|d| d.path()), Some(db_file.as_path()));
+
+    // Disabled: nothing is opened nor created.
+    let other = tempfile::tempdir().expect("tempdir");
+    let loaded = load_config(other.path(), "store:\n  enabled: false\n");
+    let mut engine = Engine::build(&loaded).expect("build");
+    assert!(engine.open_database().expect("open").is_none());
+    assert!(!other.path().join("data/telltale.db").exists());
+
+    // Not a database: refused, naming the file.
+    let bad = tempfile::tempdir().expect("tempdir");
+    let loaded = load_config(bad.path(), "store:\n  path: notes.txt\n");
+    std::fs::create_dir_all(bad.path().join("data")).expect("data dir");
+    let notes = bad.path().join("data/notes.txt");
+    std::fs::write(&notes, "my notes, not a database\n".repeat(100)).expect("write");
+    let mut engine = Engine::build(&loaded).expect("build");
+    let e = engine
+        .open_database()
+        .expect_err("not a database")
+        .to_string();
+    assert!(e.contains(&notes.display().to_string()), "{e}");
+    assert!(e.contains("not a Telltale database"), "{e}");
 }

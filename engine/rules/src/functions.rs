@@ -18,6 +18,7 @@ use rhai::{
 
 use telltale_model::{Event, Labels, Point, TimestampMs, duration_ms, write_labels};
 use telltale_store::SeriesRead;
+use telltale_store::disk::{Bucket, RangeData, Resolution};
 
 use super::sandbox::current_now_ms;
 
@@ -71,6 +72,33 @@ impl Aggregate {
             Aggregate::Max => points.iter().map(|p| p.value).reduce(f64::max),
             Aggregate::P95 => quantile(points.iter().map(|p| p.value).collect(), 0.95),
             Aggregate::Rate => counter_rate(points),
+        }
+    }
+}
+
+impl Aggregate {
+    /// The aggregate of roll-up buckets (oldest first): exact for `avg` (their sum over
+    /// their count), `min` and `max`; `rate` is the counters' summed increase over the
+    /// time the buckets cover; `p95` is the 95th percentile of the buckets' means (an
+    /// approximation: roll-ups keep no distribution). `rules/README.md` says which
+    /// window gets which.
+    pub(crate) fn apply_buckets(self, buckets: &[Bucket], width_ms: i64) -> Option<f64> {
+        let (first, last) = (buckets.first()?, buckets.last()?);
+        match self {
+            Aggregate::Avg => {
+                let (sum, count) = buckets
+                    .iter()
+                    .fold((0.0, 0.0), |(s, c), b| (s + b.sum, c + b.count));
+                (count > 0.0).then(|| sum / count)
+            }
+            Aggregate::Min => buckets.iter().map(|b| b.min).reduce(f64::min),
+            Aggregate::Max => buckets.iter().map(|b| b.max).reduce(f64::max),
+            Aggregate::P95 => quantile(buckets.iter().map(Bucket::mean).collect(), 0.95),
+            Aggregate::Rate => {
+                let span_s = (last.t + width_ms - first.t) as f64 / 1000.0;
+                let increase: f64 = buckets.iter().map(|b| b.increase).sum();
+                (span_s > 0.0).then(|| increase / span_s)
+            }
         }
     }
 }
@@ -238,18 +266,41 @@ fn window_aggregate(
     let window = parse_window(agg.fn_name(), window)?;
     let now: TimestampMs = current_now_ms();
     let since = now.saturating_sub(duration_ms(window));
-    // Read straight from the store's buffers: no per-series copy.
     let mut matched: Vec<Labels> = Vec::new();
     let mut result: Option<f64> = None;
-    let mut scratch: Vec<Point> = Vec::new();
-    store.visit_window(name, matcher, since, now, &mut |labels, points| {
-        matched.push(labels.clone());
-        if matched.len() == 1 {
-            scratch.clear();
-            scratch.extend(points.iter().copied());
-            result = agg.apply(&scratch);
+    if since < store.memory_from(now) {
+        // Beyond the in-memory window: the durable store's tier for this window.
+        let series = store
+            .range(name, matcher, since, now, Resolution::Auto)
+            .map_err(|e| {
+                rt_err(format!(
+                    "{}: cannot read history: {e}",
+                    describe_call(agg.fn_name(), name, matcher)
+                ))
+            })?;
+        for s in series {
+            if matched.is_empty() {
+                result = match &s.data {
+                    RangeData::Points(points) => agg.apply(points),
+                    RangeData::Buckets { tier, buckets } => {
+                        agg.apply_buckets(buckets, tier.width_ms())
+                    }
+                };
+            }
+            matched.push(s.labels);
         }
-    });
+    } else {
+        // Read straight from the store's buffers: no per-series copy.
+        let mut scratch: Vec<Point> = Vec::new();
+        store.visit_window(name, matcher, since, now, &mut |labels, points| {
+            matched.push(labels.clone());
+            if matched.len() == 1 {
+                scratch.clear();
+                scratch.extend(points.iter().copied());
+                result = agg.apply(&scratch);
+            }
+        });
+    }
     match matched.len() {
         0 => Ok(Dynamic::UNIT),
         1 => Ok(result.map_or(Dynamic::UNIT, Dynamic::from_float)),

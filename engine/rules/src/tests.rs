@@ -1392,3 +1392,48 @@ fn locating_a_limit_error_does_not_repeat_the_rules_output() {
     });
     assert_eq!(log.matches(PRINT_MARKER).count(), 1, "{log}");
 }
+
+#[test]
+fn a_seven_day_window_reads_the_hourly_rollups_of_the_durable_store() {
+    use telltale_store::disk::{Database, Disk, DiskConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(Database::open(&dir.path().join("t.db")).expect("open"));
+    let s = store();
+    let handle = Disk::start(db, DiskConfig::default(), &s).expect("start");
+    let now = telltale_model::now_ms();
+    let step = 600_000;
+    let first = now - 8 * 86_400_000;
+    let samples: Vec<Sample> = (0..)
+        .map(|k| first + k * step)
+        .take_while(|&t| t <= now)
+        .map(|t| Sample::new("load", &[], ((t / step) % 17) as f64, t))
+        .collect();
+    let last_t = samples.last().map(|s| s.timestamp_ms).unwrap_or(0);
+    s.ingest(samples.clone());
+    // Stopping flushes and checkpoints; reads go on through the heads it leaves.
+    handle.stop();
+    // The hour buckets starting inside the window, holding every sample but the newest
+    // (whose minute is still open).
+    let from_hour = (now - 7 * 86_400_000 + 3_599_999).div_euclid(3_600_000) * 3_600_000;
+    let kept: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.timestamp_ms >= from_hour && s.timestamp_ms < last_t)
+        .map(|s| s.value)
+        .collect();
+    let want = kept.iter().sum::<f64>() / kept.len() as f64;
+    let got = eval_src(
+        &s,
+        &rule_src("t", "alert(avg_over(\"load\", #{}, \"7d\"))"),
+        now,
+    )
+    .expect("evaluates")[0]
+        .value;
+    assert!(
+        (got - want).abs() < 1e-9,
+        "avg_over 7d = {got}, want {want}"
+    );
+    let max = eval_src(&s, &rule_src("t", "alert(max_over(\"load\", \"7d\"))"), now)
+        .expect("evaluates")[0]
+        .value;
+    assert_eq!(max, 16.0);
+}

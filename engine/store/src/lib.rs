@@ -272,6 +272,9 @@ struct Series {
     source: u32,
     /// Its [`series_cost`], given back to the source when it is removed.
     cost: usize,
+    /// Never reused within the store's life (slots are): how the durable store's
+    /// persister tells series apart in [`disk::Disk`]'s pending samples.
+    uid: u64,
 }
 
 /// What one series' identity costs the store in memory, in bytes: its name and label text
@@ -438,6 +441,12 @@ struct Inner {
     bytes: usize,
     /// Sources by [`SourceId`]; index 0 is [`SourceId::UNATTRIBUTED`].
     sources: Vec<SourceUsage>,
+    /// The next [`Series::uid`].
+    next_uid: u64,
+    /// What the persister has not taken yet; `None` without a durable store.
+    pending: Option<disk::persist::Pending>,
+    /// Samples not queued for disk because the queue was full.
+    pending_dropped: u64,
 }
 
 impl Default for Inner {
@@ -457,6 +466,9 @@ impl Default for Inner {
                 bytes: 0,
                 events: EventLog::default(),
             }],
+            next_uid: 0,
+            pending: None,
+            pending_dropped: 0,
         }
     }
 }
@@ -579,7 +591,13 @@ impl Inner {
                 name
             }
         };
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        if let Some(p) = &mut self.pending {
+            p.new.push((uid, name.clone(), labels.clone()));
+        }
         self.slots[slot] = Some(Series {
+            uid,
             key: identity_bytes(&name, &labels),
             name,
             labels,
@@ -619,6 +637,10 @@ impl Inner {
 #[derive(Debug)]
 pub struct SeriesStore {
     inner: RwLock<Inner>,
+    /// The durable store, once attached ([`disk::Disk::start`]).
+    disk: std::sync::OnceLock<Arc<disk::Disk>>,
+    /// When the store was made: the in-memory window holds nothing older.
+    started_ms: TimestampMs,
     /// Keyed randomly per store, so label values sent over the network cannot be chosen to
     /// collide in the index.
     hasher: RandomState,
@@ -630,6 +652,8 @@ impl SeriesStore {
     pub fn new(limits: StoreLimits) -> SeriesStore {
         SeriesStore {
             inner: RwLock::new(Inner::default()),
+            disk: std::sync::OnceLock::new(),
+            started_ms: now_ms(),
             hasher: RandomState::new(),
             limits,
         }
@@ -746,6 +770,7 @@ impl SeriesStore {
             let Some(series) = inner.slots.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
+            let uid = series.uid;
             let points = &mut series.points;
             match points.back_mut() {
                 Some(last) if last.timestamp_ms == point.timestamp_ms => *last = point,
@@ -761,6 +786,13 @@ impl SeriesStore {
                 }
             }
             report.accepted += 1;
+            if let Some(p) = &mut inner.pending {
+                if p.points.len() < disk::persist::Pending::MAX_POINTS {
+                    p.points.push((uid, point));
+                } else {
+                    inner.pending_dropped += 1;
+                }
+            }
         }
         report
     }
@@ -996,6 +1028,117 @@ impl SeriesStore {
         }
     }
 
+    /// Makes the store queue every accepted sample for `disk`'s persister and serve
+    /// reads beyond the in-memory window from it. Once per store; a second disk is
+    /// ignored.
+    pub(crate) fn attach_disk(&self, disk: Arc<disk::Disk>) {
+        if self.disk.set(disk).is_ok() {
+            self.inner
+                .write()
+                .pending
+                .get_or_insert_with(Default::default);
+        }
+    }
+
+    /// The durable store, when one is attached.
+    pub fn disk(&self) -> Option<&Arc<disk::Disk>> {
+        self.disk.get()
+    }
+
+    /// What was accepted since the last call (the persister's flush).
+    pub(crate) fn take_pending(&self) -> disk::persist::Pending {
+        let mut inner = self.inner.write();
+        match &mut inner.pending {
+            Some(p) => std::mem::take(p),
+            None => Default::default(),
+        }
+    }
+
+    /// From when on the in-memory window is complete at `now`: the later of the store's
+    /// start and the retention's reach. Reads from earlier go to the durable store.
+    pub fn memory_from(&self, now: TimestampMs) -> TimestampMs {
+        self.started_ms
+            .max(now.saturating_sub(duration_ms(self.limits.retention)))
+    }
+
+    /// The history of each series of `name` whose labels include `matcher` in
+    /// `[from, to]`, at `resolution`: the in-memory window when it covers the range
+    /// (or there is no durable store), else the durable store's tier; at the raw tier,
+    /// each series' in-memory samples, preceded by the disk's from before the first of
+    /// them. Series in label order.
+    pub fn range(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        from: TimestampMs,
+        to: TimestampMs,
+        resolution: disk::Resolution,
+    ) -> Result<Vec<disk::RangeSeries>, disk::StoreError> {
+        use disk::{RangeData, RangeSeries, Resolution, Tier};
+        let now = now_ms();
+        let mem_from = self.memory_from(now);
+        let memory = |from: TimestampMs| {
+            let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+            self.for_each_series(name, matcher, |labels, points| {
+                let start = points.partition_point(|p| p.timestamp_ms < from);
+                let end = points.partition_point(|p| p.timestamp_ms <= to);
+                if start < end {
+                    out.insert(labels.clone(), points.range(start..end).copied().collect());
+                }
+            });
+            out
+        };
+        let tier = match (self.disk.get(), resolution) {
+            (None, _) => None,
+            (Some(_), Resolution::Auto) if from >= mem_from => None,
+            (Some(d), Resolution::Auto) => Some(d.cfg.pick(from, to, now)),
+            (Some(_), Resolution::Tier(t)) => Some(t),
+        };
+        let (Some(disk), Some(tier)) = (self.disk.get(), tier) else {
+            return Ok(memory(from)
+                .into_iter()
+                .map(|(labels, points)| RangeSeries {
+                    labels,
+                    data: RangeData::Points(points),
+                })
+                .collect());
+        };
+        // Raw: each series' points in memory (which also holds what the persister has
+        // not flushed yet), and before the first of them, the disk's.
+        let in_memory = if tier == Tier::Raw {
+            memory(from)
+        } else {
+            BTreeMap::new()
+        };
+        let mut out: BTreeMap<Labels, RangeData> = disk.with_reader(|conn| {
+            let mut out = BTreeMap::new();
+            for (id, labels) in disk::Disk::select(conn, name, matcher)? {
+                let until = match in_memory.get(&labels).and_then(|p| p.first()) {
+                    Some(first) => to.min(first.timestamp_ms - 1),
+                    None => to,
+                };
+                if from <= until {
+                    out.insert(labels, disk.read(conn, id, tier, from, until)?);
+                }
+            }
+            Ok(out)
+        })?;
+        for (labels, points) in in_memory {
+            match out
+                .entry(labels)
+                .or_insert_with(|| RangeData::Points(Vec::new()))
+            {
+                RangeData::Points(p) => p.extend(points),
+                RangeData::Buckets { .. } => {}
+            }
+        }
+        Ok(out
+            .into_iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(labels, data)| RangeSeries { labels, data })
+            .collect())
+    }
+
     /// The store's metrics as of `now`.
     fn own_metrics(&self, now: TimestampMs) -> Vec<Sample> {
         let inner = self.inner.read();
@@ -1015,6 +1158,9 @@ impl SeriesStore {
                 u.events.dropped() as f64,
                 now,
             ));
+        }
+        if let Some(disk) = self.disk.get() {
+            out.extend(disk.own_metrics(now, inner.pending_dropped));
         }
         out
     }
@@ -1218,6 +1364,7 @@ mod tests {
             points: VecDeque::new(),
             source: 0,
             cost: 0,
+            uid: 0,
         };
         // The hash is forced equal: only the byte comparison decides.
         assert!(series.is(7, &stored));

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use telltale_model::{Event, Labels, Point, SeriesWindow, TimestampMs};
 
 use super::SeriesStore;
+use super::disk::{RangeSeries, Resolution, StoreError};
 
 /// Reads of stored series and events. Every selection is a metric name (or event kind)
 /// plus a label matcher: a series is selected when its labels include every pair of the
@@ -33,6 +34,22 @@ pub trait SeriesRead: Send + Sync {
 
     /// The distinct values of `label` across the series of `name`, sorted.
     fn label_values(&self, name: &str, label: &str) -> Vec<String>;
+
+    /// The history of each selected series in `[from, to]` (both inclusive) at
+    /// `resolution`: the one query path of everything that reads beyond the in-memory
+    /// window (rules' long windows, the API, reports). See [`SeriesStore::range`].
+    fn range(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        from: TimestampMs,
+        to: TimestampMs,
+        resolution: Resolution,
+    ) -> Result<Vec<RangeSeries>, StoreError>;
+
+    /// From when on [`SeriesRead::visit_window`] has every sample at `now`: windows that
+    /// start earlier need [`SeriesRead::range`].
+    fn memory_from(&self, now_ms: TimestampMs) -> TimestampMs;
 
     /// The analyzer events of kind `kind` whose labels include `matcher`, stamped from
     /// `since_ms` to `until_ms` (both inclusive), oldest first.
@@ -109,6 +126,21 @@ impl SeriesRead for SeriesStore {
 
     fn label_values(&self, name: &str, label: &str) -> Vec<String> {
         SeriesStore::label_values(self, name, label)
+    }
+
+    fn range(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        from: TimestampMs,
+        to: TimestampMs,
+        resolution: Resolution,
+    ) -> Result<Vec<RangeSeries>, StoreError> {
+        SeriesStore::range(self, name, matcher, from, to, resolution)
+    }
+
+    fn memory_from(&self, now_ms: TimestampMs) -> TimestampMs {
+        SeriesStore::memory_from(self, now_ms)
     }
 
     fn events(

@@ -12,9 +12,19 @@
 //! and a power loss can lose the last commits but never corrupts the file. Every
 //! connection waits up to [`BUSY_TIMEOUT`] for another's write.
 
+pub mod admin;
 pub mod codec;
+mod head;
+pub(crate) mod persist;
+mod query;
+pub mod rollup;
 mod schema;
 pub mod state;
+mod wal;
+
+pub use persist::{BACKLOG_BYTES, Disk, DiskConfig, PersisterHandle};
+pub use query::{RangeData, RangeSeries, Resolution};
+pub use rollup::{Bucket, Tier};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -208,7 +218,8 @@ impl Database {
             conn.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(err)?;
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         schema::migrations()
@@ -231,6 +242,14 @@ impl Database {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes the database takes on disk: its file and SQLite's write-ahead log.
+    pub fn file_bytes(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        size(&self.path) + size(Path::new(&wal))
     }
 
     /// A new connection to the database, set up like every other (WAL, busy timeout).
