@@ -6,6 +6,7 @@ mod author;
 mod catalogue;
 mod durable;
 mod events;
+mod faults;
 mod gpu;
 mod hostile;
 mod ingest;

@@ -539,8 +539,13 @@ fn memory_and_rollups(series: &[Series], rows: usize) {
                 bytes += enc.encoded_len();
             }
         }
+        let mark = match coding {
+            Coding::DEFAULT => " **(raw)**",
+            Coding::ROLLUP => " **(roll-ups)**",
+            _ => "",
+        };
         println!(
-            "| {label} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            "| {label}{mark} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
             open_encoder_bytes(&raw, 1, 300, coding),
             open_encoder_bytes(&raw, 1, rows, coding),
             open_encoder_bytes(&minutes, codec::ROLLUP_COLUMNS, 30, coding),

@@ -629,6 +629,9 @@ impl Inner {
         }
         self.free.push(slot);
         self.account(series.source, series.cost, false);
+        if let Some(p) = &mut self.pending {
+            p.removed.push(series.uid);
+        }
         true
     }
 }

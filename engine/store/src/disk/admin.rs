@@ -134,6 +134,11 @@ pub struct StoreInfo {
     pub heads: Rows,
     /// Flushes since the last checkpoint (not yet folded into chunks).
     pub wal: Rows,
+    /// The oldest sample kept (in chunks or in the heads of the last checkpoint), in ms
+    /// since the Unix epoch.
+    pub oldest_sample_ms: Option<i64>,
+    /// The newest sample as of the last checkpoint (samples flushed since are in `wal`).
+    pub newest_sample_ms: Option<i64>,
     /// Pending and firing alerts.
     pub alerts: u64,
     /// Notifications no notifier is done with yet.
@@ -407,6 +412,18 @@ fn info(conn: &Connection, path: &Path) -> Result<StoreInfo, StoreError> {
     }
     drop(found);
     drop(stmt);
+    let (head_first, head_last): (Option<i64>, Option<i64>) = tx
+        .query_row("SELECT min(first_ms), max(last_ms) FROM heads", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(err)?;
+    let raw = tiers.iter().find(|t| t.tier == 0);
+    let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    };
+    let oldest_sample_ms = pick(raw.and_then(|t| t.oldest_start_ms), head_first, i64::min);
+    let newest_sample_ms = pick(raw.and_then(|t| t.newest_end_ms), head_last, i64::max);
     tx.commit().map_err(err)?;
     Ok(StoreInfo {
         path: path.to_path_buf(),
@@ -420,6 +437,8 @@ fn info(conn: &Connection, path: &Path) -> Result<StoreInfo, StoreError> {
         tiers,
         heads,
         wal,
+        oldest_sample_ms,
+        newest_sample_ms,
         alerts,
         outbox_undone,
     })
@@ -624,6 +643,12 @@ impl fmt::Display for StoreInfo {
         )?;
         writeln!(f, "schema     version {}", self.schema_version)?;
         writeln!(f, "series     {}", self.series)?;
+        writeln!(
+            f,
+            "samples    oldest {}, newest {} (as of the last checkpoint)",
+            time(self.oldest_sample_ms),
+            time(self.newest_sample_ms)
+        )?;
         writeln!(f)?;
         writeln!(
             f,
@@ -711,7 +736,8 @@ mod tests {
             chunk(c, 1, 1_699_000_000_000, 1_700_000_000_000, 60, 50);
             chunk(c, 3, 1_600_000_000_000, 1_600_086_400_000, 1, 10);
             c.execute_batch(
-                "INSERT INTO heads (series, data) VALUES (1, x'0102'), (2, x'03');
+                "INSERT INTO heads (series, first_ms, last_ms, data)
+                     VALUES (1, 1699999000000, 1700000180000, x'0102'), (2, NULL, 1700000170000, x'03');
                  INSERT INTO wal (data) VALUES (x'01020304');
                  INSERT INTO alerts VALUES ('f1', '{}');
                  INSERT INTO outbox VALUES ('hook', 'a', 1, '{}', NULL, NULL);
@@ -737,6 +763,9 @@ mod tests {
             assert_eq!(info.tiers[3].bytes, 10);
             assert_eq!(info.heads, Rows { rows: 2, bytes: 3 });
             assert_eq!(info.wal, Rows { rows: 1, bytes: 4 });
+            // The heads' open data is older and newer than the sealed raw chunks.
+            assert_eq!(info.oldest_sample_ms, Some(1_699_999_000_000));
+            assert_eq!(info.newest_sample_ms, Some(1_700_000_180_000));
             assert_eq!((info.alerts, info.outbox_undone), (1, 1));
             assert!(info.page_size >= 512 && info.page_count > 0, "{info:?}");
             assert!(info.file_bytes > 0, "{info:?}");

@@ -127,6 +127,15 @@ impl Coding {
         floats: FloatCoding::Chimp { ring_bits: 4 },
     };
 
+    /// What the store writes for roll-ups (several columns): the same without the ring.
+    /// Their chunks are short (24 to 60 rows) and their sums and increases rarely repeat:
+    /// on the benchmark's minute roll-ups a ring saved about 4 % of the bytes and cost
+    /// about 20 % more memory per open encoder, and every series keeps three open.
+    pub const ROLLUP: Coding = Coding {
+        integers: true,
+        floats: FloatCoding::Chimp { ring_bits: 0 },
+    };
+
     /// Plain Gorilla XOR for every value: the baseline.
     pub const GORILLA: Coding = Coding {
         integers: false,
@@ -428,11 +437,16 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     /// An empty chunk of `columns` values per row (1 for raw samples, [`ROLLUP_COLUMNS`]
-    /// for roll-ups), written with [`Coding::DEFAULT`].
+    /// for roll-ups), written with [`Coding::DEFAULT`] (one column) or [`Coding::ROLLUP`].
     ///
     /// Panics if `columns` is 0 or more than [`MAX_COLUMNS`] (a programming error).
     pub fn new(columns: usize) -> ChunkEncoder {
-        ChunkEncoder::with_coding(columns, Coding::DEFAULT)
+        let coding = if columns == 1 {
+            Coding::DEFAULT
+        } else {
+            Coding::ROLLUP
+        };
+        ChunkEncoder::with_coding(columns, coding)
     }
 
     /// An empty chunk written with `coding` (for benchmarks and tests: every coding reads

@@ -231,6 +231,11 @@ impl Head {
         self.dirty = true;
     }
 
+    /// The oldest sample in the open raw chunk and the newest sample of the series.
+    pub fn span(&self) -> (Option<TimestampMs>, Option<TimestampMs>) {
+        (self.raw.first_t(), self.last.map(|p| p.timestamp_ms))
+    }
+
     /// Whether nothing is open (all sealed).
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()

@@ -43,8 +43,8 @@ use crate::SeriesStore;
 pub const BACKLOG_BYTES: usize = 256 << 20;
 
 /// A checkpoint is due early once this much write-ahead data accumulated, so a restart
-/// never replays more (about five million samples).
-const WAL_CHECKPOINT_BYTES: usize = 64 << 20;
+/// never replays more (about ten million samples, a second or two of work).
+const WAL_CHECKPOINT_BYTES: usize = 128 << 20;
 
 /// A head that took no sample for this long is sealed (its open chunks written as they
 /// are) and, once empty, leaves memory.
@@ -120,6 +120,9 @@ pub struct Disk {
 pub(crate) struct Pending {
     pub new: Vec<(u64, MetricName, Labels)>,
     pub points: Vec<(u64, Point)>,
+    /// Series the in-memory store removed (after their points above): the persister
+    /// forgets their in-memory ids. Their history stays.
+    pub removed: Vec<u64>,
 }
 
 impl Pending {
@@ -176,6 +179,17 @@ struct NewSeries {
     labels: String,
 }
 
+/// A head as a checkpoint writes it: series, (oldest raw sample held, newest sample), bytes.
+type HeadRow = (i64, (Option<i64>, Option<i64>), Vec<u8>);
+
+/// Where an in-memory series goes on disk, and its group in the flush being built.
+#[derive(Debug, Clone, Copy)]
+struct Mapped {
+    id: i64,
+    epoch: u32,
+    group: usize,
+}
+
 /// One flush that has not reached disk yet.
 #[derive(Debug)]
 struct Unwritten {
@@ -189,8 +203,11 @@ struct Persister {
     disk: Arc<Disk>,
     store: Arc<SeriesStore>,
     conn: Connection,
-    /// In-memory series id → disk series id.
-    by_uid: HashMap<u64, i64>,
+    /// In-memory series id → disk series id (ids are the store's own counter, so a
+    /// fast unkeyed hash is safe).
+    by_uid: HashMap<u64, Mapped, foldhash::fast::RandomState>,
+    /// Counts flushes, to tell this flush's groups from the last one's.
+    epoch: u32,
     next_id: i64,
     /// Flushes not yet on disk, oldest first, and what they hold.
     backlog: VecDeque<Unwritten>,
@@ -207,6 +224,9 @@ struct Persister {
     evicting: bool,
     /// The page cap in force on `conn` ([`Disk::limit_pages`]).
     page_limit: u64,
+    /// While the replay runs: what flushes wrote meanwhile, for the heads once the replay
+    /// is done (older rows must reach a head before newer points, or they are stale).
+    deferred: Option<Vec<(i64, Vec<Point>)>>,
 }
 
 impl Disk {
@@ -240,7 +260,8 @@ impl Disk {
             disk,
             store: store.clone(),
             conn,
-            by_uid: HashMap::new(),
+            by_uid: HashMap::default(),
+            epoch: 0,
             next_id,
             backlog: VecDeque::new(),
             backlog_bytes: 0,
@@ -250,6 +271,7 @@ impl Disk {
             newest_ms: TimestampMs::MIN,
             evicting: false,
             page_limit: 0,
+            deferred: None,
         };
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -328,9 +350,12 @@ impl Disk {
 
 impl Persister {
     fn run(&mut self, stop: mpsc::Receiver<()>) {
-        self.replay();
         let flush = self.disk.cfg.flush_interval.max(Duration::from_millis(10));
+        // Counted from the start, not from the replay's end: a replay takes seconds for a
+        // large backlog of rows, and samples accepted meanwhile are owed to disk within
+        // `flush_interval` all the same (a crash loop would otherwise lose every run).
         let mut next = Instant::now() + flush;
+        self.replay(&mut next, flush);
         loop {
             let wait = next.saturating_duration_since(Instant::now());
             let stopping = !matches!(
@@ -355,8 +380,9 @@ impl Persister {
         StoreError::from_sqlite(self.disk.db.path(), e)
     }
 
-    /// Applies the `wal` rows of the last run to the heads.
-    fn replay(&mut self) {
+    /// Applies the `wal` rows of the last run to the heads, flushing at `next` (then every
+    /// `flush`) meanwhile.
+    fn replay(&mut self, next: &mut Instant, flush: Duration) {
         let started = Instant::now();
         let rows: Result<Vec<(i64, Vec<u8>)>, rusqlite::Error> = self
             .conn
@@ -374,8 +400,10 @@ impl Persister {
         }
         let mut samples = 0usize;
         let now = now_ms();
-        let mut heads = self.disk.heads.lock();
+        let disk = self.disk.clone();
+        let mut heads = disk.heads.lock();
         let heads = &mut *heads;
+        self.deferred = Some(Vec::new());
         for (seq, data) in &rows {
             let res = wal::for_each_series(data, &mut |series, points| {
                 let head = Disk::head_mut(&mut heads.map, &self.conn, series);
@@ -388,8 +416,24 @@ impl Persister {
             if let Err(e) = res {
                 tracing::warn!(seq, error = %e, "skipped a malformed write-ahead row");
             }
-            self.last_wal_seq = Some(*seq);
+            // A flush meanwhile wrote newer rows: the checkpoint must still cover them.
+            self.last_wal_seq = self.last_wal_seq.max(Some(*seq));
             self.wal_bytes += data.len();
+            if Instant::now() >= *next {
+                self.flush();
+                *next = Instant::now() + flush;
+            }
+        }
+        for (id, points) in self.deferred.take().unwrap_or_default() {
+            let head = Disk::head_mut(&mut heads.map, &self.conn, id);
+            let added = head.add(&points, now, &mut heads.sealed);
+            self.disk
+                .stats
+                .dropped_stale
+                .fetch_add(added.stale as u64, Ordering::Relaxed);
+            if let Some(p) = points.last() {
+                self.newest_ms = self.newest_ms.max(p.timestamp_ms);
+            }
         }
         tracing::info!(
             rows = rows.len(),
@@ -440,30 +484,54 @@ impl Persister {
                     }
                 },
             };
-            self.by_uid.insert(uid, id);
+            self.by_uid.insert(
+                uid,
+                Mapped {
+                    id,
+                    epoch: 0,
+                    group: 0,
+                },
+            );
         }
+        // After the points: a series removed in this batch may still have some here.
+        let removed = pending.removed;
         if pending.points.is_empty() && series.is_empty() {
+            for uid in removed {
+                self.by_uid.remove(&uid);
+            }
             // Nothing new; what an earlier flush could not write is retried.
             self.write_backlog();
             return;
         }
         // Group by series, keeping each series' order (the in-memory store accepted them
         // in time order).
+        // One lookup per point: the series' entry says which group it has this flush.
+        self.epoch = self.epoch.wrapping_add(1);
         let mut groups: Vec<(i64, Vec<Point>)> = Vec::new();
-        let mut at: HashMap<i64, usize> = HashMap::new();
         for (uid, p) in pending.points {
-            let Some(&id) = self.by_uid.get(&uid) else {
+            let Some(m) = self.by_uid.get_mut(&uid) else {
                 continue;
             };
-            let i = *at.entry(id).or_insert_with(|| {
-                groups.push((id, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i].1.push(p);
+            if m.epoch != self.epoch {
+                m.epoch = self.epoch;
+                m.group = groups.len();
+                groups.push((m.id, Vec::new()));
+            }
+            groups[m.group].1.push(p);
+        }
+        for uid in removed {
+            self.by_uid.remove(&uid);
         }
         let mut buf = Vec::new();
         let mut samples = 0u64;
-        {
+        if let Some(deferred) = &mut self.deferred {
+            // The replay holds the heads: the row is written now, the heads take it after.
+            for (id, points) in &groups {
+                samples += points.len() as u64;
+                wal::put_series(&mut buf, *id, points);
+            }
+            deferred.extend(groups);
+        } else {
             let mut heads = self.disk.heads.lock();
             let heads = &mut *heads;
             for (id, points) in &groups {
@@ -604,13 +672,13 @@ impl Persister {
                     gone.push(*id);
                 }
             }
-            let changed: Vec<(i64, Vec<u8>)> = heads
+            let changed: Vec<HeadRow> = heads
                 .map
                 .values_mut()
                 .filter(|h| h.dirty)
                 .map(|h| {
                     h.dirty = false;
-                    (h.series(), h.to_bytes())
+                    (h.series(), h.span(), h.to_bytes())
                 })
                 .collect();
             for id in &gone {
@@ -641,10 +709,11 @@ impl Persister {
                     ])?;
                 }
                 let mut up = tx.prepare_cached(
-                    "INSERT INTO heads (series, data) VALUES (?1, ?2) ON CONFLICT (series) DO UPDATE SET data = excluded.data",
+                    "INSERT INTO heads (series, first_ms, last_ms, data) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (series) DO UPDATE SET first_ms = excluded.first_ms, last_ms = excluded.last_ms, data = excluded.data",
                 )?;
-                for (id, data) in &changed {
-                    up.execute(params![id, data])?;
+                for (id, (first, last), data) in &changed {
+                    up.execute(params![id, first, last, data])?;
                 }
                 let mut del = tx.prepare_cached("DELETE FROM heads WHERE series = ?1")?;
                 for id in &gone {
@@ -673,7 +742,7 @@ impl Persister {
                 self.failed(e);
                 // The sealed chunks are still queued; the heads are marked for the next try.
                 let mut heads = self.disk.heads.lock();
-                for (id, _) in &changed {
+                for (id, _, _) in &changed {
                     if let Some(h) = heads.map.get_mut(id) {
                         h.dirty = true;
                     }

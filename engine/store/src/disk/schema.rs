@@ -34,8 +34,12 @@ CREATE INDEX chunks_by_age ON chunks (tier, end_ms);
 -- Each series' open (not yet sealed) chunks and partial roll-up buckets, as of the last
 -- checkpoint; with the `wal` rows after it, what a restart resumes from.
 CREATE TABLE heads (
-    series INTEGER PRIMARY KEY REFERENCES series (id),
-    data   BLOB NOT NULL
+    series   INTEGER PRIMARY KEY REFERENCES series (id),
+    -- The oldest sample of the open raw chunk (NULL when it is empty) and the newest
+    -- sample of the series, for `store info` without decoding `data`.
+    first_ms INTEGER,
+    last_ms  INTEGER,
+    data     BLOB NOT NULL
 );
 
 -- Samples flushed since the last checkpoint, one row per flush.
