@@ -24,10 +24,10 @@ import json
 import os
 import sys
 
-DEFAULT_OUT = os.path.join(
+DEFAULT_OUT = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)),
     "..", "engine", "store", "benches", "data", "system-1s.jsonl.gz",
-)
+))
 
 
 def main():

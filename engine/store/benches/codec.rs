@@ -11,7 +11,7 @@
 //! Every chunk of every coding is decoded and compared bit for bit before any figure is
 //! printed.
 //!
-//! Run: `cargo bench -p telltale-store --bench codec` (about a minute).
+//! Run: `cargo bench -p telltale-store --bench codec` (about 30 s once built).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

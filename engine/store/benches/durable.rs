@@ -13,8 +13,14 @@
 //!   `cargo build --release -p telltale`) on a database of about 1 GiB, from exec to the
 //!   log line of its first collection, beside the same on an empty database. Goal: ≤ 500 ms.
 //!
+//! * **disk**: bytes per sample of the raw tier and of the whole database file (indexes,
+//!   roll-ups, free pages included), overall and per metric family, beside Prometheus'
+//!   published 1.3 bytes per sample. Of the committed capture of the `system` collector at
+//!   1 s (an hour, `benches/data/system-1s.jsonl.gz`) written through the real persister,
+//!   or of the database `DISK_DB` names (e.g. one a `telltale run` wrote).
+//!
 //! Run: `cargo bench -p telltale-store --bench durable` (a few minutes: it writes the
-//! databases first). `DURABLE_PARTS=reads,memory,start` picks parts; `START_DB_MIB`
+//! databases first). `DURABLE_PARTS=reads,memory,start,disk` picks parts; `START_DB_MIB`
 //! changes the large database's size (default 1024).
 
 use std::path::{Path, PathBuf};
@@ -365,19 +371,146 @@ fn start() {
     );
 }
 
+/// Writes the committed capture (JSON lines: name, labels, first timestamp then deltas,
+/// values as written) through a store with the persister on, in call order.
+fn database_from_capture(path: &Path) {
+    use std::io::Read;
+    #[derive(serde::Deserialize)]
+    struct Line {
+        name: String,
+        labels: std::collections::BTreeMap<String, String>,
+        t: Vec<i64>,
+        v: Vec<String>,
+    }
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/data/system-1s.jsonl.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&file).expect("the committed capture"))
+        .read_to_string(&mut text)
+        .expect("gzip");
+    let mut series: Vec<(Line, Vec<i64>)> = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let l: Line = serde_json::from_str(line).expect("a capture line");
+        let mut t = Vec::with_capacity(l.t.len());
+        let mut at = 0i64;
+        for (i, d) in l.t.iter().enumerate() {
+            at = if i == 0 { *d } else { at + d };
+            t.push(at);
+        }
+        series.push((l, t));
+    }
+    let (store, handle) = open(path);
+    let calls = series.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
+    for k in 0..calls {
+        let batch: Vec<Sample> = series
+            .iter()
+            .filter_map(|(l, t)| {
+                let v: f64 = l.v.get(k)?.parse().ok()?;
+                let labels: Vec<(&str, &str)> = l
+                    .labels
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                Some(Sample::new(&l.name, &labels, v, *t.get(k)?))
+            })
+            .collect();
+        store.ingest(batch);
+    }
+    handle.stop();
+}
+
+fn disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = match std::env::var_os("DISK_DB") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let p = dir.path().join("capture.db");
+            database_from_capture(&p);
+            if let Some(keep) = std::env::var_os("DISK_KEEP") {
+                std::fs::copy(&p, keep).expect("copy");
+            }
+            p
+        }
+    };
+    println!("== disk: {} ==", path.display());
+    // The file as the engine leaves it at a stop (its write-ahead log folded in), before
+    // this process opens it.
+    let file = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let db = Database::open(&path).expect("open");
+    let usage = db.usage().expect("usage");
+    let samples: u64 = usage.families.iter().map(|f| f.samples).sum();
+    let raw: u64 = usage.families.iter().map(|f| f.raw_bytes).sum();
+    let rollup: u64 = usage.families.iter().map(|f| f.rollup_bytes).sum();
+    let ours = |f: &telltale_store::disk::admin::FamilyUsage| !f.name.starts_with("telltale_");
+    let (c_samples, c_raw): (u64, u64) = usage
+        .families
+        .iter()
+        .filter(|f| ours(f))
+        .fold((0, 0), |(s, b), f| (s + f.samples, b + f.raw_bytes));
+    println!(
+        "{:<52}{:>12}{:>14}{:>12}",
+        "family", "samples", "raw bytes", "B/sample"
+    );
+    let mut fams = usage.families.clone();
+    fams.sort_by(|a, b| {
+        (b.raw_bytes as f64 / b.samples.max(1) as f64)
+            .total_cmp(&(a.raw_bytes as f64 / a.samples.max(1) as f64))
+    });
+    for f in &fams {
+        println!(
+            "{:<52}{:>12}{:>14}{:>12.3}",
+            f.name,
+            f.samples,
+            f.raw_bytes,
+            f.raw_bytes as f64 / f.samples.max(1) as f64
+        );
+    }
+    println!();
+    println!("tables and indexes (pages):");
+    for (name, bytes) in &usage.objects {
+        println!("  {:<28}{:>12.1} KiB", name, *bytes as f64 / 1024.0);
+    }
+    let pages: u64 = usage.objects.iter().map(|(_, b)| b).sum();
+    println!();
+    println!("samples {samples} in {} families", usage.families.len());
+    println!(
+        "raw tier, chunk data only:            {:.3} B/sample ({} of them from the collector: {:.3})",
+        raw as f64 / samples.max(1) as f64,
+        c_samples,
+        c_raw as f64 / c_samples.max(1) as f64
+    );
+    let chunk_pages: u64 = usage
+        .objects
+        .iter()
+        .filter(|(n, _)| n.starts_with("chunks") || n == "heads")
+        .map(|(_, b)| b)
+        .sum();
+    println!(
+        "raw tier with its share of the chunk table, indexes and heads pages: {:.3} B/sample",
+        chunk_pages as f64 * raw as f64 / (raw + rollup).max(1) as f64 / samples.max(1) as f64
+    );
+    println!(
+        "roll-ups (minute, hour, day): {:.3} B/sample; all pages in use: {:.3} B/sample; the file: {:.3} B/sample",
+        rollup as f64 / samples.max(1) as f64,
+        pages as f64 / samples.max(1) as f64,
+        file as f64 / samples.max(1) as f64
+    );
+    println!("baseline: Prometheus' published average, 1.3 B/sample (index included)");
+}
+
 fn main() {
     match std::env::var("DURABLE_CHILD").as_deref() {
         Ok("memory") => return memory_child(false),
         Ok("memory-disk") => return memory_child(true),
         _ => {}
     }
-    let parts = std::env::var("DURABLE_PARTS").unwrap_or_else(|_| "reads,memory,start".into());
+    let parts = std::env::var("DURABLE_PARTS").unwrap_or_else(|_| "reads,memory,start,disk".into());
     for part in parts.split(',') {
         match part.trim() {
             "reads" => reads(),
             "memory" => memory(),
             "start" => start(),
-            other => println!("unknown part {other:?} (reads, memory, start)"),
+            "disk" => disk(),
+            other => println!("unknown part {other:?} (reads, memory, start, disk)"),
         }
         println!();
     }

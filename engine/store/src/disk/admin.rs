@@ -17,6 +17,7 @@
 //! and leaves out free pages. While it runs, the engine's checkpoints cannot go past the
 //! snapshot, so its `-wal` file grows until the copy is done.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -951,5 +952,108 @@ mod tests {
             immutable_uri(Path::new("/a b/c?d#e%f.db")).as_deref(),
             Some("file:/a b/c%3Fd%23e%25f.db?immutable=1")
         );
+    }
+}
+
+/// What each metric family costs on disk: samples and bytes of the raw tier (sealed
+/// chunks plus the open chunks of the heads) and bytes of its roll-ups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FamilyUsage {
+    /// The metric name.
+    pub name: String,
+    /// Its series.
+    pub series: u64,
+    /// Samples in the raw tier.
+    pub samples: u64,
+    /// Encoded bytes of those samples.
+    pub raw_bytes: u64,
+    /// Encoded bytes of its roll-up buckets (all three tiers).
+    pub rollup_bytes: u64,
+}
+
+/// Where the database's bytes go: per SQLite table and index (pages, from `dbstat`), and
+/// per metric family.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Bytes of pages per table or index, largest first.
+    pub objects: Vec<(String, u64)>,
+    /// Families by name.
+    pub families: Vec<FamilyUsage>,
+}
+
+impl Database {
+    /// Where the database's bytes go ([`Usage`]). Reads every chunk's size and decodes
+    /// every head: for benchmarks and capacity planning, not for a running engine's hot
+    /// path.
+    pub fn usage(&self) -> Result<Usage, StoreError> {
+        let err = |e| StoreError::from_sqlite(&self.path, e);
+        let conn = connect_read_only(&self.path)?;
+        let mut objects: Vec<(String, u64)> = conn
+            .prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect()
+            })
+            .map_err(err)?;
+        objects.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut families: BTreeMap<String, FamilyUsage> = BTreeMap::new();
+        let mut st = conn
+            .prepare(
+                "SELECT s.name, count(DISTINCT s.id),
+                        coalesce(sum(CASE WHEN c.tier = 0 THEN c.count END), 0),
+                        coalesce(sum(CASE WHEN c.tier = 0 THEN length(c.data) END), 0),
+                        coalesce(sum(CASE WHEN c.tier > 0 THEN length(c.data) END), 0)
+                 FROM series s LEFT JOIN chunks c ON c.series = s.id GROUP BY s.name",
+            )
+            .map_err(err)?;
+        let mut rows = st.query([]).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            let name: String = r.get(0).map_err(err)?;
+            let get = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            families.insert(
+                name.clone(),
+                FamilyUsage {
+                    name,
+                    series: get(1).map_err(err)?,
+                    samples: get(2).map_err(err)?,
+                    raw_bytes: get(3).map_err(err)?,
+                    rollup_bytes: get(4).map_err(err)?,
+                },
+            );
+        }
+        drop(rows);
+        drop(st);
+        let mut st = conn
+            .prepare(
+                "SELECT s.name, h.series, h.data FROM heads h JOIN series s ON s.id = h.series",
+            )
+            .map_err(err)?;
+        let mut rows = st.query([]).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            let name: String = r.get(0).map_err(err)?;
+            let id: i64 = r.get(1).map_err(err)?;
+            let data = r
+                .get_ref(2)
+                .map_err(err)?
+                .as_blob()
+                .map_err(|e| err(e.into()))?;
+            let Ok(head) = super::head::Head::from_bytes(id, data) else {
+                continue;
+            };
+            let (n, raw, rollup) = head.open_sizes();
+            let f = families.entry(name.clone()).or_insert_with(|| FamilyUsage {
+                name,
+                ..FamilyUsage::default()
+            });
+            f.samples += n as u64;
+            f.raw_bytes += raw as u64;
+            f.rollup_bytes += rollup as u64;
+        }
+        Ok(Usage {
+            objects,
+            families: families.into_values().collect(),
+        })
     }
 }

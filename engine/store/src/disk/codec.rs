@@ -5,10 +5,12 @@
 //!
 //! * Values come back **bit for bit**: NaN payloads, `-0.0`, infinities and subnormals
 //!   included. Nothing is ever rounded; every shortcut below is taken only after checking
-//!   that the value it reproduces has the same bits.
+//!   that the value it rebuilds has the same bits.
 //! * Any `i64` timestamps round-trip, whatever the gaps (arithmetic wraps on both sides).
 //! * Decoding bytes that are not a chunk returns a [`CodecError`]: it never panics, and
 //!   every row consumes at least one bit, so a forged row count cannot make it loop.
+//! * An encoder resumed from its bytes ([`ChunkEncoder::resume`]) goes on exactly as if
+//!   it had never stopped: same bytes.
 //!
 //! # Format (version 1)
 //!
@@ -17,35 +19,52 @@
 //! the span to the last one, and one [`ColumnMode`] byte per column. Then one bit stream,
 //! row after row, padded with zero bits to a whole byte.
 //!
-//! * **Timestamps**: the first is in the header; then delta-of-delta, zigzagged and put in
-//!   buckets (`0` for no change, so a regular series costs one bit per row). The buckets
-//!   were sized on the `system` collector's real timestamps, which jitter by a few ms
-//!   around 1,005 ms: ±1 costs 3 bits, ±2..±5 costs 6, where Gorilla's buckets (tuned for
-//!   seconds) would spend 9.
-//! * **Values**, per column, in one of three modes, recorded in the header:
-//!   * `Integer`: while every value of the column equals `n / 10^k` (or `n × 10^-k`, the
-//!     form `counter × 0.001` takes) for some integers `n` and a fixed `k ≤ 9`, checked by
-//!     recomputing it, `n` is coded as a delta-of-delta like the timestamps. Counters, byte
-//!     gauges and values the kernel prints with two decimals (load, pressure averages) cost
-//!     1–10 bits instead of the 12–60 an XOR costs when they change.
-//!   * `Chimp`: XOR with the previous value, with Chimp's classes of leading zeros and its
-//!     trailing-zero case (Liakos et al., VLDB 2022), plus an exact-match lookup among the
-//!     last distinct values of the column: a derived ratio such as a CPU percentage
-//!     (`100 × busy / total` over a handful of jiffies) takes the same few values again and
-//!     again, and a repeat then costs 7 bits instead of ~60.
-//!   * `Gorilla`: XOR as in Facebook's Gorilla paper (Pelkonen et al., VLDB 2015). The
-//!     baseline; written only when asked for ([`ChunkEncoder::with_coding`]).
+//! * **Timestamps**: the first is in the header; then delta-of-delta, zigzagged, in
+//!   buckets: `0` for no change, so a regular series costs one bit a row. The buckets
+//!   were sized on the `system` collector's real timestamps: its interval is 1,000 ms
+//!   plus the time a collection takes, which jitters by a few ms on an idle machine and
+//!   by tens of ms on a busy one; ±2 ms costs 4 bits and ±42 ms 10, where Gorilla's
+//!   buckets (made for seconds) spend 9 on anything but 0.
+//! * **Values**, per column, in one of these modes, recorded in the header:
+//!   * `Binary` and `Integer`, the integral modes: while every value of the column is
+//!     `n × 2^s`, `n / 10^k` or `n × 10^-k` for integers `n` (the form `counter × 0.001`
+//!     takes) and a fixed `s ≤ 24` or `k ≤ 9`, checked by rebuilding each value, `n` is
+//!     coded as a delta-of-delta. Counters, byte gauges (multiples of a page) and values
+//!     the kernel prints with two decimals (load, pressure averages) then cost a few bits
+//!     instead of the 12 to 60 an XOR costs whenever they change.
+//!   * `Chimp`: XOR with the previous value, with Chimp's classes of leading zeros and
+//!     its case for many trailing zeros (Liakos et al., VLDB 2022), plus an exact-match
+//!     lookup among the column's last 64 distinct values: a derived ratio such as a CPU
+//!     percentage (`100 × busy / total` over a handful of jiffies) comes back to the
+//!     same few values again and again, and a repeat then costs 9 bits instead of ~60.
+//!   * `Gorilla`: XOR as in Facebook's Gorilla paper (Pelkonen et al., VLDB 2015): the
+//!     baseline, written only when asked for ([`ChunkEncoder::with_coding`]).
 //!
-//!   A column starts in the first `Integer` mode its first value fits; the first value that
-//!   does not fit moves it to the next mode that fits all its values, which means decoding
-//!   and re-encoding what the chunk holds (a few per chunk at most, and none on columns
-//!   that stay integral), eventually to the XOR mode of the chunk's [`Coding`].
+//!   A column starts in the first integral mode its first value fits (see
+//!   `INTEGRAL_MODES`); a value that does not fit moves it on to the next mode that fits
+//!   all its values, which re-encodes what the chunk holds (rare: a few times per chunk at
+//!   most, usually within its first rows), eventually to the XOR mode of its [`Coding`].
 //!
 //! # Why this coding
 //!
 //! Measured with `cargo bench -p telltale-store --bench codec` on an hour of the real
-//! `system` collector at 1 s (146 series, 1024-row chunks; docs/benchmarks.md, "Store:
-//! chunk codec", has every figure and the method): see [`Coding::DEFAULT`].
+//! `system` collector at 1 s (146 series, 525,534 samples, 1024-row chunks):
+//!
+//! | coding | bytes/sample |
+//! |---|---:|
+//! | Gorilla (timestamps and values), the baseline | 2.62 |
+//! | Chimp-style XOR | 2.53 |
+//! | integral modes, then Gorilla | 2.34 |
+//! | integral modes, then Chimp-style XOR | 2.25 |
+//! | the same with a ring of 16 / 32 / 64 recent values | 1.99 / 1.94 / **1.89** |
+//!
+//! Of the 1.89, the timestamps take 0.85 (the collection interval jittered by tens of ms
+//! on the busy machine; 0.57 over its quieter first ten minutes). Integral values cost
+//! little beyond their timestamps (1.25 bytes/sample in all); the 23 % of samples that are
+//! derived floats (percentages and rates the collector computes) cost 4.0 and make half
+//! the bytes: no exact coding makes them small, and none is allowed to round them.
+//! Decoding costs 17 ns a point against Gorilla's 12 (1.5 ms for a day at 1 s);
+//! encoding 33 against 22. docs/benchmarks.md, "Store: chunk codec", has every figure.
 
 use telltale_model::Point;
 
@@ -114,23 +133,26 @@ pub struct Coding {
 }
 
 impl Coding {
-    /// What the store writes: integers while they fit, then Chimp-style XOR with a ring of
-    /// 16 recent values.
+    /// What the store writes for raw samples: integers while they fit, then Chimp-style
+    /// XOR with a ring of 64 recent distinct values.
     ///
-    /// Chosen by bytes per sample on the real `system` collector output and by decode
-    /// speed (docs/benchmarks.md, "Store: chunk codec"): the integer mode more than halves
-    /// what counters, byte gauges and two-decimal values cost under XOR; the ring removes
-    /// about a third of what CPU percentages cost; a ring of 32 gains little more and
-    /// doubles the memory of every float column.
+    /// Chosen by bytes per sample on an hour of the real `system` collector at 1 s, then
+    /// by memory and speed (docs/benchmarks.md, "Store: chunk codec", has the figures):
+    /// 1.89 bytes/sample against Gorilla's 2.62 (−28 %). The integral modes take
+    /// two-decimal values from 3.77 to 1.73 bytes/sample and byte counters down by about
+    /// a third; the ring takes a third off CPU percentages, which keep coming back to the
+    /// same few ratios. Each doubling of the ring saved about 2.4 % of all bytes up to 64
+    /// values, for 9 % more memory per open encoder at 300 rows than a ring of 16.
     pub const DEFAULT: Coding = Coding {
         integers: true,
-        floats: FloatCoding::Chimp { ring_bits: 4 },
+        floats: FloatCoding::Chimp { ring_bits: 6 },
     };
 
     /// What the store writes for roll-ups (several columns): the same without the ring.
     /// Their chunks are short (24 to 60 rows) and their sums and increases rarely repeat:
-    /// on the benchmark's minute roll-ups a ring saved about 4 % of the bytes and cost
-    /// about 20 % more memory per open encoder, and every series keeps three open.
+    /// on the benchmark's minute roll-ups a ring of 64 saved 5 % of the bytes (11.9
+    /// against 12.5 per bucket) for a third more memory per open encoder, and every
+    /// series keeps three open.
     pub const ROLLUP: Coding = Coding {
         integers: true,
         floats: FloatCoding::Chimp { ring_bits: 0 },
@@ -240,12 +262,24 @@ const POW10: [f64; MAX_SCALE as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6,
 const NEG_POW10: [f64; MAX_SCALE as usize + 1] =
     [1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9];
 
-/// `2^s` and `2^-s`: exact, so `Binary` values are rebuilt exactly.
+/// `2^s`: exact, so `Binary` values are rebuilt exactly.
 const POW2: [f64; MAX_SHIFT as usize + 1] = {
     let mut t = [1.0; MAX_SHIFT as usize + 1];
     let mut s = 1;
     while s <= MAX_SHIFT as usize {
         t[s] = t[s - 1] * 2.0;
+        s += 1;
+    }
+    t
+};
+
+/// `2^-s`, exact too: dividing by a power of two is multiplying by its inverse, without
+/// the cost of a division.
+const NEG_POW2: [f64; MAX_SHIFT as usize + 1] = {
+    let mut t = [1.0; MAX_SHIFT as usize + 1];
+    let mut s = 1;
+    while s <= MAX_SHIFT as usize {
+        t[s] = t[s - 1] * 0.5;
         s += 1;
     }
     t
@@ -305,14 +339,23 @@ impl ColumnMode {
             ColumnMode::Integer { scale, .. } => v * POW10[usize::from(scale)],
             // Exact: a power of two only moves the exponent (a subnormal result would
             // lose bits, which the check below catches).
-            ColumnMode::Binary { shift } => v / POW2[usize::from(shift)],
+            ColumnMode::Binary { shift } => v * NEG_POW2[usize::from(shift)],
             _ => return None,
         };
         // Also refuses NaN and infinities; 2^62 leaves room for the deltas.
         if scaled.is_nan() || scaled.abs() >= 4.6e18 {
             return None;
         }
-        let n = scaled.round() as i64;
+        // Nearest integer by the 1.5 × 2^52 trick (f64::round is a libm call, a quarter
+        // of the encoder's time); larger values are integers already. A wrong guess
+        // would only cost compression: the check below decides.
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        let rounded = if scaled.abs() < MAGIC / 3.0 {
+            (scaled + MAGIC) - MAGIC
+        } else {
+            scaled
+        };
+        let n = rounded as i64;
         (self.value_of(n).to_bits() == v.to_bits()).then_some(n)
     }
 
@@ -1099,8 +1142,9 @@ impl<const N: usize> Buckets<N> {
     }
 }
 
-/// Timestamp deltas-of-deltas: ±1 in 3 bits, ±3 in 5, ±11 in 8, ±43 in 11, ±2 s in 18.
-const TIMESTAMPS: Buckets<6> = Buckets::new([1, 2, 4, 6, 12, 24]);
+/// Timestamp deltas-of-deltas: 0 in 1 bit, ±2 in 4, ±10 in 7, ±42 in 10, ±170 in 13,
+/// ±2.2 s in 18.
+const TIMESTAMPS: Buckets<6> = Buckets::new([2, 4, 6, 8, 12, 24]);
 
 /// Integer deltas-of-deltas (and a column's first integer).
 const INTEGERS: Buckets<6> = Buckets::new([3, 6, 10, 16, 24, 32]);
@@ -1741,13 +1785,11 @@ mod tests {
         assert_eq!(modes(&[0.0, 70678154.0 * 1e-6]), int(6, true));
         // 0.1 + 0.2 is 0.30000000000000004, which is exactly 3 × 0.1 in f64.
         assert_eq!(modes(&[1.0, 2.0, 0.1 + 0.2]), int(1, true));
-        assert_eq!(
-            modes(&[1.0, 2.0, 1.0 / 3.0]),
-            ColumnMode::Chimp { ring_bits: 4 }
-        );
-        assert_eq!(modes(&[1.0, -0.0]), ColumnMode::Chimp { ring_bits: 4 });
-        assert_eq!(modes(&[1.0, f64::NAN]), ColumnMode::Chimp { ring_bits: 4 });
-        assert_eq!(modes(&[1.0, 1e300]), ColumnMode::Chimp { ring_bits: 4 });
+        let float = ColumnMode::float(Coding::DEFAULT.floats);
+        assert_eq!(modes(&[1.0, 2.0, 1.0 / 3.0]), float);
+        assert_eq!(modes(&[1.0, -0.0]), float);
+        assert_eq!(modes(&[1.0, f64::NAN]), float);
+        assert_eq!(modes(&[1.0, 1e300]), float);
     }
 
     #[test]
@@ -1979,19 +2021,32 @@ mod tests {
             "{}",
             size_of::<ChunkEncoder>()
         );
-        // 300 points of a jittered CPU percentage: the costly kind of series.
-        let mut rng = Rng(5);
-        let mut enc = ChunkEncoder::new(1);
-        let mut t = 0;
-        for _ in 0..300 {
-            t += 1000 + rng.range(-3, 3);
-            enc.push(
-                t,
-                &[100.0 * rng.range(0, 40) as f64 / rng.range(195, 205) as f64],
-            );
-        }
-        let total = size_of::<ChunkEncoder>() + enc.heap_bytes();
-        assert!(total < 3000, "{total} bytes");
-        assert!(enc.heap_bytes() >= enc.encoded_len() - 20);
+        let open = |value: &mut dyn FnMut(&mut Rng) -> f64| {
+            let mut rng = Rng(5);
+            let mut enc = ChunkEncoder::new(1);
+            let mut t = 0;
+            for _ in 0..300 {
+                t += 1000 + rng.range(-3, 3);
+                let v = value(&mut rng);
+                enc.push(t, &[v]);
+            }
+            // The buffer holds the bits and at most a quarter more.
+            assert!(enc.heap_bytes() >= enc.encoded_len() - 20);
+            size_of::<ChunkEncoder>() + enc.heap_bytes()
+        };
+        // 300 points of a counter at a steady rate, give or take 5 %: the common kind
+        // (100,000 of them: under 70 MB).
+        let mut n = 0.0;
+        let counter = open(&mut |rng| {
+            n += rng.range(95, 105) as f64;
+            n
+        });
+        assert!(counter < 700, "counter: {counter} bytes");
+        // Of a CPU percentage that never repeats a value: the costliest kind, its bits
+        // and a full ring.
+        let ratio = open(&mut |rng| {
+            100.0 * rng.range(0, 40_000) as f64 / rng.range(195_000, 205_000) as f64
+        });
+        assert!(ratio < 4000, "CPU percentage: {ratio} bytes");
     }
 }

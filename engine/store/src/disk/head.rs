@@ -236,6 +236,13 @@ impl Head {
         (self.raw.first_t(), self.last.map(|p| p.timestamp_ms))
     }
 
+    /// Samples and encoded bytes of the open raw chunk, and encoded bytes of the open
+    /// roll-up chunks (what `store` usage figures attribute to each tier).
+    pub fn open_sizes(&self) -> (usize, usize, usize) {
+        let rollups = self.rollups.iter().map(|t| t.chunk.encoded_len()).sum();
+        (self.raw.len(), self.raw.encoded_len(), rollups)
+    }
+
     /// Whether nothing is open (all sealed).
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()

@@ -368,7 +368,7 @@ impl Persister {
                 || self.wal_bytes >= WAL_CHECKPOINT_BYTES
                 || self.last_checkpoint.elapsed() >= self.disk.cfg.checkpoint_interval
             {
-                self.checkpoint(stopping);
+                self.checkpoint();
             }
             if stopping {
                 break;
@@ -656,7 +656,7 @@ impl Persister {
 
     /// Seals idle heads, then writes the sealed chunks and changed heads and deletes the
     /// `wal` rows they cover, in one transaction; then enforces retention and `max_disk`.
-    fn checkpoint(&mut self, last: bool) {
+    fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
         let now = now_ms();
         let (sealed, changed, gone) = {
@@ -750,30 +750,47 @@ impl Persister {
                 return;
             }
         }
-        if let Err(e) = self.maintain(now, last) {
+        if let Err(e) = self.maintain(now) {
             self.failed(e);
         }
     }
 
     /// Retention per tier, then `max_disk`, then gives freed pages back to the file
     /// system.
-    fn maintain(&mut self, now: TimestampMs, last: bool) -> rusqlite::Result<()> {
+    fn maintain(&mut self, now: TimestampMs) -> rusqlite::Result<()> {
         let reference = if self.newest_ms == TimestampMs::MIN {
             now
         } else {
             self.newest_ms.min(now)
         };
-        let mut deleted = 0usize;
         for tier in Tier::ALL {
             let keep = self.disk.cfg.retention[tier as usize].as_millis() as i64;
-            deleted += self.conn.execute(
+            self.conn.execute(
                 "DELETE FROM chunks WHERE tier = ?1 AND end_ms < ?2",
                 params![tier as i64, reference.saturating_sub(keep)],
             )?;
         }
-        deleted += self.enforce_max_disk()?;
-        if deleted > 0 && !last {
-            self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        self.enforce_max_disk()?;
+        // Free pages (deleted chunks, and the `wal` rows each checkpoint deletes) go back
+        // to the file system beyond a slack of a quarter of the pages in use (at least 1
+        // MiB), which the next flushes reuse without growing the file again.
+        let count: i64 = self
+            .conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let slack = ((count - free) / 4).max((1 << 20) / page.max(1));
+        if free > slack {
+            // A pragma that steps once per page freed: run it to the end.
+            let mut st = self
+                .conn
+                .prepare(&format!("PRAGMA incremental_vacuum({})", free - slack))?;
+            let mut rows = st.query([])?;
+            while rows.next()?.is_some() {}
         }
         Ok(())
     }

@@ -363,4 +363,35 @@ mod persistence {
         assert!(raw.iter().all(|r| points(r).len() == 600));
         handle.stop();
     }
+
+    #[test]
+    fn usage_counts_every_sample_of_each_family_once_sealed_or_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (store, handle) = start(&path, config());
+        // 1,500 samples: one sealed raw chunk of 1,024 and an open one of 476.
+        write(&store, "a", 2, 1500, |k| k as f64);
+        write(&store, "b", 1, 10, |k| k as f64 * 0.5);
+        handle.stop();
+        let db = Database::open(&path).unwrap();
+        let usage = db.usage().unwrap();
+        let fam: Vec<(&str, u64, u64)> = usage
+            .families
+            .iter()
+            .map(|f| (f.name.as_str(), f.series, f.samples))
+            .collect();
+        assert_eq!(fam, [("a", 2, 3000), ("b", 1, 10)]);
+        assert!(
+            usage
+                .families
+                .iter()
+                .all(|f| f.raw_bytes > 0 && f.rollup_bytes > 0)
+        );
+        assert!(
+            usage
+                .objects
+                .iter()
+                .any(|(name, bytes)| name == "chunks" && *bytes > 0)
+        );
+    }
 }
