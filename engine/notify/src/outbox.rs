@@ -82,22 +82,41 @@ const NONFINITE_KEY: &str = "nonfinite_value";
 /// A notification as JSON text for an outbox: its serde form, plus `"nonfinite_value"`
 /// (`"NaN"`, `"inf"`, `"-inf"`) at the top level when the alert's value is not finite.
 pub fn encode(n: &Notification) -> String {
-    // Plain data into memory: cannot fail (a non-finite value becomes null, kept aside).
-    let mut json = serde_json::to_value(n).unwrap_or_default();
-    if !n.alert.value.is_finite()
-        && let Some(obj) = json.as_object_mut()
-    {
-        obj.insert(NONFINITE_KEY.into(), n.alert.value.to_string().into());
-    }
-    json.to_string()
+    encode_with_alert_value(n, n.alert.value)
 }
 
 /// Reads what [`encode`] wrote (and what the old spool's lines held).
 pub fn decode(text: &str) -> Result<Notification, serde_json::Error> {
-    decode_value(serde_json::from_str(text)?)
+    decode_with_alert_value(text, |n: &mut Notification| &mut n.alert.value)
 }
 
-fn decode_value(mut json: serde_json::Value) -> Result<Notification, serde_json::Error> {
+/// `value` (anything holding an alert, whose `alert.value` is `alert_value`) as JSON text,
+/// with a non-finite `alert_value` kept at the top level under `"nonfinite_value"`: JSON
+/// has no NaN or infinity, serde writes `null`, and `model::Alert::value` cannot read that
+/// back. The format of the outbox and of the durable store's saved alerts.
+pub fn encode_with_alert_value<T: serde::Serialize>(value: &T, alert_value: f64) -> String {
+    // Plain data into memory: cannot fail (a non-finite value becomes null, kept aside).
+    let mut json = serde_json::to_value(value).unwrap_or_default();
+    if !alert_value.is_finite()
+        && let Some(obj) = json.as_object_mut()
+    {
+        obj.insert(NONFINITE_KEY.into(), alert_value.to_string().into());
+    }
+    json.to_string()
+}
+
+/// Reads what [`encode_with_alert_value`] wrote; `alert_value` says where the value goes.
+pub fn decode_with_alert_value<T: serde::de::DeserializeOwned>(
+    text: &str,
+    alert_value: impl FnOnce(&mut T) -> &mut f64,
+) -> Result<T, serde_json::Error> {
+    decode_value(serde_json::from_str(text)?, alert_value)
+}
+
+fn decode_value<T: serde::de::DeserializeOwned>(
+    mut json: serde_json::Value,
+    alert_value: impl FnOnce(&mut T) -> &mut f64,
+) -> Result<T, serde_json::Error> {
     let nonfinite = json
         .as_object_mut()
         .and_then(|o| o.remove(NONFINITE_KEY))
@@ -109,14 +128,14 @@ fn decode_value(mut json: serde_json::Value) -> Result<Notification, serde_json:
     if nonfinite.is_some()
         && let Some(alert) = json.get_mut("alert").and_then(|a| a.as_object_mut())
     {
-        // A placeholder so `Alert` deserializes; replaced right below.
+        // A placeholder so the alert deserializes; replaced right below.
         alert.insert("value".into(), 0.into());
     }
-    let mut n: Notification = serde_json::from_value(json)?;
+    let mut out: T = serde_json::from_value(json)?;
     if let Some(v) = nonfinite {
-        n.alert.value = v;
+        *alert_value(&mut out) = v;
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// Why [`import_spool`] could not take a spool file over.
@@ -178,7 +197,10 @@ pub fn import_spool(path: &Path, outbox: &dyn Outbox) -> Result<usize, ImportErr
             {
                 obj.insert(NONFINITE_KEY.into(), v.into());
             }
-            Ok((line.notifier, decode_value(line.notification)?))
+            Ok((
+                line.notifier,
+                decode_value(line.notification, |n: &mut Notification| &mut n.alert.value)?,
+            ))
         });
         match parsed {
             Ok((notifier, n)) => {

@@ -212,43 +212,15 @@ pub(crate) fn import_old_spool(data_dir: &Path, outbox: &dyn Outbox) {
     }
 }
 
-/// The key that carries a non-finite `alert.value` beside an alert's JSON (JSON has no
-/// NaN or infinity); the same convention as `notify::outbox::encode`.
-const NONFINITE_KEY: &str = "nonfinite_value";
-
-/// An active alert as the JSON text stored in the `alerts` table.
+/// An active alert as the JSON text stored in the `alerts` table (the outbox's convention
+/// for a non-finite value).
 fn encode_alert(a: &ActiveAlert) -> String {
-    // Plain data into memory: cannot fail (a non-finite value becomes null, kept aside).
-    let mut json = serde_json::to_value(a).unwrap_or_default();
-    if !a.alert.value.is_finite()
-        && let Some(obj) = json.as_object_mut()
-    {
-        obj.insert(NONFINITE_KEY.into(), a.alert.value.to_string().into());
-    }
-    json.to_string()
+    outbox::encode_with_alert_value(a, a.alert.value)
 }
 
 /// Reads what [`encode_alert`] wrote.
 fn decode_alert(text: &str) -> Result<ActiveAlert, serde_json::Error> {
-    let mut json: serde_json::Value = serde_json::from_str(text)?;
-    let nonfinite = json
-        .as_object_mut()
-        .and_then(|o| o.remove(NONFINITE_KEY))
-        .map(|v| {
-            v.as_str()
-                .and_then(|s| s.parse::<f64>().ok())
-                .unwrap_or(f64::NAN)
-        });
-    if nonfinite.is_some()
-        && let Some(alert) = json.get_mut("alert").and_then(|a| a.as_object_mut())
-    {
-        alert.insert("value".into(), 0.into());
-    }
-    let mut a: ActiveAlert = serde_json::from_value(json)?;
-    if let Some(v) = nonfinite {
-        a.alert.value = v;
-    }
-    Ok(a)
+    outbox::decode_with_alert_value(text, |a: &mut ActiveAlert| &mut a.alert.value)
 }
 
 /// Keeps the `alerts` table equal to the alert state machine's pending and firing

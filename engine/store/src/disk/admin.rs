@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Serialize;
 
-use super::{APPLICATION_ID, BUSY_TIMEOUT, Database, SCHEMA_VERSION, StoreError};
+use super::{BUSY_TIMEOUT, Database, StoreError};
 
 /// Why an operator's tool could not do its work. The database's own failures (foreign,
 /// corrupt, too new, ...) are [`StoreError`]s; the rest concern the files around it.
@@ -313,29 +313,10 @@ fn immutable_uri(path: &Path) -> Option<String> {
 }
 
 /// Checks the identity of the database `conn` has open, by reads only, as
-/// [`Database::open`] does; returns its schema version.
+/// [`Database::open`] does (an empty file is not a database here: nothing creates one);
+/// returns its schema version.
 fn identify(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
-    let err = |e| StoreError::from_sqlite(path, e);
-    let app_id: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(err)?;
-    let version: u32 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(err)?;
-    if app_id != APPLICATION_ID {
-        return Err(StoreError::Foreign {
-            path: path.to_path_buf(),
-            found: app_id,
-        });
-    }
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    Ok(version)
+    super::identify(conn, path, false).map(|i| i.version)
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -691,6 +672,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::*;
+    use crate::disk::SCHEMA_VERSION;
 
     /// A database made the way the engine makes it, with `n` series.
     fn database(dir: &Path, n: usize) -> (PathBuf, Database) {

@@ -118,6 +118,49 @@ pub enum StoreError {
     },
 }
 
+/// What a database file says it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    /// Its schema version (`user_version`).
+    pub version: u32,
+    /// An empty database (a new or 0-byte file): it becomes Telltale's.
+    pub fresh: bool,
+}
+
+/// Reads the identity of the database `conn` has open, by reads only, and refuses one
+/// that is another program's (unless it is empty and `fresh_ok`) or a newer Telltale's.
+pub(crate) fn identify(
+    conn: &Connection,
+    path: &Path,
+    fresh_ok: bool,
+) -> Result<Identity, StoreError> {
+    let err = |e| StoreError::from_sqlite(path, e);
+    let app_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(err)?;
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(err)?;
+    let fresh = app_id == 0 && version == 0 && tables == 0;
+    if !(fresh && fresh_ok) && app_id != APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            found: app_id,
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(Identity { version, fresh })
+}
+
 impl StoreError {
     /// Sorts a SQLite failure on `path` into the variant an operator can act on.
     pub(crate) fn from_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
@@ -175,29 +218,7 @@ impl Database {
         .map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         // Identity first, by reads only: a foreign or newer file is refused untouched.
-        let app_id: i32 = conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(err)?;
-        let version: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-            .map_err(err)?;
-        let fresh = app_id == 0 && version == 0 && tables == 0;
-        if !fresh && app_id != APPLICATION_ID {
-            return Err(StoreError::Foreign {
-                path: path.to_path_buf(),
-                found: app_id,
-            });
-        }
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        let Identity { fresh, .. } = identify(&conn, path, true)?;
         if !fresh {
             // The first page of every table: a damaged header or b-tree root shows
             // here, before anything is written, at a cost independent of the file's size

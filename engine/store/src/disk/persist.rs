@@ -873,48 +873,48 @@ impl Disk {
         now: TimestampMs,
         unqueued: u64,
     ) -> Vec<telltale_model::Sample> {
-        use telltale_model::{Sample, self_metrics as m};
+        use telltale_model::{Sample, self_metrics};
         let s = &self.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         let mut out = vec![
             Sample::new(
-                m::STORE_DISK_BYTES.name,
+                self_metrics::STORE_DISK_BYTES.name,
                 &[],
                 self.db.file_bytes() as f64,
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_SAMPLES_WRITTEN.name,
+                self_metrics::STORE_DISK_SAMPLES_WRITTEN.name,
                 &[],
                 get(&s.samples_written),
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_WRITE_ERRORS.name,
+                self_metrics::STORE_DISK_WRITE_ERRORS.name,
                 &[("reason", "full")],
                 get(&s.errors_full),
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_WRITE_ERRORS.name,
+                self_metrics::STORE_DISK_WRITE_ERRORS.name,
                 &[("reason", "error")],
                 get(&s.errors_other),
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_FULL.name,
+                self_metrics::STORE_DISK_FULL.name,
                 &[],
                 f64::from(u8::from(s.full.load(Ordering::Relaxed))),
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_DROPPED.name,
+                self_metrics::STORE_DISK_DROPPED.name,
                 &[("reason", "backlog")],
                 get(&s.dropped_backlog) + unqueued as f64,
                 now,
             ),
             Sample::new(
-                m::STORE_DISK_DROPPED.name,
+                self_metrics::STORE_DISK_DROPPED.name,
                 &[("reason", "stale")],
                 get(&s.dropped_stale),
                 now,
@@ -922,7 +922,7 @@ impl Disk {
         ];
         for tier in Tier::ALL {
             out.push(Sample::new(
-                m::STORE_DISK_EVICTED.name,
+                self_metrics::STORE_DISK_EVICTED.name,
                 &[("tier", tier.name())],
                 get(&s.evicted[tier as usize]),
                 now,
