@@ -163,16 +163,6 @@ notifiers:
     path
 }
 
-/// Sends SIGKILL and waits (bounded) until the process is gone.
-fn kill_9(engine: &mut Engine) {
-    engine.signal("KILL");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while engine.running() {
-        assert!(Instant::now() < deadline, "still running after SIGKILL");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn kill_9_neither_repeats_a_firing_alert_nor_loses_an_undelivered_notification() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,7 +179,7 @@ fn kill_9_neither_repeats_a_firing_alert_nor_loses_an_undelivered_notification()
     });
     // `up`'s delivery is marked done right after its answer; give that write a moment.
     thread::sleep(Duration::from_secs(1));
-    kill_9(&mut engine);
+    engine.kill_9();
     let before = engine.output();
     assert!(
         !before.contains("shutting down"),

@@ -133,16 +133,6 @@ impl Client {
     }
 }
 
-/// Sends SIGKILL and waits (bounded) until the process is gone.
-fn kill_9(engine: &mut Engine) {
-    engine.signal("KILL");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while engine.running() {
-        assert!(Instant::now() < deadline, "still running after SIGKILL");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Every series of [`METRIC`] in the database at `path`, by `(writer, s)`, read back the
 /// way the engine reads history (after the persister replayed what the last run flushed);
 /// the file must first pass SQLite's full integrity check.
@@ -319,7 +309,7 @@ fn kill_9_during_heavy_ingest_keeps_every_sample_acknowledged_before_the_last_fl
         let run = Duration::from_millis(1500 + (cycle as u64 * 337) % 1500);
         thread::sleep(run);
         let killed_at = Instant::now();
-        kill_9(&mut engine);
+        engine.kill_9();
         stop.store(true, Ordering::SeqCst);
         let mut acked_now = 0;
         for (w, pusher) in pushers.into_iter().enumerate() {

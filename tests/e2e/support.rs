@@ -255,6 +255,20 @@ impl Engine {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Sends SIGKILL (no shutdown of any kind: a crash) and waits, at most 10 s, until
+    /// the process is gone.
+    pub fn kill_9(&mut self) {
+        self.signal("KILL");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after SIGKILL"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Sends a signal (`HUP`, `TERM`, ...) without waiting for anything.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")

@@ -233,7 +233,7 @@ async fn run(
             dispatcher.with_outbox(outbox)
         }
         None => {
-            warn!("the durable store is disabled (`store.enabled: false`): alert state and undelivered notifications are not kept across restarts");
+            warn!("the durable store is disabled (`store.enabled: false`): history beyond the in-memory window, alert state and undelivered notifications are not kept across restarts");
             dispatcher
         }
     }
