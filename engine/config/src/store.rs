@@ -164,6 +164,18 @@ pub(crate) fn check(
         );
     }
 
+    if s.timestamp_tolerance.get() > std::time::Duration::from_millis(100) {
+        report(
+            &path(&["timestamp_tolerance"]),
+            format!(
+                "store.timestamp_tolerance ({}) would move sample times by more than 100ms",
+                s.timestamp_tolerance
+            ),
+            "use a few milliseconds (2ms absorbs a collector's scheduling jitter) or 0s to \
+             store every time exactly",
+        );
+    }
+
     if s.max_disk.0 < MIN_MAX_DISK {
         report(
             &path(&["max_disk"]),
@@ -317,6 +329,15 @@ mod tests {
     }
 
     #[test]
+    fn a_timestamp_tolerance_over_100ms_is_an_error() {
+        let text = err("store:\n  timestamp_tolerance: 1s\n");
+        assert!(
+            text.contains("t.yaml:2:3: error: store.timestamp_tolerance (1s) would move"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn max_disk_below_16_mib_is_an_error() {
         let text = err("store:\n  max_disk: 1MiB\n");
         assert!(
@@ -365,6 +386,7 @@ mod tests {
         assert_eq!(shown.flush_interval, default.flush_interval);
         assert_eq!(shown.checkpoint_interval, default.checkpoint_interval);
         assert_eq!(shown.max_disk, default.max_disk);
+        assert_eq!(shown.timestamp_tolerance, default.timestamp_tolerance);
         let (r, d) = (&shown.retention, &default.retention);
         assert_eq!(
             (r.raw, r.minute, r.hour, r.day),

@@ -72,6 +72,14 @@ pub struct StoreConfig {
     /// How long each tier is kept.
     #[serde(default)]
     pub retention: TierRetention,
+    /// On disk, a sample stamped within this much of its series' regular step (the last
+    /// stored time plus the interval before it) is stored on the step, as Prometheus does
+    /// with scrape times (`--scrape.timestamp-tolerance`, 2ms): jitter of a millisecond
+    /// or two otherwise costs several bits a sample. Stored times never drift from the
+    /// written ones by more than this; values are never changed. 0s (the default) stores
+    /// every time exactly.
+    #[serde(default = "defaults::timestamp_tolerance")]
+    pub timestamp_tolerance: HumanDuration,
     /// The most the database file may take on disk. Beyond it the oldest raw chunks are
     /// deleted first (then the oldest per-minute ones, and so on), logged once and
     /// counted in `telltale_store_disk_evicted_chunks_total`.
@@ -87,6 +95,7 @@ impl Default for StoreConfig {
             flush_interval: defaults::flush_interval(),
             checkpoint_interval: defaults::checkpoint_interval(),
             retention: TierRetention::default(),
+            timestamp_tolerance: defaults::timestamp_tolerance(),
             max_disk: defaults::max_disk(),
         }
     }
@@ -953,6 +962,9 @@ pub mod defaults {
     }
     pub(crate) fn day_retention() -> HumanDuration {
         HumanDuration(Duration::from_secs(10 * 365 * 86400))
+    }
+    pub(crate) fn timestamp_tolerance() -> HumanDuration {
+        HumanDuration(Duration::ZERO)
     }
     pub(crate) fn max_disk() -> ByteSize {
         ByteSize(10 << 30)

@@ -58,6 +58,7 @@ pub(crate) fn disk_config(store: &telltale_config::StoreConfig) -> DiskConfig {
         checkpoint_interval: store.checkpoint_interval.get(),
         retention: [r.raw.get(), r.minute.get(), r.hour.get(), r.day.get()],
         max_disk: store.max_disk.0,
+        timestamp_tolerance: store.timestamp_tolerance.get(),
     }
 }
 

@@ -17,7 +17,9 @@
 //!   roll-ups, free pages included), overall and per metric family, beside Prometheus'
 //!   published 1.3 bytes per sample. Of the committed capture of the `system` collector at
 //!   1 s (an hour, `benches/data/system-1s.jsonl.gz`) written through the real persister,
-//!   or of the database `DISK_DB` names (e.g. one a `telltale run` wrote).
+//!   or of the database `DISK_DB` names (e.g. one a `telltale run` wrote);
+//!   `DISK_TOLERANCE_MS=2` also writes the same samples again through a store with
+//!   `store.timestamp_tolerance: 2ms` and prints its figures.
 //!
 //! Run: `cargo bench -p telltale-store --bench durable` (a few minutes: it writes the
 //! databases first). `DURABLE_PARTS=reads,memory,start,disk` picks parts; `START_DB_MIB`
@@ -425,17 +427,88 @@ fn disk() {
         None => {
             let p = dir.path().join("capture.db");
             database_from_capture(&p);
-            if let Some(keep) = std::env::var_os("DISK_KEEP") {
-                std::fs::copy(&p, keep).expect("copy");
-            }
             p
         }
     };
     println!("== disk: {} ==", path.display());
+    analyze(&path);
+    // The same samples written again through a store whose `timestamp_tolerance` is N ms.
+    if let Some(ms) = std::env::var("DISK_TOLERANCE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let again = dir.path().join("tolerance.db");
+        rewrite(&path, &again, Duration::from_millis(ms));
+        println!();
+        println!("== disk: the same samples with store.timestamp_tolerance = {ms}ms ==");
+        analyze(&again);
+    }
+}
+
+/// Reads every raw sample of `from` and writes it through a new store on `to` whose
+/// persister aligns times within `tolerance`.
+fn rewrite(from: &Path, to: &Path, tolerance: Duration) {
+    let db = Database::open(from).expect("open");
+    let families: Vec<String> = db
+        .usage()
+        .expect("usage")
+        .families
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    drop(db);
+    let (src, src_handle) = open(from);
+    let dst = Arc::new(SeriesStore::new(StoreLimits {
+        max_series: 300_000,
+        max_points_per_series: 1 << 20,
+        ..StoreLimits::default()
+    }));
+    let cfg = DiskConfig {
+        timestamp_tolerance: tolerance,
+        ..DiskConfig::default()
+    };
+    let handle = Disk::start(Arc::new(Database::open(to).expect("open")), cfg, &dst)
+        .expect("start the persister");
+    for name in families {
+        let series = src
+            .range(
+                &name,
+                &Labels::new(),
+                i64::MIN / 2,
+                i64::MAX / 2,
+                Resolution::Tier(Tier::Raw),
+            )
+            .expect("read");
+        for s in series {
+            let RangeData::Points(points) = s.data else {
+                continue;
+            };
+            let labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let pairs: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            dst.ingest(
+                points
+                    .iter()
+                    .map(|p| Sample::new(&name, &pairs, p.value, p.timestamp_ms)),
+            );
+        }
+    }
+    handle.stop();
+    src_handle.stop();
+}
+
+/// Prints where the bytes of the database at `path` go.
+fn analyze(path: &Path) {
     // The file as the engine leaves it at a stop (its write-ahead log folded in), before
     // this process opens it.
-    let file = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let db = Database::open(&path).expect("open");
+    let file = std::fs::metadata(path).map_or(0, |m| m.len());
+    let db = Database::open(path).expect("open");
     let usage = db.usage().expect("usage");
     let samples: u64 = usage.families.iter().map(|f| f.samples).sum();
     let raw: u64 = usage.families.iter().map(|f| f.raw_bytes).sum();

@@ -74,6 +74,13 @@ pub(crate) struct Head {
     pub dirty: bool,
     /// When (wall clock) it last took a sample: heads idle for long are sealed.
     pub last_arrival_ms: TimestampMs,
+    /// `store.timestamp_tolerance`: a sample stamped within this many milliseconds of the
+    /// series' regular step (the last stored time plus its interval) is stored on the
+    /// step; a time further off is stored as written. So each stored time is within the
+    /// tolerance of the written one and nothing drifts; 0 stores every time exactly.
+    pub tolerance_ms: i64,
+    /// The series' regular interval as stored (0: not known yet).
+    step_ms: i64,
 }
 
 impl Head {
@@ -86,12 +93,33 @@ impl Head {
             rollups: Tier::ROLLUPS.map(TierHead::new),
             dirty: false,
             last_arrival_ms: 0,
+            tolerance_ms: 0,
+            step_ms: 0,
         }
     }
 
     /// The series' id.
     pub fn series(&self) -> i64 {
         self.series
+    }
+
+    /// `p` with its time on the series' regular step when it is within
+    /// `tolerance_ms` of it (see [`Head::tolerance_ms`]); else `p` as it is.
+    fn aligned(&self, p: Point) -> Point {
+        match self.last {
+            Some(l) if self.tolerance_ms > 0 && self.step_ms > 0 => {
+                let on_step = l.timestamp_ms + self.step_ms;
+                if (p.timestamp_ms - on_step).abs() <= self.tolerance_ms {
+                    Point {
+                        timestamp_ms: on_step,
+                        ..p
+                    }
+                } else {
+                    p
+                }
+            }
+            _ => p,
+        }
     }
 
     /// Adds `points` (oldest first; a run of equal timestamps keeps its last, as the
@@ -110,6 +138,7 @@ impl Head {
             {
                 continue;
             }
+            let p = &self.aligned(*p);
             if self.last.is_some_and(|l| p.timestamp_ms <= l.timestamp_ms) {
                 added.stale += 1;
                 continue;
@@ -122,6 +151,14 @@ impl Head {
             }
             self.raw.push(p.timestamp_ms, &[p.value]);
             let step = counter_step(self.last.map(|l| l.value), p.value);
+            if let Some(l) = self.last {
+                // The step follows a changed interval, not a sample's jitter: only a time
+                // more than a quarter of the step off it sets a new step.
+                let gap = p.timestamp_ms - l.timestamp_ms;
+                if self.step_ms == 0 || (gap - self.step_ms).abs() > self.step_ms / 4 {
+                    self.step_ms = gap;
+                }
+            }
             self.last = Some(*p);
             if !self.roll(p, step, sealed) {
                 added.late_for_rollup += 1;

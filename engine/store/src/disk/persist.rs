@@ -61,6 +61,9 @@ pub struct DiskConfig {
     pub retention: [Duration; 4],
     /// The most the database may take on disk, in bytes.
     pub max_disk: u64,
+    /// How far a sample's time may be moved onto its series' regular step on disk
+    /// (`store.timestamp_tolerance`; zero: never).
+    pub timestamp_tolerance: Duration,
 }
 
 impl Default for DiskConfig {
@@ -76,6 +79,7 @@ impl Default for DiskConfig {
                 Duration::from_secs(3650 * day),
             ],
             max_disk: 10 << 30,
+            timestamp_tolerance: Duration::ZERO,
         }
     }
 }
@@ -224,6 +228,8 @@ struct Persister {
     evicting: bool,
     /// The page cap in force on `conn` ([`Disk::limit_pages`]).
     page_limit: u64,
+    /// [`DiskConfig::timestamp_tolerance`] in milliseconds.
+    tolerance_ms: i64,
     /// While the replay runs: what flushes wrote meanwhile, for the heads once the replay
     /// is done (older rows must reach a head before newer points, or they are stale).
     deferred: Option<Vec<(i64, Vec<Point>)>>,
@@ -272,7 +278,9 @@ impl Disk {
             evicting: false,
             page_limit: 0,
             deferred: None,
+            tolerance_ms: 0,
         };
+        p.tolerance_ms = i64::try_from(p.disk.cfg.timestamp_tolerance.as_millis()).unwrap_or(0);
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("telltale-persist".into())
@@ -292,8 +300,9 @@ impl Disk {
         heads: &'a mut HashMap<i64, Head>,
         conn: &Connection,
         series: i64,
+        tolerance_ms: i64,
     ) -> &'a mut Head {
-        heads.entry(series).or_insert_with(|| {
+        let head = heads.entry(series).or_insert_with(|| {
             let row: Option<Vec<u8>> = conn
                 .query_row("SELECT data FROM heads WHERE series = ?1", [series], |r| {
                     r.get(0)
@@ -315,7 +324,9 @@ impl Disk {
                 }
                 None => Head::new(series),
             }
-        })
+        });
+        head.tolerance_ms = tolerance_ms;
+        head
     }
 
     /// The database.
@@ -406,7 +417,7 @@ impl Persister {
         self.deferred = Some(Vec::new());
         for (seq, data) in &rows {
             let res = wal::for_each_series(data, &mut |series, points| {
-                let head = Disk::head_mut(&mut heads.map, &self.conn, series);
+                let head = Disk::head_mut(&mut heads.map, &self.conn, series, self.tolerance_ms);
                 let added = head.add(points, now, &mut heads.sealed);
                 samples += added.accepted;
                 if let Some(p) = points.last() {
@@ -425,7 +436,7 @@ impl Persister {
             }
         }
         for (id, points) in self.deferred.take().unwrap_or_default() {
-            let head = Disk::head_mut(&mut heads.map, &self.conn, id);
+            let head = Disk::head_mut(&mut heads.map, &self.conn, id, self.tolerance_ms);
             let added = head.add(&points, now, &mut heads.sealed);
             self.disk
                 .stats
@@ -535,7 +546,7 @@ impl Persister {
             let mut heads = self.disk.heads.lock();
             let heads = &mut *heads;
             for (id, points) in &groups {
-                let head = Disk::head_mut(&mut heads.map, &self.conn, *id);
+                let head = Disk::head_mut(&mut heads.map, &self.conn, *id, self.tolerance_ms);
                 let added = head.add(points, now, &mut heads.sealed);
                 if added.stale > 0 {
                     self.disk

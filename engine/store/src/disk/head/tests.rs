@@ -100,3 +100,45 @@ fn garbage_heads_are_errors() {
     assert!(Head::from_bytes(1, &[HEAD_VERSION, 1, 2, 3]).is_err());
     assert!(Head::from_bytes(1, &[99]).is_err());
 }
+
+#[test]
+fn with_a_tolerance_times_near_the_step_are_stored_on_it_and_never_drift() {
+    let mut h = Head::new(4);
+    h.tolerance_ms = 2;
+    let mut sealed = Vec::new();
+    // A 1 s collector whose stamps jitter by a millisecond or two, then one late by 40 ms
+    // (the interval stays 1 s), then a run that keeps creeping 2 ms a second (aligned
+    // times would drift away from it if they were not checked against what was written).
+    let written = [
+        0, 1000, 2001, 2999, 4002, 5000, 6040, 7040, 8042, 9044, 10046, 11048, 12050,
+    ];
+    let points: Vec<Point> = written.iter().map(|&t| p(t, t as f64)).collect();
+    h.add(&points, 0, &mut sealed);
+    let stored: Vec<i64> = raw(&h).iter().map(|&(t, _)| t).collect();
+    assert_eq!(
+        stored,
+        [
+            0, 1000, 2000, 3000, 4000, 5000, 6040, 7040, 8040, 9044, 10044, 11048, 12048
+        ]
+    );
+    for (s, w) in stored.iter().zip(written) {
+        assert!((s - w).abs() <= 2, "{s} stored for {w}");
+    }
+    // Values are never changed.
+    assert!(
+        raw(&h)
+            .iter()
+            .zip(written)
+            .all(|(&(_, v), w)| v == w as f64)
+    );
+}
+
+#[test]
+fn without_a_tolerance_every_time_is_kept_exactly() {
+    let mut h = Head::new(5);
+    let mut sealed = Vec::new();
+    let written = [0, 1000, 2001, 2999];
+    h.add(&written.map(|t| p(t, 1.0)), 0, &mut sealed);
+    let stored: Vec<i64> = raw(&h).iter().map(|&(t, _)| t).collect();
+    assert_eq!(stored, written);
+}
