@@ -156,7 +156,15 @@ impl Head {
                 // more than a quarter of the step off it sets a new step.
                 let gap = p.timestamp_ms - l.timestamp_ms;
                 if self.step_ms == 0 || (gap - self.step_ms).abs() > self.step_ms / 4 {
-                    self.step_ms = gap;
+                    // Intervals are set in round numbers (1s, 15s): a gap within the
+                    // tolerance of a multiple of 10 ms is taken as that multiple, or a
+                    // jittered first gap (1,001 ms) would make every aligned time creep.
+                    let round = (gap + 5).div_euclid(10) * 10;
+                    self.step_ms = if (gap - round).abs() <= self.tolerance_ms && round > 0 {
+                        round
+                    } else {
+                        gap
+                    };
                 }
             }
             self.last = Some(*p);

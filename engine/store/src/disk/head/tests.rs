@@ -106,11 +106,13 @@ fn with_a_tolerance_times_near_the_step_are_stored_on_it_and_never_drift() {
     let mut h = Head::new(4);
     h.tolerance_ms = 2;
     let mut sealed = Vec::new();
-    // A 1 s collector whose stamps jitter by a millisecond or two, then one late by 40 ms
+    // A 1 s collector whose first interval came out 1,001 ms (taken as 1 s: the grid is
+    // anchored where the series started) and whose stamps then jitter by a millisecond or
+    // two, then one late by 40 ms
     // (the interval stays 1 s), then a run that keeps creeping 2 ms a second (aligned
     // times would drift away from it if they were not checked against what was written).
     let written = [
-        0, 1000, 2001, 2999, 4002, 5000, 6040, 7040, 8042, 9044, 10046, 11048, 12050,
+        0, 1001, 2001, 2999, 4002, 5000, 6040, 7040, 8042, 9044, 10046, 11048, 12050,
     ];
     let points: Vec<Point> = written.iter().map(|&t| p(t, t as f64)).collect();
     h.add(&points, 0, &mut sealed);
@@ -118,7 +120,7 @@ fn with_a_tolerance_times_near_the_step_are_stored_on_it_and_never_drift() {
     assert_eq!(
         stored,
         [
-            0, 1000, 2000, 3000, 4000, 5000, 6040, 7040, 8040, 9044, 10044, 11048, 12048
+            0, 1001, 2001, 3001, 4001, 5001, 6040, 7040, 8040, 9044, 10044, 11048, 12048
         ]
     );
     for (s, w) in stored.iter().zip(written) {
