@@ -135,10 +135,10 @@ pub struct StoreInfo {
     pub heads: Rows,
     /// Flushes since the last checkpoint (not yet folded into chunks).
     pub wal: Rows,
-    /// The oldest sample kept (in chunks or in the heads of the last checkpoint), in ms
-    /// since the Unix epoch.
+    /// The oldest sample kept (in chunks, heads or `wal` rows), in ms since the Unix
+    /// epoch.
     pub oldest_sample_ms: Option<i64>,
-    /// The newest sample as of the last checkpoint (samples flushed since are in `wal`).
+    /// The newest sample on disk (as of the engine's last flush).
     pub newest_sample_ms: Option<i64>,
     /// Pending and firing alerts.
     pub alerts: u64,
@@ -404,8 +404,37 @@ fn info(conn: &Connection, path: &Path) -> Result<StoreInfo, StoreError> {
         (Some(a), Some(b)) => Some(f(a, b)),
         (a, b) => a.or(b),
     };
-    let oldest_sample_ms = pick(raw.and_then(|t| t.oldest_start_ms), head_first, i64::min);
-    let newest_sample_ms = pick(raw.and_then(|t| t.newest_end_ms), head_last, i64::max);
+    // Samples flushed since the last checkpoint are only in `wal` rows: their span
+    // counts too (a running engine's newest sample is there).
+    let (mut wal_first, mut wal_last) = (None::<i64>, None::<i64>);
+    {
+        let mut st = tx.prepare("SELECT data FROM wal").map_err(err)?;
+        let mut rows = st.query([]).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            let data = r
+                .get_ref(0)
+                .map_err(err)?
+                .as_blob()
+                .map_err(|e| err(e.into()))?;
+            // A malformed row (a bug or damage) only leaves its samples out of the span.
+            let _ = super::wal::for_each_series(data, &mut |_, points| {
+                for p in points {
+                    wal_first = Some(wal_first.map_or(p.timestamp_ms, |t| t.min(p.timestamp_ms)));
+                    wal_last = Some(wal_last.map_or(p.timestamp_ms, |t| t.max(p.timestamp_ms)));
+                }
+            });
+        }
+    }
+    let oldest_sample_ms = pick(
+        pick(raw.and_then(|t| t.oldest_start_ms), head_first, i64::min),
+        wal_first,
+        i64::min,
+    );
+    let newest_sample_ms = pick(
+        pick(raw.and_then(|t| t.newest_end_ms), head_last, i64::max),
+        wal_last,
+        i64::max,
+    );
     tx.commit().map_err(err)?;
     Ok(StoreInfo {
         path: path.to_path_buf(),
@@ -627,7 +656,7 @@ impl fmt::Display for StoreInfo {
         writeln!(f, "series     {}", self.series)?;
         writeln!(
             f,
-            "samples    oldest {}, newest {} (as of the last checkpoint)",
+            "samples    oldest {}, newest {} (as of the last flush)",
             time(self.oldest_sample_ms),
             time(self.newest_sample_ms)
         )?;

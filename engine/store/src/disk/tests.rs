@@ -224,6 +224,10 @@ mod persistence {
                 .load(std::sync::atomic::Ordering::Relaxed)
                 == n as u64
         });
+        // `store info` sees the flushed samples before any checkpoint (in `wal` rows).
+        let info = disk.database().info().unwrap();
+        assert_eq!(info.oldest_sample_ms, Some(t0));
+        assert_eq!(info.newest_sample_ms, Some(t0 + (n - 1) * 1000));
         // A crash: the first persister never checkpoints (its interval is an hour) and
         // never stops; a second one opens the same file.
         std::mem::forget(handle);
