@@ -1,7 +1,10 @@
-//! The in-memory series store: the hot window every rule and analyzer reads, and the
-//! analyzer events rules react to.
+//! The series store: the in-memory hot window every rule and analyzer reads, the
+//! analyzer events rules react to, and behind them the durable store ([`disk`]: history in
+//! tiers, alert state and the notification outbox in one SQLite file), which the store
+//! feeds every accepted sample and which its reads reach beyond the in-memory window
+//! ([`SeriesRead::range`]).
 //!
-//! Used only through its API, so that a durable store can take its place later:
+//! Used only through its API:
 //!
 //! * **writers** ([`StoreWriter`], from [`SeriesStore::writer`]): one per source (a
 //!   collector, an analyzer, a push listener), holding the source's id; plain ingest,
