@@ -1118,7 +1118,7 @@ impl SeriesStore {
         };
         let mut out: BTreeMap<Labels, RangeData> = disk.with_reader(|conn| {
             let mut out = BTreeMap::new();
-            for (id, labels) in disk::Disk::select(conn, name, matcher)? {
+            for (id, labels) in disk.select(conn, name, matcher)? {
                 let until = match in_memory.get(&labels).and_then(|p| p.first()) {
                     Some(first) => to.min(first.timestamp_ms - 1),
                     None => to,

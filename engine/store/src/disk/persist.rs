@@ -113,9 +113,20 @@ pub struct Disk {
     /// Idle read connections (a read takes one, or opens one).
     pub(crate) readers: Mutex<Vec<Connection>>,
     pub(crate) stats: DiskStats,
+    /// Each family's series as the `series` table lists them, for reads.
+    pub(crate) families: Mutex<FamilyCache>,
     /// The most pages the persister may write (0: SQLite's own bound): makes a full disk
     /// in tests where no small file system can be mounted ([`Disk::limit_pages`]).
     page_limit: AtomicU64,
+}
+
+/// The series of each family read so far, by name. `generation` changes whenever entries
+/// are dropped, so a read that began before a new series was written does not put back a
+/// list without it.
+#[derive(Debug, Default)]
+pub(crate) struct FamilyCache {
+    pub generation: u64,
+    pub by_name: HashMap<String, Arc<Vec<(i64, Labels)>>>,
 }
 
 /// Samples the in-memory store took since the last flush: the series it created (with
@@ -259,6 +270,7 @@ impl Disk {
             heads: Mutex::new(Heads::default()),
             readers: Mutex::new(Vec::new()),
             stats: DiskStats::default(),
+            families: Mutex::new(FamilyCache::default()),
             page_limit: AtomicU64::new(0),
         });
         store.attach_disk(disk.clone());
@@ -327,6 +339,15 @@ impl Disk {
         });
         head.tolerance_ms = tolerance_ms;
         head
+    }
+
+    /// Drops the cached series lists of these families (new series of them are written).
+    fn forget_families<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut c = self.families.lock();
+        c.generation += 1;
+        for n in names {
+            c.by_name.remove(n);
+        }
     }
 
     /// The database.
@@ -603,6 +624,9 @@ impl Persister {
             match res {
                 Ok(seq) => {
                     let u = self.backlog.pop_front().expect("front exists");
+                    if !u.series.is_empty() {
+                        self.disk.forget_families(u.series.iter().map(|s| &*s.name));
+                    }
                     self.backlog_bytes -= u.wal.len();
                     self.wal_bytes += u.wal.len();
                     if seq.is_some() {
@@ -739,6 +763,9 @@ impl Persister {
         match res {
             Ok(()) => {
                 self.disk.heads.lock().sealed.drain(..sealed.len());
+                if !series.is_empty() {
+                    self.disk.forget_families(series.iter().map(|s| &*s.name));
+                }
                 self.wrote();
                 let dropped: u64 = self.backlog.iter().map(|u| u.samples).sum();
                 self.disk

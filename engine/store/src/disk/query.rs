@@ -92,28 +92,52 @@ impl Disk {
         out
     }
 
-    /// The stored series of `name` whose labels include `matcher`, in label order.
+    /// The stored series of `name` whose labels include `matcher`, in label order. A
+    /// family's series are read and their labels parsed once, then kept until the
+    /// persister writes a new series of that name ([`Disk::forget_families`]).
     pub(crate) fn select(
+        &self,
         conn: &Connection,
         name: &str,
         matcher: &Labels,
     ) -> rusqlite::Result<Vec<(i64, Labels)>> {
-        let mut st = conn.prepare_cached("SELECT id, labels FROM series WHERE name = ?1")?;
-        let mut out: Vec<(i64, Labels)> = st
-            .query_map([name], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?
-            .filter_map(|row| {
-                let (id, text) = row.ok()?;
-                let labels = labels_from_json(&text)?;
+        let (generation, cached) = {
+            let c = self.families.lock();
+            (c.generation, c.by_name.get(name).cloned())
+        };
+        let all = match cached {
+            Some(all) => all,
+            None => {
+                let mut st =
+                    conn.prepare_cached("SELECT id, labels FROM series WHERE name = ?1")?;
+                let mut all: Vec<(i64, Labels)> = st
+                    .query_map([name], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })?
+                    .filter_map(|row| {
+                        let (id, text) = row.ok()?;
+                        Some((id, labels_from_json(&text)?))
+                    })
+                    .collect();
+                all.sort_by(|a, b| a.1.cmp(&b.1));
+                let all = std::sync::Arc::new(all);
+                let mut c = self.families.lock();
+                // Not if a new series was written meanwhile: this list may lack it.
+                if c.generation == generation {
+                    c.by_name.insert(name.to_string(), all.clone());
+                }
+                all
+            }
+        };
+        Ok(all
+            .iter()
+            .filter(|(_, labels)| {
                 matcher
                     .iter()
                     .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
-                    .then_some((id, labels))
             })
-            .collect();
-        out.sort_by(|a, b| a.1.cmp(&b.1));
-        Ok(out)
+            .cloned()
+            .collect())
     }
 
     /// Series `id`'s history of `tier` in `[from, to]`: its chunks, then its head.

@@ -398,4 +398,33 @@ mod persistence {
                 .any(|(name, bytes)| name == "chunks" && *bytes > 0)
         );
     }
+
+    #[test]
+    fn a_family_read_again_finds_the_series_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, handle) = start(&dir.path().join("t.db"), config());
+        let t0 = write(&store, "grow", 1, 10, |k| k as f64);
+        let disk = store.disk().unwrap().clone();
+        let written = |n: u64| {
+            wait_until("the flush", || {
+                disk.stats
+                    .samples_written
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == n
+            })
+        };
+        written(10);
+        let count = || {
+            disk.with_reader(|c| disk.select(c, "grow", &Labels::new()))
+                .unwrap()
+                .len()
+        };
+        assert_eq!(count(), 1);
+        assert_eq!(count(), 1, "read again from the cache");
+        // A second series of the family: the cached list must not hide it.
+        store.ingest([Sample::new("grow", &[("i", "9")], 1.0, t0)]);
+        written(11);
+        assert_eq!(count(), 2);
+        handle.stop();
+    }
 }
