@@ -22,7 +22,7 @@
 //! successful checkpoint makes the backlog moot, since the heads it writes hold the same
 //! samples. One log line when writing stops and one when it resumes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -101,7 +101,45 @@ pub(crate) struct DiskStats {
 #[derive(Debug, Default)]
 pub(crate) struct Heads {
     pub map: HashMap<i64, Head>,
-    pub sealed: Vec<Sealed>,
+    pub sealed: SealedChunks,
+}
+
+/// Chunks sealed since the last checkpoint, by series, tier and start: a read looks up
+/// its one series while this holds every series' (thousands under heavy ingest).
+#[derive(Debug, Default)]
+pub(crate) struct SealedChunks(BTreeMap<(i64, Tier, TimestampMs), Sealed>);
+
+impl SealedChunks {
+    /// Takes the chunks `sealed` holds.
+    pub fn take_from(&mut self, sealed: &mut Vec<Sealed>) {
+        for c in sealed.drain(..) {
+            self.0.insert((c.series, c.tier, c.start_ms), c);
+        }
+    }
+
+    /// Those of `series` and `tier`, oldest first.
+    pub fn of(&self, series: i64, tier: Tier) -> impl Iterator<Item = &Sealed> {
+        self.0
+            .range((series, tier, TimestampMs::MIN)..=(series, tier, TimestampMs::MAX))
+            .map(|(_, c)| c)
+    }
+
+    /// A copy of all, for a checkpoint (reads still find them here until it commits).
+    pub fn snapshot(&self) -> Vec<Sealed> {
+        self.0.values().cloned().collect()
+    }
+
+    /// Forgets `chunks`, now written (chunks sealed meanwhile stay).
+    pub fn written(&mut self, chunks: &[Sealed]) {
+        for c in chunks {
+            self.0.remove(&(c.series, c.tier, c.start_ms));
+        }
+    }
+
+    /// Bytes of chunk data held.
+    pub fn bytes(&self) -> usize {
+        self.0.values().map(|c| c.data.len()).sum()
+    }
 }
 
 /// The durable part of the store: shared by the persister thread and the reads.
@@ -371,7 +409,7 @@ impl Disk {
             .values()
             .map(|h| h.heap_bytes() + std::mem::size_of::<Head>())
             .sum::<usize>()
-            + heads.sealed.iter().map(|c| c.data.len()).sum::<usize>()
+            + heads.sealed.bytes()
     }
 
     /// Whether writing stopped for a full disk (and has not resumed).
@@ -436,10 +474,12 @@ impl Persister {
         let mut heads = disk.heads.lock();
         let heads = &mut *heads;
         self.deferred = Some(Vec::new());
+        let mut sealed = Vec::new();
         for (seq, data) in &rows {
             let res = wal::for_each_series(data, &mut |series, points| {
                 let head = Disk::head_mut(&mut heads.map, &self.conn, series, self.tolerance_ms);
-                let added = head.add(points, now, &mut heads.sealed);
+                let added = head.add(points, now, &mut sealed);
+                heads.sealed.take_from(&mut sealed);
                 samples += added.accepted;
                 if let Some(p) = points.last() {
                     self.newest_ms = self.newest_ms.max(p.timestamp_ms);
@@ -458,7 +498,8 @@ impl Persister {
         }
         for (id, points) in self.deferred.take().unwrap_or_default() {
             let head = Disk::head_mut(&mut heads.map, &self.conn, id, self.tolerance_ms);
-            let added = head.add(&points, now, &mut heads.sealed);
+            let added = head.add(&points, now, &mut sealed);
+            heads.sealed.take_from(&mut sealed);
             self.disk
                 .stats
                 .dropped_stale
@@ -566,9 +607,11 @@ impl Persister {
         } else {
             let mut heads = self.disk.heads.lock();
             let heads = &mut *heads;
+            let mut sealed = Vec::new();
             for (id, points) in &groups {
                 let head = Disk::head_mut(&mut heads.map, &self.conn, *id, self.tolerance_ms);
-                let added = head.add(points, now, &mut heads.sealed);
+                let added = head.add(points, now, &mut sealed);
+                heads.sealed.take_from(&mut sealed);
                 if added.stale > 0 {
                     self.disk
                         .stats
@@ -698,10 +741,11 @@ impl Persister {
             let mut heads = self.disk.heads.lock();
             let heads = &mut *heads;
             let mut gone = Vec::new();
+            let mut sealed = Vec::new();
             for (id, head) in heads.map.iter_mut() {
                 let idle = now.saturating_sub(head.last_arrival_ms);
                 if idle >= IDLE_SEAL_MS && !head.is_empty() {
-                    head.seal_all(&mut heads.sealed);
+                    head.seal_all(&mut sealed);
                 }
                 if idle >= 24 * IDLE_SEAL_MS && head.is_empty() && !head.dirty {
                     gone.push(*id);
@@ -719,8 +763,8 @@ impl Persister {
             for id in &gone {
                 heads.map.remove(id);
             }
-            // Copied, not taken: reads find them in memory until the commit below.
-            (heads.sealed.clone(), changed, gone)
+            heads.sealed.take_from(&mut sealed);
+            (heads.sealed.snapshot(), changed, gone)
         };
         // The backlog's samples are in the heads written here: only its new series rows
         // are still needed.
@@ -762,7 +806,7 @@ impl Persister {
         })();
         match res {
             Ok(()) => {
-                self.disk.heads.lock().sealed.drain(..sealed.len());
+                self.disk.heads.lock().sealed.written(&sealed);
                 if !series.is_empty() {
                     self.disk.forget_families(series.iter().map(|s| &*s.name));
                 }

@@ -175,13 +175,11 @@ impl Disk {
         // checkpoint wrote meanwhile are skipped by their time) and the open head.
         let held = {
             let heads = self.heads.lock();
-            for c in heads.sealed.iter().filter(|c| {
-                c.series == id
-                    && c.tier == tier
-                    && c.start_ms > written_until
-                    && c.end_ms >= from
-                    && c.start_ms <= to
-            }) {
+            for c in heads
+                .sealed
+                .of(id, tier)
+                .filter(|c| c.start_ms > written_until && c.end_ms >= from && c.start_ms <= to)
+            {
                 decode(&c.data, &mut points, &mut buckets).map_err(corrupt)?;
             }
             heads.map.get(&id).map(|h| match tier {
