@@ -127,6 +127,7 @@ impl AlertManager {
                     firing_since_ms: 0,
                     resolved_at_ms: None,
                     rule_file: file.clone(),
+                    kind: telltale_model::AlertKind::Condition,
                 },
             });
             // Updated every tick: the latest value and wording are what people should see.
@@ -143,6 +144,7 @@ impl AlertManager {
                 out.push(Notification {
                     id: notification_id(now_ms),
                     status: AlertStatus::Firing,
+                    reason: telltale_model::NotificationReason::StateChange,
                     alert: entry.alert.clone(),
                 });
             }
@@ -219,6 +221,7 @@ fn resolved(mut alert: Alert, now_ms: TimestampMs) -> Notification {
     Notification {
         id: notification_id(now_ms),
         status: AlertStatus::Resolved,
+        reason: telltale_model::NotificationReason::StateChange,
         alert,
     }
 }

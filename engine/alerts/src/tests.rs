@@ -25,6 +25,7 @@ fn meta(name: &str, hold_s: u64) -> RuleMeta {
         labels: labels(&[("team", "ops"), ("mount", "rule-default")]),
         summary: "rule summary".into(),
         file: PathBuf::from("rules/x.rhai"),
+        policy: Default::default(),
     }
 }
 

@@ -592,6 +592,87 @@ impl AlertStatus {
     }
 }
 
+/// Why a notification was made: the payload's `reason`. A receiver that only cares whether
+/// an alert is firing reads `status`; `reason` says what happened to it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationReason {
+    /// The alert started firing or resolved.
+    #[default]
+    StateChange,
+    /// Still firing: its repeat interval (the rule's `repeat`, or the route's
+    /// `repeat_interval`) passed.
+    Repeat,
+    /// It changed state so often that it is flapping (Kapacitor's weighted measure): the
+    /// changes that follow are not announced until it settles.
+    Flapping,
+    /// It stopped flapping; `status` is where it settled.
+    Settled,
+    /// An escalation policy's level reached further receivers (nobody acknowledged).
+    Escalation,
+    /// Someone acknowledged it (the alert's `ack` says who and why).
+    Acknowledged,
+    /// Someone withdrew an acknowledgement, or its `ack_timeout` passed.
+    Unacknowledged,
+}
+
+impl NotificationReason {
+    /// The snake_case name used in payloads and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationReason::StateChange => "state_change",
+            NotificationReason::Repeat => "repeat",
+            NotificationReason::Flapping => "flapping",
+            NotificationReason::Settled => "settled",
+            NotificationReason::Escalation => "escalation",
+            NotificationReason::Acknowledged => "acknowledged",
+            NotificationReason::Unacknowledged => "unacknowledged",
+        }
+    }
+}
+
+/// What an alert instance is about: the rule's condition, or the rule's own trouble.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// The rule's condition holds.
+    #[default]
+    Condition,
+    /// A series the rule reads stopped arriving for the rule's `nodata` time (labels: the
+    /// series' own, and `alertstate="nodata"`).
+    Nodata,
+    /// The rule kept failing to evaluate for its `error_after` time (the summary is the
+    /// error, `rule_file` the file; label `alertstate="error"`).
+    Error,
+}
+
+impl AlertKind {
+    /// The lowercase name (the `alertstate` label of nodata and error alerts).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Condition => "condition",
+            AlertKind::Nodata => "nodata",
+            AlertKind::Error => "error",
+        }
+    }
+}
+
+/// Who acknowledged an alert, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Acknowledgement {
+    /// Who (free text: a name, an e-mail address, a chat handle).
+    pub by: String,
+    /// Why, or what they are doing about it (may be empty).
+    pub comment: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: TimestampMs,
+}
+
 /// The state of one alert instance at the moment a notification was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -615,6 +696,10 @@ pub struct Alert {
     pub resolved_at_ms: Option<TimestampMs>,
     /// The file the rule came from (`<embedded>/NAME.rhai` for default rules).
     pub rule_file: String,
+    /// What the alert is about: the condition (the usual case), missing data or a failing
+    /// rule.
+    #[serde(default)]
+    pub kind: AlertKind,
 }
 
 /// One message for the notifiers: an alert started firing or resolved.
@@ -625,6 +710,9 @@ pub struct Notification {
     pub id: String,
     /// Firing or resolved.
     pub status: AlertStatus,
+    /// What happened: a state change, a repeat, flapping, an escalation, an acknowledgement.
+    #[serde(default)]
+    pub reason: NotificationReason,
     /// The alert as it stood.
     pub alert: Alert,
 }
@@ -669,6 +757,124 @@ pub struct RuleMeta {
     pub summary: String,
     /// The file the rule came from (`<embedded>/NAME.rhai` for the built-in rules).
     pub file: PathBuf,
+    /// How the rule's alerts behave between their conditions: keep-firing, hysteresis,
+    /// flapping, missing data, errors, repeats.
+    pub policy: AlertPolicy,
+}
+
+/// The lifecycle settings of a rule's alerts (the `RULE` fields besides name, severity,
+/// hold, labels and summary). `Default` is what a rule that sets none of them gets: the
+/// Prometheus behaviour (fire after `hold`, resolve as soon as the condition stops).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertPolicy {
+    /// How long an alert keeps firing after its condition was last seen (`keep_firing_for`,
+    /// Prometheus' name; default 0).
+    pub keep_firing_for: Duration,
+    /// Enter and exit thresholds per severity (`thresholds:`), lowest severity first. Empty
+    /// means `evaluate()` decides alone and the rule's `severity` applies.
+    pub thresholds: Vec<Threshold>,
+    /// Which side of a threshold is bad (`direction:`, default above).
+    pub direction: Direction,
+    /// Flap detection (`flapping:`); `None` when off.
+    pub flapping: Option<Flapping>,
+    /// How long a series the rule reads may stay silent before a `nodata` alert
+    /// (`nodata:`); `None` when off.
+    pub nodata: Option<Duration>,
+    /// How long the rule must keep failing before an `error` alert (`error_after:`).
+    pub error_after: Duration,
+    /// How often a firing alert is announced again, per severity (`repeat:`); `None` means
+    /// once (the route's `repeat_interval` still applies).
+    pub repeat: [Option<Duration>; 3],
+    /// Whether resolved notifications are sent (`send_resolved:`, default true).
+    pub send_resolved: bool,
+}
+
+impl Default for AlertPolicy {
+    fn default() -> Self {
+        AlertPolicy {
+            keep_firing_for: Duration::ZERO,
+            thresholds: Vec::new(),
+            direction: Direction::Above,
+            flapping: None,
+            nodata: None,
+            error_after: AlertPolicy::DEFAULT_ERROR_AFTER,
+            repeat: [None; 3],
+            send_resolved: true,
+        }
+    }
+}
+
+impl AlertPolicy {
+    /// `error_after` when the rule does not say: long enough that one failed scrape or a
+    /// rule being edited does not page, short enough that a broken rule is noticed.
+    pub const DEFAULT_ERROR_AFTER: Duration = Duration::from_secs(300);
+
+    /// The repeat interval of a severity, if any.
+    pub fn repeat_for(&self, severity: Severity) -> Option<Duration> {
+        self.repeat[severity as usize]
+    }
+}
+
+/// One severity's pair of thresholds: an alert of that severity starts when the value
+/// crosses `enter` and ends only when it crosses back past `exit` (hysteresis).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// The severity this pair raises.
+    pub severity: Severity,
+    /// Enter when the value is beyond this (above it for [`Direction::Above`]).
+    pub enter: f64,
+    /// Leave only when the value is back beyond this (below it for [`Direction::Above`]).
+    pub exit: f64,
+}
+
+/// Which side of a threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// High values are bad: enter when `value > enter`, leave when `value < exit`.
+    #[default]
+    Above,
+    /// Low values are bad: enter when `value < enter`, leave when `value > exit`.
+    Below,
+}
+
+impl Direction {
+    /// Whether `value` is past `enter` (for entering).
+    pub fn entered(self, value: f64, enter: f64) -> bool {
+        match self {
+            Direction::Above => value > enter,
+            Direction::Below => value < enter,
+        }
+    }
+    /// Whether `value` is back past `exit` (for leaving).
+    pub fn exited(self, value: f64, exit: f64) -> bool {
+        match self {
+            Direction::Above => value < exit,
+            Direction::Below => value > exit,
+        }
+    }
+}
+
+/// Kapacitor's flap detection: the weighted share of state changes among the last
+/// `history` evaluations (older ones weigh less); above `high` the alert is flapping, and
+/// it settles below `low`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flapping {
+    /// How many evaluations are remembered (Kapacitor's `.history`, default 21).
+    pub history: usize,
+    /// Settles below this share (default 0.25).
+    pub low: f64,
+    /// Starts flapping above this share (default 0.5).
+    pub high: f64,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            history: 21,
+            low: 0.25,
+            high: 0.5,
+        }
+    }
 }
 
 /// `a == b` for the short strings of names and labels, without a call to `memcmp` per

@@ -20,6 +20,7 @@ pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notific
     Notification {
         id: id.into(),
         status,
+        reason: telltale_model::NotificationReason::StateChange,
         alert: Alert {
             fingerprint: "fp123".into(),
             rule: "high_cpu".into(),
@@ -35,6 +36,7 @@ pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notific
             firing_since_ms: 1_700_000_060_250,
             resolved_at_ms: (status == AlertStatus::Resolved).then_some(1_700_000_360_000),
             rule_file: "rules/cpu.rhai".into(),
+            kind: telltale_model::AlertKind::Condition,
         },
     }
 }

@@ -252,6 +252,7 @@ fn note(id: &str, value: f64) -> Notification {
     Notification {
         id: id.into(),
         status: AlertStatus::Firing,
+        reason: telltale_model::NotificationReason::StateChange,
         alert: Alert {
             fingerprint: "fp".into(),
             rule: "hot".into(),
@@ -263,6 +264,7 @@ fn note(id: &str, value: f64) -> Notification {
             firing_since_ms: T0,
             resolved_at_ms: None,
             rule_file: "hot.rhai".into(),
+            kind: telltale_model::AlertKind::Condition,
         },
     }
 }

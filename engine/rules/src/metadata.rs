@@ -11,7 +11,7 @@ use std::time::Duration;
 use rhai::{AST, Dynamic, ImmutableString, Map, ParseError, ParseErrorType};
 
 use telltale_diagnostics::{Diagnostic, Position, did_you_mean};
-use telltale_model::{Labels, RuleMeta, Severity};
+use telltale_model::{AlertPolicy, Labels, RuleMeta, Severity};
 
 use super::sandbox::{MAX_EXPR_DEPTHS, position_of};
 
@@ -387,6 +387,7 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
             labels,
             summary,
             file: file.to_path_buf(),
+            policy: AlertPolicy::default(),
         }),
         _ => Err(errors),
     }
