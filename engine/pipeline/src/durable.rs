@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use telltale_alerts::{ActiveAlert, AlertManager, AlertState};
 use telltale_config::LoadedConfig;
 use telltale_diagnostics::{Diagnostic, Diagnostics};
-use telltale_model::{Notification, TimestampMs, now_ms};
+use telltale_model::{AlertStatus, Notification, TimestampMs, now_ms};
 use telltale_notify::outbox::{self, Outbox, OutboxEntry, OutboxError, Outcome};
 use telltale_store::disk::state::{AlertRow, OutboxRow};
 use telltale_store::disk::{Database, DiskConfig};
@@ -230,8 +230,8 @@ fn decode_alert(text: &str) -> Result<ActiveAlert, serde_json::Error> {
 #[derive(Debug)]
 pub(crate) struct AlertPersistence {
     db: Option<Arc<Database>>,
-    /// What the table holds, as far as this run knows: each alert's fingerprint and state.
-    saved: Vec<(String, AlertState)>,
+    /// What the table holds, as far as this run knows (see [`Key`]).
+    saved: Vec<Key>,
     log: FailureLog,
 }
 
@@ -287,7 +287,8 @@ impl AlertPersistence {
         orphans.dedup();
         let (pending, firing) = restored.iter().fold((0, 0), |(p, f), a| match a.state {
             AlertState::Pending => (p + 1, f),
-            AlertState::Firing => (p, f + 1),
+            AlertState::Firing | AlertState::Recovering => (p, f + 1),
+            AlertState::Inactive => (p, f),
         });
         if !restored.is_empty() {
             info!("alert state restored: {firing} firing, {pending} pending");
@@ -312,11 +313,8 @@ impl AlertPersistence {
         let Some(db) = &self.db else {
             return;
         };
-        let active = alerts.active_states();
-        let now: Vec<(String, AlertState)> = active
-            .iter()
-            .map(|a| (a.alert.fingerprint.clone(), a.state))
-            .collect();
+        let active = alerts.snapshot();
+        let now = keys_of(&active);
         if now == self.saved {
             return;
         }
@@ -339,11 +337,25 @@ impl AlertPersistence {
     }
 }
 
-/// Each active alert's fingerprint and state, in [`AlertManager::active_states`] order.
-fn keys(alerts: &AlertManager) -> Vec<(String, AlertState)> {
+/// What decides whether the saved state is stale: each instance's fingerprint, state,
+/// what receivers were told and whether it is flapping (not its value or flapping history,
+/// which change every tick: losing those to a crash costs little).
+type Key = (String, AlertState, Option<AlertStatus>, bool);
+
+fn keys_of(alerts: &[ActiveAlert]) -> Vec<Key> {
     alerts
-        .active_states()
-        .into_iter()
-        .map(|a| (a.alert.fingerprint, a.state))
+        .iter()
+        .map(|a| {
+            (
+                a.alert.fingerprint.clone(),
+                a.state,
+                a.announced,
+                a.flap.as_ref().is_some_and(|f| f.flapping),
+            )
+        })
         .collect()
+}
+
+fn keys(alerts: &AlertManager) -> Vec<Key> {
+    keys_of(&alerts.snapshot())
 }

@@ -8,17 +8,34 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rhai::{AST, Dynamic, ImmutableString, Map, ParseError, ParseErrorType};
+use rhai::{AST, ImmutableString, Map, ParseError, ParseErrorType};
 
 use telltale_diagnostics::{Diagnostic, Position, did_you_mean};
-use telltale_model::{AlertPolicy, Labels, RuleMeta, Severity};
+use telltale_model::{Labels, RuleMeta, Severity};
 
 use super::sandbox::{MAX_EXPR_DEPTHS, position_of};
 
 /// Keys the `RULE` map may have.
-pub const RULE_KEYS: [&str; 5] = ["name", "severity", "hold", "labels", "summary"];
+pub const RULE_KEYS: [&str; 15] = [
+    "name",
+    "severity",
+    "hold",
+    "labels",
+    "summary",
+    "kind",
+    "scaling",
+    // The lifecycle keys (policy.rs, `POLICY_KEYS`).
+    "keep_firing_for",
+    "thresholds",
+    "direction",
+    "flapping",
+    "nodata",
+    "error_after",
+    "repeat",
+    "send_resolved",
+];
 /// Labels the alert manager sets itself; a rule may not set them.
-pub const RESERVED_LABELS: [&str; 2] = ["alertname", "severity"];
+pub const RESERVED_LABELS: [&str; 3] = ["alertname", "severity", "alertstate"];
 
 /// Whether `s` is a valid rule or label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn is_identifier(s: &str) -> bool {
@@ -39,10 +56,10 @@ pub(crate) struct RuleLayout {
 }
 
 impl RuleLayout {
-    fn key(&self, key: &str) -> Option<Position> {
+    pub(crate) fn key(&self, key: &str) -> Option<Position> {
         self.keys.iter().find(|k| k.0 == key).map(|k| k.1)
     }
-    fn value(&self, key: &str) -> Option<Position> {
+    pub(crate) fn value(&self, key: &str) -> Option<Position> {
         self.keys.iter().find(|k| k.0 == key).map(|k| k.2)
     }
 }
@@ -297,6 +314,7 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
         None => None,
     };
 
+    let policy = super::policy::read_policy(&map, &layout, source, file, decl, &mut errors);
     let severity = match str_field("severity", &mut errors) {
         Some(s) => match Severity::parse(&s) {
             Some(sev) => Some(sev),
@@ -316,6 +334,11 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
                 None
             }
         },
+        // With thresholds the severities are theirs; `severity` then only names the level
+        // of the rule's nodata and error alerts, and defaults to the lowest threshold's.
+        None if !map.contains_key("severity") && !policy.thresholds.is_empty() => {
+            policy.thresholds.first().map(|t| t.severity)
+        }
         None if !map.contains_key("severity") => {
             errors.push(
                 diag(decl, "RULE has no `severity`".into())
@@ -328,7 +351,7 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
 
     let hold = match map.get("hold") {
         None => Duration::ZERO,
-        Some(v) => match parse_hold(v) {
+        Some(v) => match super::policy::parse_duration("hold", v) {
             Ok(d) => d,
             Err(msg) => {
                 errors.push(
@@ -379,6 +402,9 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
 
     let summary = str_field("summary", &mut errors).unwrap_or_default();
 
+    // `kind: "scaling"` and its `scaling: #{ .. }` (see scaling.rs).
+    let scaling = super::scaling::read_spec(&map, &layout, source, file, decl, &mut errors);
+
     match (name, severity) {
         (Some(name), Some(severity)) if errors.is_empty() => Ok(RuleMeta {
             name,
@@ -387,30 +413,10 @@ pub(crate) fn read_meta(ast: &AST, source: &str, file: &Path) -> Result<RuleMeta
             labels,
             summary,
             file: file.to_path_buf(),
-            policy: AlertPolicy::default(),
+            policy,
+            scaling,
         }),
         _ => Err(errors),
-    }
-}
-
-/// Reads `hold`: a duration string or a number of seconds.
-fn parse_hold(v: &Dynamic) -> Result<Duration, String> {
-    if let Some(s) = v.read_lock::<ImmutableString>() {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("RULE.hold \"{}\" is not a duration ({e})", s.as_str()))
-    } else if let Ok(secs) = v.as_int() {
-        u64::try_from(secs)
-            .map(Duration::from_secs)
-            .map_err(|_| format!("RULE.hold must not be negative, found {secs}"))
-    } else if let Ok(secs) = v.as_float() {
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("RULE.hold must be a non-negative number of seconds, found {secs}")
-        })
-    } else {
-        Err(format!(
-            "RULE.hold must be a duration string, found {}",
-            v.type_name()
-        ))
     }
 }
 
