@@ -236,7 +236,18 @@ fn run_scrapes_and_a_rule_on_a_ray_metric_fires() {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
-    let server = StaticServer::start(ray_fixture(), "text/plain; version=0.0.4");
+    // The latency histogram starts empty and the fixture's counts arrive in a later scrape,
+    // so that the example's p95 over the last 5 minutes sees them as new observations.
+    let empty_histogram: String = ray_fixture()
+        .lines()
+        .map(|l| match l.rsplit_once(' ') {
+            Some((series, _)) if l.starts_with("ray_serve_http_request_latency_ms_bucket{") => {
+                format!("{series} 0.0\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let server = StaticServer::start(empty_histogram, "text/plain; version=0.0.4");
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(dir.path().join("rules/ray.rhai"), RAY_RULE).unwrap();
     // The example's rules, run for real; the p95 threshold lowered so that it fires on the
@@ -303,9 +314,11 @@ notifiers:
     assert_eq!(body["alert"]["rule"], "ray_requests_seen");
     assert_eq!(body["alert"]["labels"]["service"], "ray");
     assert_eq!(body["alert"]["value"].as_f64(), Some(200.0));
+    server.set_body(ray_fixture());
 
-    // p95 from the `_bucket` series: 200 requests, 67 at or under 20 ms, all 200 at or
-    // under 50 ms, so rank 190 lies 123/133 of the way through (20, 50].
+    // p95 from the `_bucket` series' increase since the empty scrapes: 200 requests, 67 at
+    // or under 20 ms, all 200 at or under 50 ms, so rank 190 lies 123/133 of the way
+    // through (20, 50].
     let p95 = receiver.wait_for(Duration::from_secs(60), "the example's p95 alert", |r| {
         r.json()["status"] == "firing" && r.json()["alert"]["rule"] == "ray_serve_p95_latency_high"
     });

@@ -316,6 +316,7 @@ pub struct StaticServer {
     /// `127.0.0.1:PORT`, as a grant names it.
     pub host_port: String,
     accepts: Arc<Mutex<Vec<String>>>,
+    body: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
 }
@@ -325,14 +326,16 @@ impl StaticServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let accepts: Arc<Mutex<Vec<String>>> = Arc::default();
+        let body = Arc::new(Mutex::new(body));
         let stop = Arc::new(AtomicBool::new(false));
-        let (accepts2, stop2) = (accepts.clone(), stop.clone());
+        let (accepts2, body2, stop2) = (accepts.clone(), body.clone(), stop.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                let body = body2.lock().unwrap().clone();
                 if let Some(req) = handle_static(stream, &body, content_type) {
                     accepts2.lock().unwrap().push(req);
                 }
@@ -342,6 +345,7 @@ impl StaticServer {
             url: format!("http://{addr}/metrics"),
             host_port: addr.to_string(),
             accepts,
+            body,
             stop,
             addr,
         }
@@ -350,6 +354,11 @@ impl StaticServer {
     /// The `accept` headers of the requests served so far.
     pub fn accepts(&self) -> Vec<String> {
         self.accepts.lock().unwrap().clone()
+    }
+
+    /// Serves `body` from the next request on (a counter that grows between scrapes).
+    pub fn set_body(&self, body: String) {
+        *self.body.lock().unwrap() = body;
     }
 }
 

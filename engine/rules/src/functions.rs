@@ -33,6 +33,7 @@ pub(crate) fn rt_err(msg: impl Into<String>) -> Box<EvalAltResult> {
 /// Registers every host function and the absent-data comparisons.
 pub(crate) fn register(engine: &mut Engine, store: Arc<dyn SeriesRead>) {
     register_store_functions(engine, &store);
+    crate::promql::register(engine, &store);
     register_helpers(engine);
     register_absent_comparisons(engine);
 }
@@ -168,14 +169,14 @@ pub(crate) fn labels_to_map(labels: &Labels) -> Map {
 }
 
 /// `{a="1"}` for error messages.
-fn show_labels(labels: &Labels) -> String {
+pub(crate) fn show_labels(labels: &Labels) -> String {
     let mut s = String::new();
     let _ = write_labels(&mut s, labels);
     if s.is_empty() { "{}".into() } else { s }
 }
 
 /// The error for a single-series function that matched several series.
-fn too_many(call: &str, all: &[&Labels]) -> Box<EvalAltResult> {
+pub(crate) fn too_many(call: &str, all: &[&Labels]) -> Box<EvalAltResult> {
     let mut shown: Vec<String> = all.iter().take(3).map(|l| show_labels(l)).collect();
     if all.len() > 3 {
         shown.push("...".into());
@@ -188,7 +189,7 @@ fn too_many(call: &str, all: &[&Labels]) -> Box<EvalAltResult> {
 }
 
 /// `metric("x")` or `metric("x", #{..})` for messages.
-fn describe_call(func: &str, name: &str, matcher: &Labels) -> String {
+pub(crate) fn describe_call(func: &str, name: &str, matcher: &Labels) -> String {
     if matcher.is_empty() {
         format!("{func}(\"{name}\")")
     } else {
