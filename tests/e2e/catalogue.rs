@@ -821,7 +821,7 @@ async fn process_output_matches_catalogue() {
     let name = crate::process::worker_name("cat");
     let mut worker = crate::process::Worker::start(&name);
     let yaml = format!(
-        "name: procs\nplugin: process\ngrants:\n  processes: true\nconfig:\n  groups:\n    \
+        "name: procs\nplugin: process\ngrants:\n  processes: true\n  files: [/proc]\nconfig:\n  groups:\n    \
          worker: [{{name: {name}}}]\n    none: [{{name: tt_no_such_proc}}]\n"
     );
     let cfg: CollectorConfig = serde_yaml::from_str(&yaml).expect("collector entry");

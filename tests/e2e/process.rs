@@ -95,7 +95,7 @@ fn run_follows_a_child_process_and_alerts_when_it_dies() {
         dir.path(),
         &receiver.url,
         &format!(
-            "  - name: procs\n    plugin: process\n    interval: 200ms\n    grants:\n      processes: true\n    config:\n      groups:\n        worker: [{{name: {worker_name}}}]\n"
+            "  - name: procs\n    plugin: process\n    interval: 200ms\n    grants:\n      processes: true\n      files: [/proc]\n    config:\n      groups:\n        worker: [{{name: {worker_name}}}]\n"
         ),
     );
     std::fs::write(dir.path().join("rules/running.rhai"), RUNNING_RULE).unwrap();
@@ -160,7 +160,15 @@ fn plugin_run_lists_the_child_process() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(r#"{{"groups": {{"worker": [{{"name": "{listed}"}}]}}}}"#);
     let out = telltale()
-        .args(["plugin", "run", "process", "--grant", "processes"])
+        .args([
+            "plugin",
+            "run",
+            "process",
+            "--grant",
+            "processes",
+            "--grant",
+            "files=/proc",
+        ])
         .args(["--config", &config, "--count", "1", "--json"])
         .env("XDG_DATA_HOME", dir.path())
         .output()

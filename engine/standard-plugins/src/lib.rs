@@ -45,7 +45,7 @@ static STANDARD_PLUGINS: [StandardPlugin; 5] = [
         kind: PluginKind::Collector,
         description: "groups of processes (by name, command line or regex): count, CPU, \
                       memory, I/O, threads, fds per group and process, and exits \
-                      (needs `grants: { processes: true }`)",
+                      (needs `grants: { processes: true, files: [/proc] }`)",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/process.wasm")),
     },
     StandardPlugin {

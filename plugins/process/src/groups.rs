@@ -1,13 +1,20 @@
 //! The plugin's logic as pure functions over a process table: matching processes to
 //! groups, per-process byte rates, group sums and exit detection. Nothing here calls the
-//! host, so native tests drive it with synthetic tables.
+//! host (a zombie's `/proc/PID/stat` is read through a function the caller passes), so
+//! native tests drive it with synthetic tables.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use regex::Regex;
 use serde::Deserialize;
 use telltale_sdk::processes::Process;
 use telltale_sdk::{Sample, sample};
+
+use crate::exit::{Outcome, StatExit, parse_stat};
+
+/// The `status` the host reports for a process that has exited and waits for its parent
+/// to reap it.
+const ZOMBIE: &str = "Zombie";
 
 /// The plugin's configuration (see the crate docs).
 #[derive(Debug, Clone, Deserialize)]
@@ -149,15 +156,33 @@ pub struct Exit {
     pub pid: u32,
     /// How long it had run when it was last seen, in seconds.
     pub runtime_seconds: u64,
+    /// How it ended, as far as the plugin could see.
+    pub outcome: Outcome,
+    /// Why the outcome is unknown although the process was seen dead (its
+    /// `/proc/PID/stat` could not be read or had no status); `None` otherwise.
+    pub unknown_because: Option<String>,
 }
 
 impl Exit {
-    /// The line written to the engine's log.
+    /// The line written to the engine's log:
+    /// `process exited: group=madmax name=chia_plot pid=4242 runtime_seconds=3605
+    /// outcome=signal signal=9 signal_name=SIGKILL`.
     pub fn log_line(&self) -> String {
-        format!(
-            "process exited: group={} name={} pid={} runtime_seconds={}",
-            self.group, self.name, self.pid, self.runtime_seconds
-        )
+        let mut line = format!(
+            "process exited: group={} name={} pid={} runtime_seconds={} {}",
+            self.group, self.name, self.pid, self.runtime_seconds, self.outcome
+        );
+        if let Some(why) = &self.unknown_because {
+            line.push_str(" (");
+            line.push_str(why);
+            line.push(')');
+        }
+        line
+    }
+
+    /// Whether it ended badly, or might have: every outcome but a clean exit.
+    pub fn is_failure(&self) -> bool {
+        self.outcome != Outcome::Clean
     }
 }
 
@@ -179,8 +204,14 @@ pub struct State {
     members: BTreeMap<String, HashMap<Identity, Seen>>,
     /// Group → exits counted so far.
     exits_total: BTreeMap<String, u64>,
-    /// (group, name) → runtime of the last member of that name that exited.
-    last_exit_runtime: BTreeMap<(String, String), u64>,
+    /// (group, outcome label) → exits counted so far.
+    exits_by_outcome: BTreeMap<(String, &'static str), u64>,
+    /// (group, name) → runtime and outcome of the last member of that name that exited.
+    last_exit: BTreeMap<(String, String), (u64, Outcome)>,
+    /// (group, process) of the zombies at the previous collection: their exits are
+    /// counted (or, at the first collection, predate the plugin), so the next sightings
+    /// and their disappearance are not counted again.
+    zombies: HashSet<(String, Identity)>,
 }
 
 /// Sums over the members of one group.
@@ -199,13 +230,16 @@ struct Sums {
 }
 
 impl State {
-    /// Collects from `table` (the host's process list) taken at `now_ms`.
+    /// Collects from `table` (the host's process list) taken at `now_ms`. `read_stat`
+    /// returns the text of `/proc/PID/stat` (or why it cannot), read for each watched
+    /// process that is a zombie the first time it is seen as one.
     pub fn collect(
         &mut self,
         groups: &Groups,
         per_process: bool,
         table: &[Process],
         now_ms: i64,
+        read_stat: &mut dyn FnMut(u32) -> Result<String, String>,
     ) -> Collection {
         let mut out = Collection::default();
         let mut current: BTreeMap<String, HashMap<Identity, Seen>> = groups
@@ -217,12 +251,17 @@ impl State {
             .map(|g| (g.to_string(), Sums::default()))
             .collect();
 
+        let mut zombies: HashSet<(String, Identity)> = HashSet::new();
         for p in table {
+            let id = (p.pid, p.start_time_seconds);
+            if p.status == ZOMBIE {
+                self.dead(groups, p, id, &mut zombies, &mut out, read_stat);
+                continue;
+            }
             let in_groups = groups.groups_of(p);
             if in_groups.is_empty() {
                 continue;
             }
-            let id = (p.pid, p.start_time_seconds);
             for group in in_groups {
                 let previous = self.members.get(group).and_then(|m| m.get(&id));
                 let rates = previous.and_then(|prev| {
@@ -270,25 +309,32 @@ impl State {
             }
         }
 
-        // Exits: a member of the previous collection that is not in this one.
+        // Exits not seen dead: a member of the previous collection that is neither
+        // running nor a zombie now was reaped in between; how it ended is unknown.
+        let mut vanished: Vec<Exit> = Vec::new();
         for (group, before) in &self.members {
             let now = current.get(group);
             let mut gone: Vec<(&Identity, &Seen)> = before
                 .iter()
-                .filter(|(id, _)| now.is_none_or(|m| !m.contains_key(*id)))
+                .filter(|(id, _)| {
+                    now.is_none_or(|m| !m.contains_key(*id))
+                        && !zombies.contains(&(group.clone(), **id))
+                })
                 .collect();
             gone.sort_by_key(|(id, _)| **id);
             for ((pid, _), seen) in gone {
-                *self.exits_total.entry(group.clone()).or_default() += 1;
-                self.last_exit_runtime
-                    .insert((group.clone(), seen.name.clone()), seen.run_time_seconds);
-                out.exits.push(Exit {
+                vanished.push(Exit {
                     group: group.clone(),
                     name: seen.name.clone(),
                     pid: *pid,
                     runtime_seconds: seen.run_time_seconds,
+                    outcome: Outcome::Unknown,
+                    unknown_because: None,
                 });
             }
+        }
+        for exit in vanished {
+            self.count(exit, &mut out);
         }
 
         for (group, s) in &sums {
@@ -321,20 +367,128 @@ impl State {
             let exits = self.exits_total.get(group).copied().unwrap_or(0);
             out.samples
                 .push(g("process_group_exits_total", exits as f64));
+            for outcome in Outcome::LABELS {
+                let n = self
+                    .exits_by_outcome
+                    .get(&(group.clone(), outcome))
+                    .copied()
+                    .unwrap_or(0);
+                out.samples.push(
+                    sample("process_group_exits_by_outcome_total", n as f64)
+                        .label("group", group.as_str())
+                        .label("outcome", outcome)
+                        .at(now_ms),
+                );
+            }
         }
-        for ((group, name), runtime) in &self.last_exit_runtime {
-            out.samples.push(
-                sample("process_last_exit_runtime_seconds", *runtime as f64)
+        for ((group, name), (runtime, outcome)) in &self.last_exit {
+            let s = |metric: &str, value: f64| {
+                sample(metric, value)
                     .label("group", group.as_str())
                     .label("name", name.as_str())
-                    .at(now_ms),
-            );
+                    .at(now_ms)
+            };
+            out.samples
+                .push(s("process_last_exit_runtime_seconds", *runtime as f64));
+            if let Some(code) = outcome.code() {
+                out.samples
+                    .push(s("process_last_exit_code", f64::from(code)));
+            }
+            if let Some(signal) = outcome.signal() {
+                out.samples
+                    .push(s("process_last_exit_signal", f64::from(signal)));
+            }
         }
 
         self.members = current;
+        self.zombies = zombies;
         self.collected = true;
         out
     }
+}
+
+impl State {
+    /// A zombie in the table: the exit of a watched process, counted the first time it is
+    /// seen dead with the status the kernel keeps for it. It belongs to the groups its
+    /// name and command line match and to those it was a member of when last seen running
+    /// (the command line of a process first seen dead is empty). A zombie already there
+    /// at the plugin's first collection died before the plugin watched it: not counted.
+    fn dead(
+        &mut self,
+        groups: &Groups,
+        p: &Process,
+        id: Identity,
+        zombies: &mut HashSet<(String, Identity)>,
+        out: &mut Collection,
+        read_stat: &mut dyn FnMut(u32) -> Result<String, String>,
+    ) {
+        let mut in_groups: Vec<String> = groups
+            .groups_of(p)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        for (group, members) in &self.members {
+            if members.contains_key(&id) && !in_groups.contains(group) {
+                in_groups.push(group.clone());
+            }
+        }
+        in_groups.sort();
+        let mut read: Option<(Outcome, Option<String>)> = None;
+        for group in in_groups {
+            let key = (group, id);
+            let already = self.zombies.contains(&key) || !self.collected;
+            let seen = self.members.get(&key.0).and_then(|m| m.get(&id));
+            if !already {
+                let (outcome, unknown_because) = read
+                    .get_or_insert_with(|| outcome_from_stat(p.pid, read_stat))
+                    .clone();
+                let exit = Exit {
+                    group: key.0.clone(),
+                    name: seen.map_or_else(|| p.name.clone(), |s| s.name.clone()),
+                    pid: p.pid,
+                    // A zombie's run time keeps growing; the last figure seen running is
+                    // its real one.
+                    runtime_seconds: seen.map_or(p.run_time_seconds, |s| s.run_time_seconds),
+                    outcome,
+                    unknown_because,
+                };
+                self.count(exit, out);
+            }
+            zombies.insert(key);
+        }
+    }
+
+    /// Counts `exit` in the totals and the last-exit figures, and reports it.
+    fn count(&mut self, exit: Exit, out: &mut Collection) {
+        *self.exits_total.entry(exit.group.clone()).or_default() += 1;
+        *self
+            .exits_by_outcome
+            .entry((exit.group.clone(), exit.outcome.label()))
+            .or_default() += 1;
+        self.last_exit.insert(
+            (exit.group.clone(), exit.name.clone()),
+            (exit.runtime_seconds, exit.outcome),
+        );
+        out.exits.push(exit);
+    }
+}
+
+/// How the zombie `pid` ended, from its `/proc/PID/stat`, with the reason when that
+/// cannot be told.
+fn outcome_from_stat(
+    pid: u32,
+    read_stat: &mut dyn FnMut(u32) -> Result<String, String>,
+) -> (Outcome, Option<String>) {
+    let why = match read_stat(pid).map(|text| parse_stat(&text)) {
+        Ok(Some(StatExit::Dead(outcome))) => return (outcome, None),
+        Ok(Some(StatExit::DeadWithoutStatus)) => {
+            "this kernel's /proc/PID/stat has no exit status (Linux 3.5 or later has)".to_string()
+        }
+        Ok(Some(StatExit::NotDead)) => "reaped before its status was read".to_string(),
+        Ok(None) => format!("/proc/{pid}/stat is not a stat line"),
+        Err(e) => format!("cannot read /proc/{pid}/stat: {e}"),
+    };
+    (Outcome::Unknown, Some(why))
 }
 
 /// The per-process samples of `p` as a member of `group`.

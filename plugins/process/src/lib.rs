@@ -2,8 +2,12 @@
 //! watched per group and per process, with crash detection.
 //!
 //! It reads the host's process table through the `processes` capability (grant
-//! `processes: true`). Every metric, with its type, unit, labels and meaning, is listed in
-//! `plugins/process/metrics.yaml` (rendered in `docs/metrics.md`).
+//! `processes: true`) and the exit status of a dead watched process from its
+//! `/proc/PID/stat` through the `files` capability (grant `files: [/proc]`; the `files`
+//! capability reads only the counters of `/proc`, never a command line or environment,
+//! and the process table already shows more than that). Every metric, with its type,
+//! unit, labels and meaning, is listed in `plugins/process/metrics.yaml` (rendered in
+//! `docs/metrics.md`).
 //!
 //! # Config
 //!
@@ -51,20 +55,53 @@
 //! process); a process seen for the first time has no rate yet, and the group rates are
 //! absent from the plugin's first collection.
 //!
-//! The plugin remembers the members of each group. When a member is gone at the next
-//! collection it counts an exit in `process_group_exits_total{group}` (emitted for every
-//! group from the first collection on, starting at 0), sets
-//! `process_last_exit_runtime_seconds{group,name}` to how long it had run when last seen,
-//! and writes a warning to the engine's log:
-//! `process exited: group=madmax name=chia_plot pid=4242 runtime_seconds=3605`.
-//! A rule fires "critical process has crashed" on `process_group_count == 0` or on
-//! `process_group_exits_total` increasing (see `examples/chia-plotting`). The plugin
-//! cannot tell a crash from a clean exit: the process table has no exit status.
+//! The plugin remembers the members of each group. A member has exited when, at a
+//! later collection, it is a zombie (it died and its parent has not reaped it yet) or it
+//! is gone. The exit is counted once, the first time it is seen so, in
+//! `process_group_exits_total{group}` and in
+//! `process_group_exits_by_outcome_total{group,outcome}` (both emitted for every group
+//! from the first collection on, starting at 0), with its outcome:
+//!
+//! * `clean`: it exited with status 0; `error`: with a nonzero status; `signal`: a
+//!   signal ended it (`SIGKILL` from the out-of-memory killer, `SIGSEGV`, ...);
+//! * `unknown`: it was never seen dead, or its status could not be read.
+//!
+//! `process_last_exit_runtime_seconds{group,name}` is how long the last exited process of
+//! that name had run when last seen running, `process_last_exit_code{group,name}` its
+//! exit status (when it exited by itself) and `process_last_exit_signal{group,name}` the
+//! signal that ended it (when one did). Each exit is also logged, at warning level (info
+//! for a clean one):
+//! `process exited: group=madmax name=chia_plot pid=4242 runtime_seconds=3605 outcome=signal signal=9 signal_name=SIGKILL`.
+//! A zombie is dead: it is not counted in `process_group_count` nor reported per process.
+//!
+//! ## When the outcome is known
+//!
+//! Only a process's parent is told how it ended (`wait`). Anyone else can read it only
+//! while the process is a zombie: Linux (3.5 and later) keeps the wait status in field
+//! 52 (`exit_code`) of `/proc/PID/stat` until the parent reaps the process. The plugin
+//! reads it when it first sees a watched zombie. So the outcome is known when the parent
+//! takes longer to reap than the time to the next collection, and `unknown` when the
+//! parent reaps at once, which is what a shell, `chia plots create`, systemd and most
+//! supervisors do: a plotter run from a terminal or a service usually exits `unknown`,
+//! whatever the collection interval. The outcome is also `unknown` when the entry's
+//! `files` grant does not cover `/proc` (the log line says why) and on other systems
+//! than Linux.
+//!
+//! Where it matters (tell a crashed plotter from a finished one), run the process under
+//! a parent that waits for it without reaping, sleeps a little more than the collection
+//! interval, then reaps it: `examples/chia-plotting/README.md` has such a wrapper
+//! (Python's `os.waitid(..., os.WEXITED | os.WNOWAIT)`). Otherwise rely on what the
+//! plotter leaves behind: its log file and the count of finished plots. The kernel's
+//! process-events connector (netlink) would report every exit with its status, but only
+//! to a listener with `CAP_NET_ADMIN` in the initial namespaces, which the engine
+//! usually lacks, and only through a contract change; it is not used.
 
+pub mod exit;
 pub mod groups;
 
 use telltale_sdk::{Collector, PluginError, Samples, parse_config};
 
+pub use exit::Outcome;
 pub use groups::{Config, Matcher, State};
 
 /// The collector: the compiled groups and what it remembers between collections.
@@ -90,11 +127,21 @@ impl Collector for ProcessCollector {
         {
             let now = telltale_sdk::now_ms();
             let table = telltale_sdk::processes::list();
-            let collected = self
-                .state
-                .collect(&self.groups, self.per_process, &table, now);
+            let mut read_stat = |pid: u32| {
+                telltale_sdk::files::read(&format!("/proc/{pid}/stat"))
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            };
+            let collected =
+                self.state
+                    .collect(&self.groups, self.per_process, &table, now, &mut read_stat);
             for exit in &collected.exits {
-                telltale_sdk::log(telltale_sdk::Level::Warn, &exit.log_line());
+                // A clean exit is news, not trouble: it is logged at info level.
+                let level = if exit.is_failure() {
+                    telltale_sdk::Level::Warn
+                } else {
+                    telltale_sdk::Level::Info
+                };
+                telltale_sdk::log(level, &exit.log_line());
             }
             samples.extend(&collected.samples);
             Ok(())
