@@ -312,6 +312,13 @@ impl DispatcherHandle {
     /// Returns how many notifiers it was queued for.
     pub fn send(&self, n: Notification) -> usize {
         let targets = self.inner.router.targets(&n.alert);
+        self.send_to(n, &targets)
+    }
+
+    /// Like [`DispatcherHandle::send`], to the notifiers named in `targets` (the alert
+    /// manager's routing decided them): each is written to the outbox and queued. A name
+    /// that is not a configured notifier is skipped (the config check refuses such names).
+    pub fn send_to(&self, n: Notification, targets: &[&str]) -> usize {
         if targets.is_empty() {
             tracing::debug!(id = %n.id, alert = %n.alert.rule, "no notifier to deliver to (none configured, or muted by a route)");
             return 0;

@@ -11,7 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use telltale_model::{AlertStatus, Labels, Notification, Severity, TimestampMs};
+use telltale_model::{
+    AlertStatus, Labels, Notification, NotificationReason, Severity, TimestampMs,
+};
 
 /// The payload's version marker. A separate type so the schema pins it to the constant `"1"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -36,6 +38,11 @@ pub struct WebhookPayload {
     pub id: String,
     /// Whether the alert started firing or resolved.
     pub status: AlertStatus,
+    /// What happened: `state_change` (it fired or resolved), `repeat`, `flapping`,
+    /// `settled`, `escalation`, `acknowledged` or `unacknowledged`. Added within version 1:
+    /// absent from payloads of older Telltales, where it means `state_change`.
+    #[serde(default)]
+    pub reason: NotificationReason,
     /// The alert as it stood when the notification was made.
     pub alert: PayloadAlert,
     /// Who sent it.
@@ -102,6 +109,7 @@ impl WebhookPayload {
             version: PayloadVersion::V1,
             id: n.id.clone(),
             status: n.status,
+            reason: n.reason,
             alert: PayloadAlert {
                 fingerprint: a.fingerprint.clone(),
                 rule: a.rule.clone(),
@@ -225,6 +233,7 @@ mod tests {
             pub version: String,
             pub id: String,
             pub status: String,
+            pub reason: String,
             pub alert: Alert,
             pub sender: Sender,
         }
