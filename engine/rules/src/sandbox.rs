@@ -2,9 +2,12 @@
 //! time it is, when its time is up) that the engine's callbacks and host functions read.
 //!
 //! Why a thread-local for the context: Rhai's `on_progress` and `on_print` callbacks receive
-//! no call context, yet the deadline and the log line must name the rule being run. Rules are
-//! evaluated one after the other on the calling thread, so a thread-local set around each
-//! call (and restored by a guard, even on unwind) is exact.
+//! no call context, yet the deadline and the log line must name the rule being run. Each rule
+//! runs on one thread from start to end (`RuleSet::evaluate` may give runs of rules to
+//! several threads, each evaluating its own one after the other), so a thread-local set
+//! around each call (and restored by a guard, even on unwind) is exact. The engine itself is
+//! shared by those threads: Rhai's `sync` feature makes it `Send + Sync`, and every callback
+//! and host function registered here is too.
 
 use std::cell::RefCell;
 use std::sync::Arc;

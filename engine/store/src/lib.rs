@@ -33,7 +33,9 @@
 //!   strings with the series' identity kept as one run of bytes, so a write to an existing
 //!   series neither allocates nor chases a pointer per stored string;
 //! * per metric name, a `BTreeMap` from label set to slot keeps the label order the read
-//!   API promises; it is touched only when a series is created or removed;
+//!   API promises, and postings (label pair → slots, [`postings`]) find the series a
+//!   matcher selects without testing every series of the name; both are touched only
+//!   when a series is created or removed;
 //! * the series count is kept as it changes, not summed per batch.
 //!
 //! Writers that already hold a sample's parts (the ingest listeners) pass borrowed samples
@@ -45,6 +47,7 @@
 
 pub mod disk;
 mod events;
+mod postings;
 mod read;
 mod writer;
 
@@ -68,6 +71,7 @@ use telltale_model::{
 };
 
 use events::EventLog;
+use postings::Postings;
 
 /// How far back `latest` looks: a series silent for longer is treated as gone, as
 /// Prometheus does with its lookback delta.
@@ -425,6 +429,80 @@ impl Series {
         };
         take(id.name()) && id.label_pairs().all(|(k, v)| take(k) && take(v)) && rest.is_empty()
     }
+
+    /// Whether its labels include every pair of `matcher`, read from the identity bytes:
+    /// one contiguous run, where `labels` costs a pointer per map node and per string (a
+    /// cache miss each in a large store; a read by labels tests every candidate).
+    fn selected_by(&self, matcher: &Labels) -> bool {
+        // Name, then label names and values alternating, all in label-name order, as the
+        // matcher's pairs are: one merge walk.
+        let mut parts = self.key.split(|&b| b == PART_END).skip(1);
+        'pairs: for (k, v) in matcher.iter() {
+            while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+                match name.cmp(k.as_bytes()) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal if value == v.as_bytes() => continue 'pairs,
+                    _ => return false,
+                }
+            }
+            return false;
+        }
+        true
+    }
+}
+
+/// The series of one metric name.
+#[derive(Debug, Default)]
+struct Family {
+    /// Label set → slot, for reads in label order.
+    series: BTreeMap<Labels, usize>,
+    /// Label pair → slots ([`Inner::pair_hash`]), for reads by matcher.
+    postings: Postings,
+}
+
+impl Family {
+    /// Files the series in `slot` under its labels.
+    fn insert(&mut self, pairs: &RandomState, labels: Labels, slot: usize) {
+        for (k, v) in labels.iter() {
+            self.postings.insert(pair_hash(pairs, k, v), slot);
+        }
+        self.series.insert(labels, slot);
+    }
+
+    /// Takes the series in `slot` off the family.
+    fn remove(&mut self, pairs: &RandomState, labels: &Labels, slot: usize) {
+        for (k, v) in labels.iter() {
+            self.postings.remove(pair_hash(pairs, k, v), slot);
+        }
+        self.series.remove(labels);
+    }
+
+    /// The slots a read by `matcher` must test, when fewer than the whole family: the
+    /// shortest postings list of the matcher's pairs (every series it selects carries each
+    /// of them). `Some(&[])` when a pair is carried by no series, so nothing matches;
+    /// `None` when the matcher is empty or its shortest list holds more than half the
+    /// family, where walking the family in label order costs less than sorting the hits.
+    fn candidates(&self, pairs: &RandomState, matcher: &Labels) -> Option<&[usize]> {
+        let mut best: Option<&[usize]> = None;
+        for (k, v) in matcher.iter() {
+            let list = self.postings.get(pair_hash(pairs, k, v));
+            if best.is_none_or(|b| list.len() < b.len()) {
+                best = Some(list);
+                if list.is_empty() {
+                    break;
+                }
+            }
+        }
+        best.filter(|b| b.len() <= self.series.len() / 2)
+    }
+}
+
+/// The hash postings file the label pair `name="value"` under.
+fn pair_hash(pairs: &RandomState, name: &str, value: &str) -> u64 {
+    let mut h = pairs.build_hasher();
+    name.hash(&mut h);
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// Everything behind the lock.
@@ -435,9 +513,12 @@ struct Inner {
     free: Vec<usize>,
     /// Slot numbers, hashed by their series' hash.
     index: HashTable<usize>,
-    /// Metric name → label set → slot, for ordered reads.
-    /// The key is the one [`MetricName`] every series of the family shares.
-    families: HashMap<MetricName, BTreeMap<Labels, usize>>,
+    /// Metric name → its series, for reads. The key is the one [`MetricName`] every
+    /// series of the family shares.
+    families: HashMap<MetricName, Family>,
+    /// Keys [`pair_hash`]: random per store, so label values sent over the network cannot
+    /// be chosen to pile up in one postings list.
+    pairs: RandomState,
     /// Live series.
     len: usize,
     /// What all live series cost ([`series_cost`]).
@@ -459,6 +540,7 @@ impl Default for Inner {
             free: Vec::new(),
             index: HashTable::new(),
             families: HashMap::new(),
+            pairs: RandomState::new(),
             len: 0,
             bytes: 0,
             sources: vec![SourceUsage {
@@ -579,21 +661,15 @@ impl Inner {
             }
         };
         // One ordered insert with the slot number known (a label-set comparison per tree
-        // level). Name and label set are shared, not copied: a new family keeps the
-        // sample's name, and a series of a known family takes the family's, so all of a
-        // family's series hold one allocation whatever their samples arrived with.
-        let name = match self.families.entry(name) {
-            Entry::Occupied(family) => {
-                let name = family.key().clone();
-                family.into_mut().insert(labels.clone(), slot);
-                name
-            }
-            Entry::Vacant(family) => {
-                let name = family.key().clone();
-                family.insert(BTreeMap::from([(labels.clone(), slot)]));
-                name
-            }
+        // level), and one postings insert per label. Name and label set are shared, not
+        // copied: a new family keeps the sample's name, and a series of a known family
+        // takes the family's, so all of a family's series hold one allocation whatever
+        // their samples arrived with.
+        let (name, family) = match self.families.entry(name) {
+            Entry::Occupied(family) => (family.key().clone(), family.into_mut()),
+            Entry::Vacant(family) => (family.key().clone(), family.insert(Family::default())),
         };
+        family.insert(&self.pairs, labels.clone(), slot);
         let uid = self.next_uid;
         self.next_uid += 1;
         if let Some(p) = &mut self.pending {
@@ -625,8 +701,8 @@ impl Inner {
             entry.remove();
         }
         if let Some(family) = self.families.get_mut(&series.name) {
-            family.remove(&series.labels);
-            if family.is_empty() {
+            family.remove(&self.pairs, &series.labels, slot);
+            if family.series.is_empty() {
                 self.families.remove(&series.name);
             }
         }
@@ -1195,14 +1271,40 @@ impl SeriesStore {
         let Some((name, family)) = inner.families.get_key_value(name) else {
             return;
         };
-        for (labels, &slot) in family {
-            if matcher
+        let selects = |labels: &Labels| {
+            matcher
                 .iter()
                 .all(|(k, v)| labels.get(k).is_some_and(|x| x == v))
-                && let Some(series) = inner.slots.get(slot).and_then(Option::as_ref)
-            {
-                f(name, labels, &series.points);
+        };
+        let Some(candidates) = family.candidates(&inner.pairs, matcher) else {
+            for (labels, &slot) in &family.series {
+                if selects(labels)
+                    && let Some(series) = inner.slots.get(slot).and_then(Option::as_ref)
+                {
+                    f(name, labels, &series.points);
+                }
             }
+            return;
+        };
+        let series = |slot: usize| {
+            inner
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .filter(|s| s.selected_by(matcher))
+        };
+        if let [slot] = candidates {
+            // The common read, one series by its labels: no list to build.
+            if let Some(s) = series(*slot) {
+                f(name, &s.labels, &s.points);
+            }
+            return;
+        }
+        // Postings are in slot order; reads promise label order.
+        let mut hits: Vec<&Series> = candidates.iter().filter_map(|&slot| series(slot)).collect();
+        hits.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        for s in hits {
+            f(name, &s.labels, &s.points);
         }
     }
 
@@ -1930,6 +2032,249 @@ mod tests {
             [("a".to_string(), vec![4.0, 5.0])],
             "b has no point in range"
         );
+    }
+
+    /// The `k` labels of every series `read` selects from family `m`, in the order read.
+    fn selected(store: &SeriesStore, matcher: &[(&str, &str)]) -> Vec<String> {
+        let matcher: Labels = matcher
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut out = Vec::new();
+        store.for_each_series("m", &matcher, |labels, _| out.push(labels["k"].clone()));
+        out
+    }
+
+    #[test]
+    fn matchers_select_through_the_postings_in_label_order() {
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        // Twelve series k=00..11; `zone` only on the even ones, `host` a or b (every
+        // third is b), `region` eu on all: a pair shared by all, one by half, one by a
+        // third, and `k` by one each.
+        let labels = |i: usize| {
+            let k = format!("{i:02}");
+            let host = if i.is_multiple_of(3) { "b" } else { "a" };
+            let mut l = vec![
+                ("k", k),
+                ("host", host.to_string()),
+                ("region", "eu".into()),
+            ];
+            if i.is_multiple_of(2) {
+                l.push(("zone", format!("z{}", i % 4)));
+            }
+            l
+        };
+        let put = |i: usize, t: i64| {
+            let l = labels(i);
+            let pairs: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            sample("m", &pairs, i as f64, t)
+        };
+        // Created out of label order, so slot order differs from label order.
+        store.ingest([7, 3, 11, 0, 5, 9, 1, 10, 2, 8, 4, 6].map(|i| put(i, 1_000)));
+        store.ingest([sample("other", &[("k", "00"), ("host", "b")], 1.0, 1_000)]);
+        // Label order compares label by label in name order: host first (a before b),
+        // then k.
+        let all = [
+            "01", "02", "04", "05", "07", "08", "10", "11", "00", "03", "06", "09",
+        ];
+        // No label: every series of the name; a pair on all: the same, in label order.
+        assert_eq!(selected(&store, &[]), all);
+        assert_eq!(selected(&store, &[("region", "eu")]), all);
+        // One label naming one series, one naming several (i % 3 == 0: 0, 3, 6, 9).
+        assert_eq!(selected(&store, &[("k", "05")]), ["05"]);
+        assert_eq!(selected(&store, &[("host", "b")]), ["00", "03", "06", "09"]);
+        // Several labels: the intersection (host b and zone z2: i % 3 == 0, i % 4 == 2: 6).
+        assert_eq!(selected(&store, &[("host", "b"), ("zone", "z2")]), ["06"]);
+        assert_eq!(
+            selected(&store, &[("host", "a"), ("region", "eu"), ("zone", "z0")]),
+            ["04", "08"]
+        );
+        // A label some series lack selects only those that have it with that value.
+        assert_eq!(selected(&store, &[("zone", "z0")]), ["04", "08", "00"]);
+        assert!(selected(&store, &[("k", "05"), ("zone", "z1")]).is_empty());
+        // Absent values, absent labels, other names.
+        assert!(selected(&store, &[("k", "99")]).is_empty());
+        assert!(selected(&store, &[("nope", "x")]).is_empty());
+        assert!(selected(&store, &[("host", "b"), ("nope", "x")]).is_empty());
+        assert!(selected(&store, &[("k", "05"), ("host", "b")]).is_empty());
+        assert_eq!(store.latest("other", &Labels::new(), 1_000).len(), 1);
+
+        // Removal: the series leaves every list it was on.
+        let writer = store.writer("w", SourceLimits::UNBOUNDED, None);
+        let key = |i: usize| put(i, 0).to_key();
+        assert_eq!(writer.remove([key(6), key(5)]), 2);
+        assert_eq!(selected(&store, &[("host", "b")]), ["00", "03", "09"]);
+        assert!(selected(&store, &[("k", "05")]).is_empty());
+        assert!(selected(&store, &[("host", "b"), ("zone", "z2")]).is_empty());
+        // A new series reuses a freed slot and is found under its own pairs only.
+        store.ingest([sample("m", &[("k", "12"), ("host", "b")], 1.0, 2_000)]);
+        assert_eq!(selected(&store, &[("host", "b")]), ["00", "03", "09", "12"]);
+        assert!(selected(&store, &[("region", "eu"), ("k", "12")]).is_empty());
+        // Replace: the removed series go, the added ones come, under one lock.
+        writer
+            .replace([key(0), key(3)], || {
+                [sample(
+                    "m",
+                    &[("k", "13"), ("host", "b"), ("zone", "z2")],
+                    1.0,
+                    2_000,
+                )]
+                .into_iter()
+            })
+            .unwrap();
+        assert_eq!(selected(&store, &[("host", "b")]), ["09", "12", "13"]);
+        assert_eq!(selected(&store, &[("zone", "z2")]), ["02", "10", "13"]);
+        // Prune (retention 1 h): everything stamped 1,000 goes, 12 and 13 stay.
+        store.prune(2_000 + 3_600_000);
+        assert_eq!(selected(&store, &[]), ["12", "13"]);
+        assert_eq!(selected(&store, &[("host", "b")]), ["12", "13"]);
+        assert!(selected(&store, &[("region", "eu")]).is_empty());
+        assert!(selected(&store, &[("zone", "z0")]).is_empty());
+        assert!(store.latest("other", &Labels::new(), 1_000).is_empty());
+        // The family goes with its last series; recreated, its index starts empty.
+        assert_eq!(writer.remove([key(12)]), 0, "labels differ from k=12's");
+        store.prune(3_000 + 3_600_000);
+        assert!(selected(&store, &[]).is_empty());
+        assert!(store.inner.read().families.is_empty());
+        store.ingest([put(1, 5_000)]);
+        assert_eq!(selected(&store, &[("host", "a")]), ["01"]);
+        assert!(selected(&store, &[("host", "b")]).is_empty());
+    }
+
+    #[test]
+    fn selection_from_identity_bytes_is_selection_by_labels() {
+        let store = SeriesStore::new(StoreLimits::default());
+        store.ingest([sample(
+            "m",
+            &[("b", "x"), ("bb", "ab"), ("e", ""), ("k", "v")],
+            1.0,
+            1,
+        )]);
+        let inner = store.inner.read();
+        let series = inner.slots.iter().flatten().next().unwrap();
+        let m = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // Each case, and what `labels.get(k) == Some(v)` for every pair says, by hand.
+        let cases: [(&[(&str, &str)], bool); 12] = [
+            (&[], true),
+            (&[("b", "x")], true),
+            (&[("b", "x"), ("k", "v")], true),
+            (&[("b", "x"), ("bb", "ab"), ("e", ""), ("k", "v")], true),
+            (&[("e", "")], true),
+            // A prefix of a name or a value is not a match, nor is a longer one.
+            (&[("b", "a")], false),
+            (&[("bb", "a")], false),
+            (&[("bb", "abc")], false),
+            (&[("kk", "v")], false),
+            // Names before the first, between two, and after the last label.
+            (&[("a", "x")], false),
+            (&[("c", "x"), ("k", "v")], false),
+            (&[("k", "v"), ("z", "")], false),
+        ];
+        for (pairs, want) in cases {
+            let matcher = m(pairs);
+            let by_labels = matcher
+                .iter()
+                .all(|(k, v)| series.labels.get(k).is_some_and(|x| x == v));
+            assert_eq!(by_labels, want, "{pairs:?}");
+            assert_eq!(series.selected_by(&matcher), want, "{pairs:?}");
+        }
+    }
+
+    /// What a matcher selects through the postings is what testing every series selects,
+    /// while series come and go. The reference is a plain scan of a model of the store.
+    #[test]
+    fn postings_agree_with_a_scan_under_churn() {
+        let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+        let writer = store.writer("w", SourceLimits::UNBOUNDED, None);
+        // Labels of series i: k unique, a in 0..3, b in 0..5 (absent when i % 7 == 0).
+        let labels = |i: u64| -> Vec<(String, String)> {
+            let mut l = vec![
+                ("k".to_string(), format!("{i:04}")),
+                ("a".to_string(), (i % 3).to_string()),
+            ];
+            if !i.is_multiple_of(7) {
+                l.push(("b".to_string(), (i % 5).to_string()));
+            }
+            l
+        };
+        let s = |i: u64, t: i64| Sample {
+            name: "m".into(),
+            labels: labels(i).into_iter().collect(),
+            value: 0.0,
+            timestamp_ms: t,
+        };
+        let mut live: std::collections::BTreeSet<u64> = Default::default();
+        // A fixed pseudo-random walk (an LCG) over adds, removals and replacements.
+        let mut x: u64 = 12345;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n
+        };
+        for round in 0..400 {
+            let i = next(200);
+            match next(3) {
+                0 => {
+                    store.ingest([s(i, 1_000 + round)]);
+                    live.insert(i);
+                }
+                1 => {
+                    writer.remove([s(i, 0).to_key()]);
+                    live.remove(&i);
+                }
+                _ => {
+                    let j = next(200);
+                    if i != j {
+                        writer
+                            .replace([s(i, 0).to_key()], || [s(j, 1_000 + round)].into_iter())
+                            .unwrap();
+                        live.remove(&i);
+                        live.insert(j);
+                    }
+                }
+            }
+            if round % 20 != 0 {
+                continue;
+            }
+            let matchers: Vec<Vec<(String, String)>> = vec![
+                vec![],
+                vec![("a".into(), "1".into())],
+                vec![("b".into(), "3".into())],
+                vec![("a".into(), "2".into()), ("b".into(), "4".into())],
+                vec![("k".into(), format!("{:04}", next(200)))],
+                vec![
+                    ("k".into(), format!("{:04}", next(200))),
+                    ("a".into(), "0".into()),
+                ],
+            ];
+            for m in matchers {
+                // In label order: the order of the label sets themselves.
+                let mut want: Vec<(Labels, String)> = live
+                    .iter()
+                    .filter(|&&i| {
+                        let l = labels(i);
+                        m.iter().all(|p| l.contains(p))
+                    })
+                    .map(|&i| (labels(i).into_iter().collect(), format!("{i:04}")))
+                    .collect();
+                want.sort();
+                let want: Vec<String> = want.into_iter().map(|(_, k)| k).collect();
+                let pairs: Vec<(&str, &str)> =
+                    m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                assert_eq!(
+                    selected(&store, &pairs),
+                    want,
+                    "round {round}, matcher {m:?}"
+                );
+            }
+        }
+        assert_eq!(store.series_count(), live.len());
     }
 
     #[tokio::test]

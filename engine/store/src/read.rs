@@ -82,6 +82,15 @@ impl<'a> PointRun<'a> {
         }
     }
 
+    /// The points of one slice, oldest first: for readers that keep a series' points
+    /// contiguous (a rule test's input series, a replay's history).
+    pub fn from_slice(points: &'a [Point]) -> PointRun<'a> {
+        PointRun {
+            head: points,
+            tail: &[],
+        }
+    }
+
     /// How many points.
     pub fn len(&self) -> usize {
         self.head.len() + self.tail.len()
@@ -96,6 +105,30 @@ impl<'a> PointRun<'a> {
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a Point> + Clone + 'a {
         self.head.iter().chain(self.tail)
     }
+}
+
+/// The indices `start..end` of the points stamped from `since_ms` to `until_ms` (both
+/// inclusive). A window usually reaches past the oldest point or up to the newest: those
+/// ends are read off the ends of the buffer, not searched for, since a binary search
+/// touches a cache line per step and a rule reads a series that is rarely in the cache.
+fn bounds(
+    points: &VecDeque<Point>,
+    since_ms: TimestampMs,
+    until_ms: TimestampMs,
+) -> (usize, usize) {
+    let start = match points.front() {
+        Some(p) if p.timestamp_ms < since_ms => {
+            points.partition_point(|p| p.timestamp_ms < since_ms)
+        }
+        _ => 0,
+    };
+    let end = match points.back() {
+        Some(p) if p.timestamp_ms > until_ms => {
+            points.partition_point(|p| p.timestamp_ms <= until_ms)
+        }
+        _ => points.len(),
+    };
+    (start, end)
 }
 
 impl SeriesRead for SeriesStore {
@@ -116,8 +149,7 @@ impl SeriesRead for SeriesStore {
         f: &mut dyn FnMut(&Labels, PointRun<'_>),
     ) {
         self.for_each_series(name, matcher, |labels, points| {
-            let start = points.partition_point(|p| p.timestamp_ms < since_ms);
-            let end = points.partition_point(|p| p.timestamp_ms <= until_ms);
+            let (start, end) = bounds(points, since_ms, until_ms);
             if start < end {
                 f(labels, PointRun::of(points, start, end));
             }
@@ -157,6 +189,30 @@ impl SeriesRead for SeriesStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_match_a_search_from_both_ends() {
+        // Points at 10, 20, 30, 40; every window from 0..=50 to 0..=50 in steps of 5.
+        let points: VecDeque<Point> = (1..=4)
+            .map(|i| Point {
+                timestamp_ms: i * 10,
+                value: 0.0,
+            })
+            .collect();
+        for since in (0..=50).step_by(5) {
+            for until in (0..=50).step_by(5) {
+                let want = (
+                    points.partition_point(|p| p.timestamp_ms < since),
+                    points.partition_point(|p| p.timestamp_ms <= until),
+                );
+                assert_eq!(bounds(&points, since, until), want, "{since}..={until}");
+            }
+        }
+        // By hand: 20..=30 is points 1 and 2; 0..=100 all four; nothing in an empty buffer.
+        assert_eq!(bounds(&points, 20, 30), (1, 3));
+        assert_eq!(bounds(&points, 0, 100), (0, 4));
+        assert_eq!(bounds(&VecDeque::new(), 0, 100), (0, 0));
+    }
 
     #[test]
     fn a_run_across_the_ring_buffers_wrap_keeps_order() {
