@@ -2,6 +2,7 @@
 //! `tests/plugins/`, real rule files on disk and a real HTTP receiver on 127.0.0.1.
 //! Every wait is bounded; every process is killed when its test ends.
 
+mod alerting;
 mod author;
 mod catalogue;
 mod durable;
@@ -11,8 +12,12 @@ mod gpu;
 mod hostile;
 mod ingest;
 mod process;
+mod process_exit;
 mod prometheus;
 mod python;
+mod ray_scaling;
+mod replay;
+mod ruletest;
 mod store;
 mod supervision;
 mod support;

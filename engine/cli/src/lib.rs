@@ -8,7 +8,9 @@
 //! bounded wait (`stop_runtime`), so a plugin's host call stuck in the kernel never keeps
 //! the process alive.
 
+mod alerts;
 mod plugin;
+mod ruletest;
 mod scaffold;
 mod store;
 
@@ -65,11 +67,98 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// List the firing alerts of a running engine (as it last saved them): what the alert
+    /// manager does with each (silenced, inhibited, acknowledged, snoozed, escalation).
+    Alerts {
+        #[command(flatten)]
+        target: alerts::Target,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a firing alert: escalation of unacknowledged alerts stops, repeats stop.
+    ///
+    /// Applied by the running engine within a second; exits 3 when no engine answered
+    /// (the command then waits for the next `telltale run`).
+    Ack {
+        /// The alert's fingerprint (`telltale alerts` lists them).
+        fingerprint: String,
+        #[command(flatten)]
+        who: alerts::Who,
+        #[command(flatten)]
+        target: alerts::Target,
+    },
+    /// Withdraw an acknowledgement: escalation starts over.
+    Unack {
+        /// The alert's fingerprint.
+        fingerprint: String,
+        #[command(flatten)]
+        who: alerts::Who,
+        #[command(flatten)]
+        target: alerts::Target,
+    },
+    /// Hear nothing of a firing alert until a time; then it is announced again if it still
+    /// fires.
+    Snooze {
+        /// The alert's fingerprint.
+        fingerprint: String,
+        /// How long from now (`30m`, `2h`).
+        #[arg(long = "for", value_name = "DURATION", conflicts_with = "until")]
+        duration: Option<String>,
+        /// Until when (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        #[command(flatten)]
+        who: alerts::Who,
+        #[command(flatten)]
+        target: alerts::Target,
+    },
+    /// Silences: add, list, expire.
+    Silence {
+        #[command(subcommand)]
+        command: alerts::SilenceCommand,
+        #[command(flatten)]
+        target: alerts::Target,
+    },
     /// The durable store's database: what it holds, and a consistent backup, both while
     /// `telltale run` has it open.
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,
+    },
+    /// Run rule unit tests (promtool's test file format; see docs/rule-tests.md).
+    ///
+    /// Exits 0 when every test passes, 1 when a test fails, 2 when a file is bad.
+    Test {
+        /// The test files.
+        #[arg(value_name = "FILE.yaml", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Evaluate the rules over the durable store's history and print when each alert
+    /// would have fired and resolved. Reads the database read-only, beside a running
+    /// engine.
+    Replay {
+        /// The configuration `telltale run` uses (default: the embedded one).
+        #[arg(short, long, value_name = "FILE", env = "TELLTALE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The first evaluation: RFC 3339 (`2026-12-01T10:00:00Z`), `now` or `-2h`.
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        from: String,
+        /// The last evaluation (same forms as --from).
+        #[arg(
+            long,
+            value_name = "TIME",
+            allow_hyphen_values = true,
+            default_value = "now"
+        )]
+        to: String,
+        /// The rules directory, in place of the config's `rules.dir` (the built-in rules
+        /// run beside it unless the config sets `rules.defaults: false`).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Between evaluations (default: the config's `engine.evaluation_interval`).
+        #[arg(long, value_name = "DURATION")]
+        step: Option<String>,
     },
 }
 
@@ -90,6 +179,39 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(config.as_deref()),
         Command::Plugin { command } => plugin::main(command),
         Command::Store { command } => store::main(command),
+        Command::Alerts { target, json } => alerts::list(&target, json),
+        Command::Ack {
+            fingerprint,
+            who,
+            target,
+        } => alerts::ack(&target, fingerprint, &who),
+        Command::Unack {
+            fingerprint,
+            who,
+            target,
+        } => alerts::unack(&target, fingerprint, &who),
+        Command::Snooze {
+            fingerprint,
+            duration,
+            until,
+            who,
+            target,
+        } => alerts::snooze(
+            &target,
+            fingerprint,
+            duration.as_deref(),
+            until.as_deref(),
+            &who,
+        ),
+        Command::Silence { command, target } => alerts::silence(&target, command),
+        Command::Test { files } => ruletest::test(&files),
+        Command::Replay {
+            config,
+            from,
+            to,
+            rules,
+            step,
+        } => ruletest::replay(config.as_deref(), &from, &to, rules, step.as_deref()),
         Command::Config { command } => match command {
             ConfigCommand::Schema => {
                 match serde_json::to_string_pretty(&config::json_schema()) {

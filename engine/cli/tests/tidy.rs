@@ -33,6 +33,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("alerts", &["model", "config"]),
     ("notify", &["model", "config"]),
+    // Scaling decisions: stabilisation and the scalers that apply them.
+    ("scaling", &["model", "config"]),
+    ("routing", &["model", "config"]),
     // The assembly joins every stage; the binary drives the assembly.
     (
         "pipeline",
@@ -48,10 +51,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "rules",
             "alerts",
             "notify",
+            "scaling",
+            "routing",
         ],
     ),
     // The binary: `run` and `check` through the pipeline's `Engine`; `plugin run/inspect`
-    // straight on the plugin host; `store info/backup` straight on the database file.
+    // straight on the plugin host; `store info/backup` straight on the database file;
+    // `alerts`, `ack`, `silence` read the alert manager's saved state with its types.
     (
         "cli",
         &[
@@ -62,6 +68,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
             "plugin-host",
             "pipeline",
+            "routing",
         ],
     ),
 ];

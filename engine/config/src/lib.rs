@@ -16,10 +16,12 @@
 //! come back with serde_yaml's line and column), then semantic checks whose positions come
 //! from `locate.rs`, a small walker over block-style YAML.
 
+pub mod alerting;
 mod env;
 mod grants;
 mod locate;
 pub mod notifiers;
+pub mod scalers;
 mod store;
 mod types;
 
@@ -513,6 +515,7 @@ fn semantic_problems(
 
     store::check(config, source, store_file, &mut at);
 
+    scalers::check(&config.scalers, &mut at);
     let notifier_names = notifiers::check(&config.notifiers, &mut at);
     for (i, r) in config.routes.iter().enumerate() {
         for (j, name) in r.notifiers.iter().enumerate() {
@@ -534,6 +537,7 @@ fn semantic_problems(
             }
         }
     }
+    alerting::check(config, &notifier_names, &mut at);
     out
 }
 
@@ -740,6 +744,25 @@ mod tests {
         };
         assert_eq!(w.url, "http://127.0.0.1:9/x");
         assert_eq!(w.secret.as_deref(), Some("whsec_AAAA"));
+    }
+
+    #[test]
+    fn rules_defaults_are_on_unless_turned_off() {
+        // No `rules` section, a `dir` alone, and `defaults: false` beside a `dir`.
+        let c = parse("", Path::new("t.yaml")).unwrap();
+        assert!(c.rules.defaults && c.rules.dir.is_none());
+        let c = parse("rules:\n  dir: mine\n", Path::new("t.yaml")).unwrap();
+        assert!(c.rules.defaults);
+        assert_eq!(c.rules.dir.as_deref(), Some(Path::new("mine")));
+        let c = parse(
+            "rules:\n  dir: mine\n  defaults: false\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert!(!c.rules.defaults);
+        let text = err("rules:\n  default: false\n");
+        assert!(text.contains("did you mean `defaults`?"), "{text}");
+        assert!(json_schema().to_string().contains("\"defaults\""));
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Config {
     /// matches goes to every notifier.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// The alert manager: routing tree, grouping, inhibition, time intervals, escalation
+    /// policies (`docs/alerting.md`). Supersedes the flat `routes:` list.
+    #[serde(default)]
+    pub alerting: crate::alerting::AlertingConfig,
     /// Push ingest: Pushgateway, Influx line protocol and JSON over HTTP, StatsD over UDP.
     /// Off unless present; each listener is on when its own subsection is present.
     #[serde(default)]
@@ -46,6 +50,10 @@ pub struct Config {
     /// one SQLite file.
     #[serde(default)]
     pub store: StoreConfig,
+    /// What applies the decisions of scaling rules: each entry a `name` (a rule's
+    /// `RULE.scaling.target`) and a `kind` (`webhook`, `ray_serve`) with its settings.
+    #[serde(default)]
+    pub scalers: Vec<crate::scalers::ScalerConfig>,
 }
 
 /// The durable store (one SQLite file). The hot window rules read every tick stays in
@@ -402,10 +410,16 @@ impl PluginEntry for AnalyzerConfig {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
-    /// Directory of `.rhai` rule files, watched for changes. Without it the default rules
-    /// built into the binary are used.
+    /// Directory of `.rhai` rule files, watched for changes. Its rules run beside the
+    /// default rules built into the binary (see `defaults`); without it only the defaults
+    /// run.
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// Load the default rules built into the binary (memory, CPU, load, disk full) beside
+    /// the rules of `dir`. A rule of `dir` with the `name` of a default rule replaces that
+    /// default. `false` runs the rules of `dir` only (or none, without `dir`).
+    #[serde(default = "defaults::yes")]
+    pub defaults: bool,
     /// The longest one rule's `evaluate()` may run.
     #[serde(default = "defaults::rule_timeout")]
     pub timeout: HumanDuration,
@@ -418,6 +432,7 @@ impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
             dir: None,
+            defaults: true,
             timeout: defaults::rule_timeout(),
             max_operations: defaults::rule_max_operations(),
         }

@@ -594,9 +594,7 @@ impl AlertStatus {
 
 /// Why a notification was made: the payload's `reason`. A receiver that only cares whether
 /// an alert is firing reads `status`; `reason` says what happened to it.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationReason {
     /// The alert started firing or resolved.
@@ -635,7 +633,17 @@ impl NotificationReason {
 
 /// What an alert instance is about: the rule's condition, or the rule's own trouble.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
     JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
@@ -760,6 +768,8 @@ pub struct RuleMeta {
     /// How the rule's alerts behave between their conditions: keep-firing, hysteresis,
     /// flapping, missing data, errors, repeats.
     pub policy: AlertPolicy,
+    /// For a scaling rule (`kind: "scaling"`), its settings; `None` for an alert rule.
+    pub scaling: Option<ScalingSpec>,
 }
 
 /// The lifecycle settings of a rule's alerts (the `RULE` fields besides name, severity,
@@ -882,6 +892,93 @@ impl Default for Flapping {
 #[inline]
 pub fn short_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// How a scaling rule's proposals are smoothed before they become decisions
+/// (`RULE.scaling.stabilization`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stabilization {
+    /// Kubernetes HPA's `stabilizationWindowSeconds`: scaling up goes to the smallest
+    /// proposal of the last `up_delay`, scaling down to the largest of the last
+    /// `down_delay`, so one spike or dip never moves the target.
+    #[default]
+    Window,
+    /// Ray Serve's `upscale_delay_s` / `downscale_delay_s`: a proposal to go up (or down)
+    /// must be made on every evaluation for `up_delay` (`down_delay`) before it is acted
+    /// on, and then the newest proposal is taken.
+    Delay,
+}
+
+impl Stabilization {
+    /// The name written in `RULE.scaling.stabilization`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stabilization::Window => "window",
+            Stabilization::Delay => "delay",
+        }
+    }
+}
+
+/// A scaling rule's settings: the `scaling: #{ .. }` map of its `RULE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingSpec {
+    /// What is scaled: the name of an entry of the config's `scalers:` that applies the
+    /// decisions (without one, decisions are recorded and notified only).
+    pub target: String,
+    /// The fewest replicas a decision may ask for.
+    pub min: u32,
+    /// The most replicas a decision may ask for.
+    pub max: u32,
+    /// How long a proposal to scale up must stand before it is acted on (see
+    /// [`Stabilization`]).
+    pub up_delay: Duration,
+    /// How long a proposal to scale down must stand before it is acted on.
+    pub down_delay: Duration,
+    /// The most replicas one decision adds; `None`: no limit.
+    pub max_step_up: Option<u32>,
+    /// The most replicas one decision removes; `None`: no limit.
+    pub max_step_down: Option<u32>,
+    /// How proposals are smoothed.
+    pub stabilization: Stabilization,
+}
+
+/// What a scaling rule's `evaluate()` proposed on one tick: `#{ desired, current?, reason,
+/// inputs? }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingProposal {
+    /// How many replicas the rule thinks the target needs now (before stabilisation).
+    pub desired: u32,
+    /// How many the target has, if the rule knows; otherwise the scaler is asked.
+    pub current: Option<u32>,
+    /// Why, in one sentence (shown in notifications and recorded with the decision).
+    pub reason: String,
+    /// The figures the rule based its proposal on (`inputs: #{ queue: 120.0 }`), recorded
+    /// with the decision.
+    pub inputs: BTreeMap<String, f64>,
+}
+
+/// A change of a target's replica count that Telltale decided on: recorded in the durable
+/// store, announced to the notifiers and applied by the target's scaler, if it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScalingDecision {
+    /// The scaling rule that proposed it.
+    pub rule: String,
+    /// What is scaled (`RULE.scaling.target`).
+    pub target: String,
+    /// The replica count when the decision was made.
+    pub current: u32,
+    /// The replica count decided on (stabilised, limited by the step, within min and max).
+    pub desired: u32,
+    /// What the rule proposed on the tick of the decision, before stabilisation.
+    pub proposed: u32,
+    /// The rule's reason.
+    pub reason: String,
+    /// The figures the rule based its proposal on.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, f64>,
+    /// When, in milliseconds since the Unix epoch.
+    pub time_ms: TimestampMs,
 }
 
 #[cfg(test)]

@@ -23,9 +23,13 @@
 //!   file), alert state and every notification are on disk before anything depends on
 //!   them, so even `kill -9` loses neither (`durable.rs`).
 
+mod alerting;
 mod durable;
 mod plugins;
 mod reload;
+pub mod replay;
+pub mod ruletest;
+mod scaling;
 mod supervise;
 #[cfg(test)]
 mod tests;
@@ -103,7 +107,7 @@ impl Engine {
             .map_err(|e| fatal(format!("invalid notifier configuration: {e}")))?;
 
         let mut rules = RuleSet::new(store.clone(), &cfg.rules);
-        let problems = match loaded.rules_dir() {
+        let mut problems = match loaded.rules_dir() {
             Some(dir) if !dir.is_dir() => vec![
                 Diagnostic::new(
                     loaded.display_name(),
@@ -117,8 +121,12 @@ impl Engine {
                 ),
             ],
             Some(dir) => rules.load_dir(&dir),
-            None => rules.load_embedded_defaults(),
+            None => Vec::new(),
         };
+        // The defaults run beside `rules.dir`'s rules, which may replace them by name.
+        if cfg.rules.defaults {
+            problems.extend(rules.load_defaults_beside_loaded());
+        }
         Ok(Engine {
             loaded: loaded.clone(),
             store,
@@ -253,6 +261,9 @@ async fn run(
         None => None,
     };
 
+    for (rule, file) in rules.replaced_defaults() {
+        info!("rule {rule} from {} replaces the default", file.display());
+    }
     info!(
         "telltale {} running {}: {} collector(s), {} analyzer(s), {} rule(s) from {}, notifiers: {}; data in {}",
         env!("CARGO_PKG_VERSION"),
@@ -260,10 +271,12 @@ async fn run(
         cfg.collectors.len(),
         cfg.analyzers.len(),
         rules.rules().len(),
-        rules_dir
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| "the built-in defaults".into()),
+        match (&rules_dir, cfg.rules.defaults) {
+            (Some(d), true) => format!("{} and the built-in defaults", d.display()),
+            (Some(d), false) => d.display().to_string(),
+            (None, true) => "the built-in defaults".into(),
+            (None, false) => "nowhere (no `rules.dir`, `rules.defaults: false`)".into(),
+        },
         if cfg.notifiers.is_empty() {
             "none".to_string()
         } else {
@@ -317,9 +330,15 @@ async fn run(
         Some((w, rx)) => (Some(w), Some(rx)),
         None => (None, None),
     };
+    // Scaling rules' proposals: decided, recorded, notified and applied in a task of their own.
+    let (scaling, scaling_stage) = scaling::stage(cfg, database.clone(), dispatcher.clone());
+    tasks.spawn(scaling_stage.run(stop_rx.clone()));
+    let alerting = alerting::Alerting::open(cfg, database.clone(), now_ms())?;
     tasks.spawn(rule_task(
         rules,
         change_rx,
+        scaling,
+        alerting,
         dispatcher.clone(),
         store.clone(),
         durable::AlertPersistence::new(database.clone()),
@@ -401,9 +420,13 @@ pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
 /// Evaluates every rule each tick, feeds the alert state machine and the dispatcher, and
 /// applies rule-file changes as they arrive. Alert state starts from what `saved` restores
 /// and is saved there whenever it changes.
+// Each argument is one stage it feeds or one thing it owns; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn rule_task(
     mut rules: RuleSet,
     mut changes: Option<mpsc::Receiver<PathBuf>>,
+    scaling: scaling::ScalingHandle,
+    mut alerting: alerting::Alerting,
     dispatcher: DispatcherHandle,
     store: Arc<SeriesStore>,
     mut saved: durable::AlertPersistence,
@@ -414,24 +437,36 @@ async fn rule_task(
     {
         let loaded = rules.rules();
         let names: Vec<&str> = loaded.iter().map(|m| m.name.as_str()).collect();
-        for n in saved.restore(&mut alerts, &names, now_ms()) {
-            dispatcher.send(n);
-        }
+        let now = now_ms();
+        let resolved = saved.restore(&mut alerts, &names, now);
+        alerting.route(resolved, &dispatcher, now);
     }
     let mut tick = ticker(period);
+    // Group waits, escalation levels and snoozes end between evaluations, and operators'
+    // commands should not wait for the next one: the alert manager looks every second.
+    let mut control = ticker(ALERTING_PERIOD);
     let mut first = true;
     loop {
         tokio::select! {
+            _ = control.tick() => {
+                let now = now_ms();
+                tokio::task::block_in_place(|| {
+                    alerting.apply_commands(&dispatcher, now);
+                    alerting.tick(&dispatcher, now);
+                    alerting.save_if_changed(now);
+                });
+                continue;
+            }
             _ = tick.tick() => {
                 let now = now_ms();
                 let started = Instant::now();
                 // Rhai is synchronous; keep the runtime's other tasks moving meanwhile.
                 let results = tokio::task::block_in_place(|| rules.evaluate(now));
+                scaling.offer(&results, now);
                 let took = started.elapsed();
                 let (notifications, errors) = apply_results(&mut alerts, results, now);
-                for n in notifications {
-                    dispatcher.send(n);
-                }
+                alerting.route(notifications, &dispatcher, now);
+                alerting.tick(&dispatcher, now);
                 let active = alerts.active();
                 let firing = active.iter().filter(|a| a.firing_since_ms > 0).count();
                 let count = rules.rules().len();
@@ -454,16 +489,16 @@ async fn rule_task(
                         info!(file = %path.display(), "rule `{}` reloaded", rule.name);
                         // The old name's alerts would otherwise stay firing forever.
                         if let Some(old) = renamed_from {
-                            for n in alerts.rule_removed(&old, now_ms()) {
-                                dispatcher.send(n);
-                            }
+                            let now = now_ms();
+                            let resolved = alerts.rule_removed(&old, now);
+                            alerting.route(resolved, &dispatcher, now);
                         }
                     }
                     ReloadOutcome::Removed(name) => {
                         info!(file = %path.display(), "rule `{name}` removed");
-                        for n in alerts.rule_removed(&name, now_ms()) {
-                            dispatcher.send(n);
-                        }
+                        let now = now_ms();
+                        let resolved = alerts.rule_removed(&name, now);
+                        alerting.route(resolved, &dispatcher, now);
                     }
                     ReloadOutcome::Unchanged => {}
                     ReloadOutcome::Failed { diagnostics, kept_previous } => {
@@ -478,15 +513,20 @@ async fn rule_task(
             }
             _ = stop.changed() => break,
         }
-        // A small write, and only when an alert appeared, fired, resolved or went.
-        tokio::task::block_in_place(|| saved.save_if_changed(&alerts));
+        // Small writes, and only when an alert appeared, fired, resolved or went, or the
+        // alert manager's state changed.
+        tokio::task::block_in_place(|| {
+            saved.save_if_changed(&alerts);
+            alerting.save_if_changed(now_ms());
+        });
     }
 }
 
 /// Feeds one tick of rule results to the alert state machine. A failed rule's alerts stay
 /// as they are (a broken rule is not evidence that the problem went away); the rule itself
-/// was logged by `RuleSet::evaluate`, without repeats. Returns the notifications to send
-/// and how many rules failed.
+/// was logged by `RuleSet::evaluate`, without repeats, and raises an `error` alert once it
+/// has failed for its `error_after`. Returns the notifications to send and how many rules
+/// failed.
 fn apply_results(
     alerts: &mut AlertManager,
     results: Vec<RuleResult>,
@@ -497,11 +537,17 @@ fn apply_results(
     for r in results {
         match r.outcome {
             Ok(candidates) => out.extend(alerts.process(&r.meta, &candidates, now)),
-            Err(_) => errors += 1,
+            Err(e) => {
+                errors += 1;
+                out.extend(alerts.rule_failed(&r.meta, &e.message, now));
+            }
         }
     }
     (out, errors)
 }
+
+/// How often the alert manager runs its timers and reads operators' commands.
+const ALERTING_PERIOD: Duration = Duration::from_secs(1);
 
 /// When the first status line is printed, and how often after that.
 const STATUS_FIRST: Duration = Duration::from_secs(15);

@@ -19,9 +19,14 @@
 pub mod functions;
 mod locate;
 pub mod metadata;
+mod policy;
+mod promql;
 pub mod sandbox;
+mod scaling;
 mod watch;
 
+#[cfg(test)]
+mod promql_tests;
 #[cfg(test)]
 mod tests;
 
@@ -157,6 +162,9 @@ pub struct RuleResult {
     pub outcome: Result<Vec<AlertCandidate>, RuleError>,
     /// How long `evaluate()` took.
     pub elapsed: Duration,
+    /// A scaling rule's proposal this tick (its `outcome` then holds no alerts); `None`
+    /// for alert rules, failures and "no opinion".
+    pub scaling: Option<telltale_model::ScalingProposal>,
 }
 
 /// What [`RuleSet::apply_change`] did with a changed file.
@@ -213,6 +221,9 @@ pub struct RuleSet {
     limits: SandboxLimits,
     /// By file key (see [`RuleSet::key`]); iteration order is the evaluation order.
     rules: BTreeMap<PathBuf, LoadedRule>,
+    /// Default rules left out by [`RuleSet::load_defaults_beside_loaded`]: (name, the
+    /// file whose rule took the name).
+    replaced_defaults: Vec<(String, PathBuf)>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -239,6 +250,7 @@ impl RuleSet {
             store,
             limits,
             rules: BTreeMap::new(),
+            replaced_defaults: Vec::new(),
         }
     }
 
@@ -370,6 +382,44 @@ impl RuleSet {
         diags
     }
 
+    /// Loads the default rules built into the binary beside the rules already loaded (those
+    /// of `rules.dir`, loaded first): a default whose `name` a loaded rule already has is
+    /// left out, so an operator's file replaces a default by taking its name; the
+    /// replacements are kept for the engine to log ([`RuleSet::replaced_defaults`]). Run
+    /// after [`RuleSet::load_dir`]: a rule added later with a default's name is refused as
+    /// a duplicate name until a restart.
+    pub fn load_defaults_beside_loaded(&mut self) -> Vec<Diagnostic> {
+        let mut diags = Vec::new();
+        for (name, source) in EMBEDDED_RULES {
+            let file = Path::new(EMBEDDED_DIR).join(name);
+            // The default's name, read as `compile` reads it; a default that cannot be read
+            // is left to `load_source`, which reports why.
+            let default_name = self
+                .engine
+                .compile(*source)
+                .ok()
+                .and_then(|ast| metadata::read_meta(&ast, source, &file).ok())
+                .map(|meta| meta.name);
+            let replaced_by = default_name.as_ref().and_then(|n| {
+                self.rules
+                    .values()
+                    .find(|r| &r.meta.name == n)
+                    .map(|r| r.meta.file.clone())
+            });
+            match (default_name, replaced_by) {
+                (Some(rule), Some(by)) => self.replaced_defaults.push((rule, by)),
+                _ => diags.extend(self.load_source(&file, file.clone(), source)),
+            }
+        }
+        diags
+    }
+
+    /// The default rules that rules of `rules.dir` replaced, by name, with the file of
+    /// each replacement, as [`RuleSet::load_defaults_beside_loaded`] found them.
+    pub fn replaced_defaults(&self) -> &[(String, PathBuf)] {
+        &self.replaced_defaults
+    }
+
     /// Loads every rule file (`*.rhai`, not hidden, not `~` backups) directly in `dir`, in
     /// name order; a name declared twice is loaded from the first file only.
     pub fn load_dir(&mut self, dir: &Path) -> Vec<Diagnostic> {
@@ -454,13 +504,58 @@ impl RuleSet {
         self.rules.values().map(|r| r.meta.clone()).collect()
     }
 
-    /// Evaluates every rule at time `now_ms`, one after the other. A rule that fails or
-    /// runs away is reported in its result; the others are unaffected.
+    /// Evaluates every rule at time `now_ms`; results come in rule order. A rule that
+    /// fails or runs away is reported in its result; the others are unaffected. A large
+    /// set is evaluated on as many threads as there are cores (the calling thread is one),
+    /// each taking the next block of rules as it finishes one, so a thread the system
+    /// holds up leaves its share to the others; each rule runs on one thread from start
+    /// to end, so its limits, deadline and log lines are as when run alone.
     pub fn evaluate(&self, now_ms: TimestampMs) -> Vec<RuleResult> {
-        self.rules
-            .values()
-            .map(|rule| self.evaluate_one(rule, now_ms))
-            .collect()
+        let rules: Vec<&LoadedRule> = self.rules.values().collect();
+        let threads = Self::eval_threads(rules.len());
+        if threads <= 1 {
+            return self.evaluate_run(&rules, now_ms);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // Blocks of rules taken in turn, numbered so they can be put back in order.
+        let work = || {
+            let mut done: Vec<(usize, Vec<RuleResult>)> = Vec::new();
+            loop {
+                let block = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(run) = rules.chunks(Self::EVAL_BLOCK).nth(block) else {
+                    return done;
+                };
+                done.push((block, self.evaluate_run(run, now_ms)));
+            }
+        };
+        // Log lines from the other threads go where the caller's go: its subscriber
+        // (a test's may be thread-local) and its span.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let span = tracing::Span::current();
+        let mut blocks = std::thread::scope(|scope| {
+            let spawned: Vec<_> = (1..threads)
+                .filter_map(|_| {
+                    let (dispatch, span, work) = (dispatch.clone(), span.clone(), &work);
+                    // A thread the system refuses leaves its blocks to the others.
+                    std::thread::Builder::new()
+                        .name("telltale-rules".into())
+                        .spawn_scoped(scope, move || {
+                            tracing::dispatcher::with_default(&dispatch, || span.in_scope(work))
+                        })
+                        .ok()
+                })
+                .collect();
+            let mut blocks = work();
+            for thread in spawned {
+                match thread.join() {
+                    Ok(done) => blocks.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            blocks
+        });
+        blocks.sort_unstable_by_key(|&(block, _)| block);
+        blocks.into_iter().flat_map(|(_, results)| results).collect()
     }
 
     fn evaluate_one(&self, rule: &LoadedRule, now_ms: TimestampMs) -> RuleResult {
@@ -480,7 +575,18 @@ impl RuleSet {
                 (),
             )
         }));
+        // A scaling rule returns a proposal, not alerts (scaling.rs).
+        let mut proposal = None;
         let outcome = match call {
+            Ok(Ok(value)) if rule.meta.scaling.is_some() => scaling::to_proposal(value)
+                .map(|p| {
+                    proposal = p;
+                    Vec::new()
+                })
+                .map_err(|message| {
+                    let hint = Some(scaling::RETURN_HINT.into());
+                    self.rule_error(rule, RuleErrorKind::BadReturn, message, rule.evaluate_at, hint)
+                }),
             Ok(Ok(value)) => to_candidates(value).map_err(|message| {
                 self.rule_error(
                     rule,
@@ -520,8 +626,35 @@ impl RuleSet {
             meta: rule.meta.clone(),
             outcome,
             elapsed: started.elapsed(),
+            scaling: proposal,
         }
     }
+
+    /// Evaluates `rules` one after the other on this thread.
+    fn evaluate_run(&self, rules: &[&LoadedRule], now_ms: TimestampMs) -> Vec<RuleResult> {
+        rules
+            .iter()
+            .map(|rule| self.evaluate_one(rule, now_ms))
+            .collect()
+    }
+
+    /// How many threads evaluate `rules` rules: one per core, but each with at least
+    /// `MIN_RULES_PER_THREAD` rules, so that starting a thread (tens of microseconds)
+    /// stays small beside the rules it runs (a few microseconds each).
+    fn eval_threads(rules: usize) -> usize {
+        /// Cores, read once: the standard library reads the affinity mask and cgroup
+        /// quota each time it is asked.
+        static CORES: OnceLock<usize> = OnceLock::new();
+        /// Below this many rules per thread, one thread is faster.
+        const MIN_RULES_PER_THREAD: usize = 64;
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        cores.min(rules / MIN_RULES_PER_THREAD).max(1)
+    }
+
+    /// Rules a thread takes at a time: small enough that threads finish together, large
+    /// enough that taking one (an atomic add) is nothing beside evaluating it.
+    const EVAL_BLOCK: usize = 32;
 
     /// A [`RuleError`] of `rule`, with the snippet of the line at `position`.
     fn rule_error(

@@ -1437,3 +1437,60 @@ fn a_seven_day_window_reads_the_hourly_rollups_of_the_durable_store() {
         .value;
     assert_eq!(max, 16.0);
 }
+
+#[test]
+fn defaults_load_beside_a_directory_whose_rule_replaces_one_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `memory_high` is the name of a default rule: this file replaces it. `plotter` is new.
+    let mine = write(
+        dir.path(),
+        "my_memory.rhai",
+        &rule_src("memory_high", "alert(1)"),
+    );
+    write(dir.path(), "plotter.rhai", &rule_src("plotter", "[]"));
+    let s = store();
+    let mut set = rule_set(&s);
+    assert!(set.load_dir(dir.path()).is_empty());
+    let diags = set.load_defaults_beside_loaded();
+    assert!(
+        diags.is_empty(),
+        "{}",
+        telltale_diagnostics::Diagnostics(diags)
+    );
+    let mut names: Vec<(String, bool)> = set
+        .rules()
+        .iter()
+        .map(|m| (m.name.clone(), m.file.starts_with(EMBEDDED_DIR)))
+        .collect();
+    names.sort();
+    // The five defaults less the replaced one, plus the directory's two.
+    assert_eq!(
+        names,
+        [
+            ("disk_full".to_string(), true),
+            ("high_cpu".to_string(), true),
+            ("high_load".to_string(), true),
+            ("memory_critical".to_string(), true),
+            ("memory_high".to_string(), false),
+            ("plotter".to_string(), false),
+        ]
+    );
+    let memory_high = set
+        .rules()
+        .into_iter()
+        .find(|m| m.name == "memory_high")
+        .expect("loaded");
+    assert_eq!(memory_high.file.file_name(), mine.file_name());
+    assert_eq!(set.replaced_defaults().len(), 1);
+    assert_eq!(set.replaced_defaults()[0].0, "memory_high");
+    assert_eq!(set.replaced_defaults()[0].1.file_name(), mine.file_name());
+    // The replacement is the one that runs: `alert(1)` fires with no data at all, the
+    // default would not.
+    let fired: Vec<String> = set
+        .evaluate(T0)
+        .into_iter()
+        .filter(|r| r.outcome.as_ref().is_ok_and(|a| !a.is_empty()))
+        .map(|r| r.meta.name.clone())
+        .collect();
+    assert_eq!(fired, ["memory_high"]);
+}

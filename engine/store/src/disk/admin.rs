@@ -238,6 +238,11 @@ impl ReadOnlyDatabase {
         self.schema_version
     }
 
+    /// The read-only connection, for the module's other read-only views (`replay.rs`).
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// What the database holds.
     pub fn info(&self) -> Result<StoreInfo, StoreError> {
         info(&self.conn, &self.path)

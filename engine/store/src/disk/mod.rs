@@ -14,10 +14,13 @@
 
 pub mod admin;
 pub mod codec;
+pub mod control;
 mod head;
 pub(crate) mod persist;
 mod query;
+pub mod replay;
 pub mod rollup;
+pub mod scaling;
 mod schema;
 pub mod state;
 mod wal;
@@ -107,6 +110,15 @@ pub enum StoreError {
         /// What failed.
         #[source]
         source: rusqlite::Error,
+    },
+    /// The database cannot serve this request as it is (missing, or not yet upgraded);
+    /// `detail` says what to do.
+    #[error("{path}: {detail}")]
+    Unavailable {
+        /// The file.
+        path: PathBuf,
+        /// What is missing and what to do.
+        detail: String,
     },
     /// A migration failed.
     #[error("{path}: cannot bring the schema up to version {SCHEMA_VERSION}: {detail}")]

@@ -6,8 +6,9 @@ use rusqlite_migration::{M, Migrations};
 
 /// Every migration, oldest first. The schema version of a database is how many of them it
 /// has applied.
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    r#"
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        r#"
 -- Every series ever written: its identity once, referred to by `id` everywhere else.
 CREATE TABLE series (
     id     INTEGER PRIMARY KEY,
@@ -68,7 +69,52 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_undone ON outbox (created_ms) WHERE done_ms IS NULL;
 "#,
-)];
+    ),
+    // 2: the decisions of scaling rules, with what they were based on (`disk/scaling.rs`).
+    M::up(
+        r#"
+CREATE TABLE scaling_decisions (
+    id       INTEGER PRIMARY KEY,
+    time_ms  INTEGER NOT NULL,
+    rule     TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    current  INTEGER NOT NULL,
+    desired  INTEGER NOT NULL,
+    -- What the rule proposed on that tick, before stabilisation.
+    proposed INTEGER NOT NULL,
+    reason   TEXT NOT NULL,
+    -- The figures the rule based it on, as a JSON object of numbers.
+    inputs   TEXT NOT NULL,
+    -- How applying it went: NULL until the scaler answered (or when there is none),
+    -- then `applied` or the error.
+    outcome  TEXT
+);
+CREATE INDEX scaling_decisions_by_target ON scaling_decisions (target, time_ms);
+"#,
+    ),
+    // 3: the alert manager's state, and the commands `telltale ack/silence/snooze` leave
+    // for a running engine (`disk/control.rs`).
+    M::up(
+        r#"
+-- Routing groups, silences, acknowledgements, snoozes and escalations: one JSON document
+-- made and read by the pipeline (`telltale-routing`'s snapshot).
+CREATE TABLE routing_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    saved_ms INTEGER NOT NULL,
+    state    TEXT NOT NULL
+);
+-- Commands for the engine, applied in `seq` order; `outcome` says how it went.
+CREATE TABLE commands (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ms INTEGER NOT NULL,
+    command    TEXT NOT NULL,
+    applied_ms INTEGER,
+    outcome    TEXT
+);
+CREATE INDEX commands_pending ON commands (seq) WHERE applied_ms IS NULL;
+"#,
+    ),
+];
 
 /// The migrations, for `to_latest`.
 pub(crate) fn migrations() -> Migrations<'static> {
