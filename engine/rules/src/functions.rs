@@ -17,8 +17,8 @@ use rhai::{
 };
 
 use telltale_model::{Event, Labels, Point, TimestampMs, duration_ms, write_labels};
-use telltale_store::SeriesRead;
 use telltale_store::disk::{Bucket, RangeData, Resolution};
+use telltale_store::{PointRun, SeriesRead};
 
 use super::sandbox::current_now_ms;
 
@@ -78,6 +78,24 @@ impl Aggregate {
 }
 
 impl Aggregate {
+    /// [`Aggregate::apply`] over points borrowed from the store, copying them only for the
+    /// aggregates that need them in one slice (`p95` sorts them, `rate` reads pairs).
+    fn apply_run(self, run: PointRun<'_>) -> Option<f64> {
+        if run.is_empty() {
+            return None;
+        }
+        let values = run.iter().map(|p| p.value);
+        match self {
+            // The same sums in the same order as over a slice: the same result, bit for bit.
+            Aggregate::Avg => Some(values.sum::<f64>() / run.len() as f64),
+            Aggregate::Min => values.reduce(f64::min),
+            Aggregate::Max => values.reduce(f64::max),
+            Aggregate::P95 | Aggregate::Rate => {
+                self.apply(&run.iter().copied().collect::<Vec<Point>>())
+            }
+        }
+    }
+
     /// The aggregate of roll-up buckets (oldest first): exact for `avg` (their sum over
     /// their count), `min` and `max`; `rate` is the counters' summed increase over the
     /// time the buckets cover; `p95` is the 95th percentile of the buckets' means (an
@@ -230,6 +248,13 @@ pub(crate) fn parse_window(func: &str, window: &Dynamic) -> RhaiResult<Duration>
 /// `metric()`: the latest value of the one matching series, `()` if none.
 fn metric_value(store: &dyn SeriesRead, name: &str, matcher: &Labels) -> RhaiResult<Dynamic> {
     let now = current_now_ms();
+    // One series, the common case, is read without copying its labels; the labels of
+    // several are read for the message.
+    match store.latest_count(name, matcher, now) {
+        (0, _) => return Ok(Dynamic::UNIT),
+        (1, Some(p)) => return Ok(Dynamic::from_float(p.value)),
+        _ => {}
+    }
     let hits = store.latest(name, matcher, now);
     match hits.as_slice() {
         [] => Ok(Dynamic::UNIT),
@@ -291,16 +316,23 @@ fn window_aggregate(
             matched.push(s.labels);
         }
     } else {
-        // Read straight from the store's buffers: no per-series copy.
-        let mut scratch: Vec<Point> = Vec::new();
-        store.visit_window(name, matcher, since, now, &mut |labels, points| {
-            matched.push(labels.clone());
-            if matched.len() == 1 {
-                scratch.clear();
-                scratch.extend(points.iter().copied());
-                result = agg.apply(&scratch);
+        // Read straight from the store's buffers: no copy of points or labels. Several
+        // series are an error, whose message names them: read again for their labels.
+        let mut count = 0usize;
+        store.visit_window(name, matcher, since, now, &mut |_, points| {
+            count += 1;
+            if count == 1 {
+                result = agg.apply_run(points);
             }
         });
+        if count > 1 {
+            store.visit_window(name, matcher, since, now, &mut |labels, _| {
+                matched.push(labels.clone());
+            });
+        }
+        if count == 1 {
+            return Ok(result.map_or(Dynamic::UNIT, Dynamic::from_float));
+        }
     }
     match matched.len() {
         0 => Ok(Dynamic::UNIT),
@@ -494,5 +526,38 @@ fn register_absent_comparisons(engine: &mut Engine) {
         engine.register_fn(op, |_: INT, _: ()| false);
         engine.register_fn(op, |_: FLOAT, _: ()| false);
         engine.register_fn(op, |_: (), _: ()| false);
+    }
+}
+
+#[cfg(test)]
+mod aggregate_tests {
+    use super::*;
+
+    #[test]
+    fn an_aggregate_over_borrowed_points_is_the_aggregate_over_a_slice() {
+        // Values 3, 1, 4, 1, 5 then a counter reset to 2, one second apart.
+        let points: Vec<Point> = [3.0, 1.0, 4.0, 1.0, 5.0, 2.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &value)| Point {
+                timestamp_ms: i as i64 * 1000,
+                value,
+            })
+            .collect();
+        let run = PointRun::from_slice(&points);
+        for agg in [
+            Aggregate::Avg,
+            Aggregate::Min,
+            Aggregate::Max,
+            Aggregate::P95,
+            Aggregate::Rate,
+        ] {
+            assert_eq!(agg.apply_run(run), agg.apply(&points), "{agg:?}");
+        }
+        // By hand: mean 16/6, min 1, max 5.
+        assert_eq!(Aggregate::Avg.apply_run(run), Some(16.0 / 6.0));
+        assert_eq!(Aggregate::Min.apply_run(run), Some(1.0));
+        assert_eq!(Aggregate::Max.apply_run(run), Some(5.0));
+        assert_eq!(Aggregate::Avg.apply_run(PointRun::from_slice(&[])), None);
     }
 }

@@ -555,7 +555,10 @@ impl RuleSet {
             blocks
         });
         blocks.sort_unstable_by_key(|&(block, _)| block);
-        blocks.into_iter().flat_map(|(_, results)| results).collect()
+        blocks
+            .into_iter()
+            .flat_map(|(_, results)| results)
+            .collect()
     }
 
     fn evaluate_one(&self, rule: &LoadedRule, now_ms: TimestampMs) -> RuleResult {

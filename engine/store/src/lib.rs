@@ -1325,6 +1325,25 @@ impl SeriesStore {
         out
     }
 
+    /// How many series [`latest`](SeriesStore::latest) would return, and the point of the
+    /// first (in label order), copying no labels.
+    pub fn latest_count(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        now_ms: TimestampMs,
+    ) -> (usize, Option<Point>) {
+        let oldest = now_ms.saturating_sub(duration_ms(self.limits.lookback));
+        let (mut count, mut first) = (0, None);
+        self.for_each_series(name, matcher, |_, points| {
+            if let Some(p) = points.back().filter(|p| p.timestamp_ms >= oldest) {
+                count += 1;
+                first.get_or_insert(*p);
+            }
+        });
+        (count, first)
+    }
+
     /// The points since `since_ms` (inclusive) of each selected series that has any.
     pub fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow> {
         let mut out = Vec::new();
@@ -2139,6 +2158,44 @@ mod tests {
         store.ingest([put(1, 5_000)]);
         assert_eq!(selected(&store, &[("host", "a")]), ["01"]);
         assert!(selected(&store, &[("host", "b")]).is_empty());
+    }
+
+    #[test]
+    fn latest_count_counts_what_latest_returns() {
+        let store = SeriesStore::new(StoreLimits::default());
+        let p = |v: f64, t: i64| Point {
+            timestamp_ms: t,
+            value: v,
+        };
+        // Lookback 300 s: at 500 s, a (newest point at 1 s) is gone, b and c are not.
+        store.ingest([
+            sample("m", &[("k", "c"), ("j", "x")], 3.0, 400_000),
+            sample("m", &[("k", "a"), ("j", "x")], 1.0, 1_000),
+            sample("m", &[("k", "b"), ("j", "y")], 2.0, 500_000),
+        ]);
+        let m = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let now = 500_000;
+        // The first in label order: j="x",k="c" before j="y",k="b".
+        assert_eq!(
+            store.latest_count("m", &Labels::new(), now),
+            (2, Some(p(3.0, 400_000)))
+        );
+        assert_eq!(
+            store.latest_count("m", &m(&[("k", "b")]), now),
+            (1, Some(p(2.0, 500_000)))
+        );
+        assert_eq!(store.latest_count("m", &m(&[("k", "a")]), now), (0, None));
+        assert_eq!(store.latest_count("nope", &Labels::new(), now), (0, None));
+        for matcher in [m(&[]), m(&[("j", "x")]), m(&[("k", "b")]), m(&[("k", "a")])] {
+            let all = store.latest("m", &matcher, now);
+            let want = (all.len(), all.first().map(|(_, p)| *p));
+            assert_eq!(store.latest_count("m", &matcher, now), want, "{matcher:?}");
+        }
     }
 
     #[test]

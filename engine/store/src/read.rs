@@ -16,6 +16,19 @@ pub trait SeriesRead: Send + Sync {
     /// lookback at `now_ms` (a series silent that long is treated as gone).
     fn latest(&self, name: &str, matcher: &Labels, now_ms: TimestampMs) -> Vec<(Labels, Point)>;
 
+    /// How many series [`SeriesRead::latest`] would return, and the point of the first of
+    /// them: all that a read of one series needs, without copying labels out of the store
+    /// (in a large store, touching a series' labels is a cache miss of its own).
+    fn latest_count(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        now_ms: TimestampMs,
+    ) -> (usize, Option<Point>) {
+        let all = self.latest(name, matcher, now_ms);
+        (all.len(), all.first().map(|(_, p)| *p))
+    }
+
     /// The points stamped from `since_ms` on (inclusive) of each selected series that has
     /// any, copied out.
     fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow>;
@@ -134,6 +147,15 @@ fn bounds(
 impl SeriesRead for SeriesStore {
     fn latest(&self, name: &str, matcher: &Labels, now_ms: TimestampMs) -> Vec<(Labels, Point)> {
         SeriesStore::latest(self, name, matcher, now_ms)
+    }
+
+    fn latest_count(
+        &self,
+        name: &str,
+        matcher: &Labels,
+        now_ms: TimestampMs,
+    ) -> (usize, Option<Point>) {
+        SeriesStore::latest_count(self, name, matcher, now_ms)
     }
 
     fn window(&self, name: &str, matcher: &Labels, since_ms: TimestampMs) -> Vec<SeriesWindow> {
