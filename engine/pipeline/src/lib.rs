@@ -536,7 +536,12 @@ fn apply_results(
     let mut errors = 0;
     for r in results {
         match r.outcome {
-            Ok(candidates) => out.extend(alerts.process(&r.meta, &candidates, now)),
+            Ok(candidates) => {
+                out.extend(alerts.process(&r.meta, &candidates, now));
+                if r.meta.policy.nodata.is_some() {
+                    out.extend(alerts.nodata(&r.meta, &r.silent, now));
+                }
+            }
             Err(e) => {
                 errors += 1;
                 out.extend(alerts.rule_failed(&r.meta, &e.message, now));

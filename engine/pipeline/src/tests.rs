@@ -367,3 +367,57 @@ fn build_does_not_create_the_database_and_opening_it_names_a_bad_file() {
     assert!(e.contains(&notes.display().to_string()), "{e}");
     assert!(e.contains("not a Telltale database"), "{e}");
 }
+
+#[test]
+fn a_series_a_nodata_rule_reads_that_stops_gets_a_nodata_alert_until_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SeriesStore::new(StoreLimits::default()));
+    let mut set = RuleSet::new(store.clone(), &RulesConfig::default());
+    std::fs::write(
+        dir.path().join("hot.rhai"),
+        "const RULE = #{ name: \"hot\", severity: \"warning\", nodata: \"60s\" };\n\
+         fn evaluate() {\n    let out = [];\n    for s in series(\"temp\") { if s.value > 80 { out.push(alert(s.value, s.labels)); } }\n    out\n}\n",
+    )
+    .expect("write");
+    assert!(set.load_dir(dir.path()).is_empty());
+    let mut am = AlertManager::new();
+    let put = |sensor: &str, ts: i64| {
+        store.ingest([Sample::new("temp", &[("sensor", sensor)], 20.0, ts)]);
+    };
+    put("a", T0);
+    put("b", T0);
+    assert!(apply_results(&mut am, set.evaluate(T0), T0).0.is_empty());
+    // `b` stops. 59 s later nothing; at 60 s its nodata alert fires.
+    put("a", T0 + 59_000);
+    assert!(
+        apply_results(&mut am, set.evaluate(T0 + 59_000), T0 + 59_000)
+            .0
+            .is_empty()
+    );
+    put("a", T0 + 60_000);
+    let out = apply_results(&mut am, set.evaluate(T0 + 60_000), T0 + 60_000).0;
+    assert_eq!(out.len(), 1, "{out:?}");
+    let a = &out[0].alert;
+    assert_eq!(out[0].status, AlertStatus::Firing);
+    assert_eq!(a.kind, telltale_model::AlertKind::Nodata);
+    assert_eq!(
+        a.labels,
+        labels(&[
+            ("alertname", "hot"),
+            ("alertstate", "nodata"),
+            ("metric", "temp"),
+            ("sensor", "b"),
+            ("severity", "warning"),
+        ])
+    );
+    assert_eq!(
+        a.summary,
+        "no data from {metric=\"temp\",sensor=\"b\"} for 60s"
+    );
+    // It sends again: resolved.
+    put("b", T0 + 70_000);
+    put("a", T0 + 70_000);
+    let out = apply_results(&mut am, set.evaluate(T0 + 70_000), T0 + 70_000).0;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, AlertStatus::Resolved);
+}

@@ -19,6 +19,7 @@
 pub mod functions;
 mod locate;
 pub mod metadata;
+pub mod nodata;
 mod policy;
 mod promql;
 pub mod sandbox;
@@ -165,6 +166,10 @@ pub struct RuleResult {
     /// A scaling rule's proposal this tick (its `outcome` then holds no alerts); `None`
     /// for alert rules, failures and "no opinion".
     pub scaling: Option<telltale_model::ScalingProposal>,
+    /// For a rule with `nodata`: the series it reads that have been silent that long, each
+    /// as its labels (plus `metric`, naming it) and the time of its newest point. Empty
+    /// otherwise, and when the evaluation failed.
+    pub silent: Vec<(telltale_model::Labels, TimestampMs)>,
 }
 
 /// What [`RuleSet::apply_change`] did with a changed file.
@@ -210,6 +215,8 @@ struct LoadedRule {
     /// The last limit error located by a second run (see [`locate`]), by Rhai's text of it:
     /// while the rule keeps stopping at the same limit it is not run twice per tick.
     located: Mutex<Option<(String, Option<locate::Stop>)>>,
+    /// The series a rule with `nodata` has read (see [`nodata`]).
+    tracker: nodata::Tracker,
 }
 
 /// The loaded rules and the engine that runs them.
@@ -245,7 +252,8 @@ impl RuleSet {
     pub fn new(store: Arc<dyn SeriesRead>, cfg: &RulesConfig) -> RuleSet {
         let limits = SandboxLimits::from_config(cfg);
         RuleSet {
-            engine: sandbox::build_engine(store.clone(), limits),
+            // Rules read through a wrapper that notes what `nodata` rules select.
+            engine: sandbox::build_engine(Arc::new(nodata::Recording(store.clone())), limits),
             locator: OnceLock::new(),
             store,
             limits,
@@ -358,6 +366,7 @@ impl RuleSet {
             evaluate_at,
             log: Mutex::new(LogLimit::default()),
             located: Mutex::new(None),
+            tracker: nodata::Tracker::default(),
         })
     }
 
@@ -569,15 +578,21 @@ impl RuleSet {
             deadline: started + self.limits.timeout,
             quiet: false,
         });
-        let call = catch_unwind(AssertUnwindSafe(|| {
-            self.engine.call_fn_with_options::<Dynamic>(
-                CallFnOptions::new().eval_ast(false).rewind_scope(false),
-                &mut Scope::new(),
-                &rule.ast,
-                "evaluate",
-                (),
-            )
-        }));
+        let run = || {
+            catch_unwind(AssertUnwindSafe(|| {
+                self.engine.call_fn_with_options::<Dynamic>(
+                    CallFnOptions::new().eval_ast(false).rewind_scope(false),
+                    &mut Scope::new(),
+                    &rule.ast,
+                    "evaluate",
+                    (),
+                )
+            }))
+        };
+        let (call, selections) = match rule.meta.policy.nodata {
+            Some(_) => nodata::recording(run),
+            None => (run(), Vec::new()),
+        };
         // A scaling rule returns a proposal, not alerts (scaling.rs).
         let mut proposal = None;
         let outcome = match call {
@@ -625,11 +640,20 @@ impl RuleSet {
             *rule.located.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
         log_outcome(rule, &outcome, Instant::now());
+        // A failed evaluation says nothing about which series went quiet.
+        let silent = match rule.meta.policy.nodata {
+            Some(after) if outcome.is_ok() => {
+                rule.tracker
+                    .update(self.store.as_ref(), &selections, after, now_ms)
+            }
+            _ => Vec::new(),
+        };
         RuleResult {
             meta: rule.meta.clone(),
             outcome,
             elapsed: started.elapsed(),
             scaling: proposal,
+            silent,
         }
     }
 

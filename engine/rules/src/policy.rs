@@ -27,9 +27,6 @@ const POLICY_KEYS: [&str; 8] = [
     "send_resolved",
 ];
 
-/// Whether `nodata` is honoured (see where it is read).
-const NODATA_WIRED: bool = false;
-
 /// Reads the policy keys of `map`. Problems are pushed to `errors`; the returned policy
 /// then holds defaults where a key was wrong.
 pub(crate) fn read_policy(
@@ -64,23 +61,14 @@ pub(crate) fn read_policy(
         p.error_after = d;
     }
     if let Some(d) = duration("nodata", &mut fail) {
-        // The alert manager's side is built and tested (`AlertManager::nodata`), but the
-        // rules engine does not yet report which series a rule read; refusing the key is
-        // better than a deadman switch that never fires.
-        if NODATA_WIRED && d.is_zero() {
+        if d.is_zero() {
             fail(
                 "nodata",
                 "RULE.nodata must be longer than 0s".into(),
                 "give how long a series may stay silent, e.g. \"10m\"; leave the key out to turn it off",
             );
-        } else if NODATA_WIRED {
-            p.nodata = Some(d);
         } else {
-            fail(
-                "nodata",
-                "RULE.nodata is not available in this build yet".into(),
-                "write the deadman into the condition: `if absent(\"x\", #{}, \"10m\") { alert(1) }`",
-            );
+            p.nodata = Some(d);
         }
     }
 
@@ -391,7 +379,7 @@ mod tests {
     #[test]
     fn a_rule_with_thresholds_needs_no_severity_and_errors_point_at_the_value() {
         let m = meta_of(
-            r#"const RULE = #{ name: "mem", keep_firing_for: "2m",
+            r#"const RULE = #{ name: "mem", keep_firing_for: "2m", nodata: 600,
                 thresholds: #{ warning: #{ enter: 80, exit: 70 }, critical: #{ enter: 95, exit: 90 } } };
                fn evaluate() { [] }"#,
         )
@@ -399,11 +387,7 @@ mod tests {
         assert_eq!(m.severity, Severity::Warning, "the lowest threshold's");
         assert_eq!(m.policy.thresholds.len(), 2);
         assert_eq!(m.policy.keep_firing_for, Duration::from_secs(120));
-        let errs = meta_of(
-            r#"const RULE = #{ name: "x", severity: "info", nodata: "10m" }; fn evaluate() { [] }"#,
-        )
-        .expect_err("nodata is refused until the rules engine reports the series it read");
-        assert!(errs[0].message.contains("not available"), "{errs:?}");
+        assert_eq!(m.policy.nodata, Some(Duration::from_secs(600)));
         assert_eq!(m.policy.error_after, AlertPolicy::DEFAULT_ERROR_AFTER);
         assert!(m.policy.send_resolved);
 
