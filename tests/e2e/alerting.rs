@@ -163,4 +163,8 @@ fn escalation_ack_and_silence_act_on_the_running_engine_and_survive_a_restart() 
         .map(|r| r.json()["reason"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(reasons, ["state_change", "acknowledged"], "{all:#?}");
+    let ack = &all[1].json()["alert"]["ack"];
+    assert_eq!(ack["by"], "alice", "{ack}");
+    assert_eq!(ack["comment"], "on it", "{ack}");
+    assert!(all[0].json()["alert"]["ack"].is_null());
 }

@@ -288,6 +288,7 @@ impl AlertManager {
                     resolved_at_ms: None,
                     rule_file: file.clone(),
                     kind,
+                    ack: None,
                 },
                 last_seen_ms: now_ms,
                 last_sent_ms: 0,

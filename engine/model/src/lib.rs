@@ -708,6 +708,10 @@ pub struct Alert {
     /// rule.
     #[serde(default)]
     pub kind: AlertKind,
+    /// Who acknowledged it, when the alert manager's notification is about an acknowledged
+    /// alert (its `acknowledged` notice, and escalation or repeats that still go out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Acknowledgement>,
 }
 
 /// One message for the notifiers: an alert started firing or resolved.

@@ -78,6 +78,24 @@ pub struct PayloadAlert {
     pub resolved_at: Option<String>,
     /// The rule file the alert came from (`<embedded>/NAME.rhai` for built-in rules).
     pub rule_file: String,
+    /// Who acknowledged the alert, when it is acknowledged (in `acknowledged` notifications
+    /// and in repeats or escalations of an acknowledged alert); `null` otherwise. Added
+    /// within version 1.
+    #[serde(default)]
+    #[schemars(required, schema_with = "nullable_ack")]
+    pub ack: Option<PayloadAck>,
+}
+
+/// An acknowledgement inside a payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PayloadAck {
+    /// Who acknowledged it.
+    pub by: String,
+    /// What they said (may be empty).
+    pub comment: String,
+    /// When (RFC 3339, UTC, milliseconds).
+    #[schemars(extend("format" = "date-time"))]
+    pub at: String,
 }
 
 /// The sending Telltale instance.
@@ -94,6 +112,12 @@ pub struct Sender {
 /// `number` or `null`; present in every payload.
 fn nullable_number(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": ["number", "null"] })
+}
+
+/// A [`PayloadAck`] or `null`; present in every payload.
+fn nullable_ack(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let ack = generator.subschema_for::<PayloadAck>();
+    schemars::json_schema!({ "anyOf": [ack, { "type": "null" }] })
 }
 
 /// An RFC 3339 date-time string or `null`; present in every payload.
@@ -121,6 +145,11 @@ impl WebhookPayload {
                 firing_since: rfc3339_ms(a.firing_since_ms),
                 resolved_at: a.resolved_at_ms.map(rfc3339_ms),
                 rule_file: a.rule_file.clone(),
+                ack: a.ack.as_ref().map(|k| PayloadAck {
+                    by: k.by.clone(),
+                    comment: k.comment.clone(),
+                    at: rfc3339_ms(k.at_ms),
+                }),
             },
             sender: Sender::this(),
         }
@@ -251,6 +280,7 @@ mod tests {
             pub firing_since: String,
             pub resolved_at: serde_json::Value,
             pub rule_file: String,
+            pub ack: serde_json::Value,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -341,7 +371,12 @@ mod tests {
         {
             humantime::parse_rfc3339(s).map_err(|e| format!("{path}: `{s}`: {e}"))?;
         }
-        if let Some(obj) = v.as_object() {
+        // Only a schema that describes an object's members judges them: one made only of
+        // `anyOf`/`oneOf` alternatives was judged by the alternative that matched.
+        let describes_members = ["properties", "additionalProperties", "required"]
+            .iter()
+            .any(|k| schema.get(*k).is_some());
+        if let Some(obj) = v.as_object().filter(|_| describes_members) {
             let props = schema.get("properties").and_then(Value::as_object);
             for req in schema
                 .get("required")
@@ -379,14 +414,29 @@ mod tests {
     fn payloads_validate_against_the_published_schema() {
         let text = std::fs::read_to_string(published_schema_path()).unwrap();
         let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut acked = sample(97.25, AlertStatus::Firing);
+        acked.reason = NotificationReason::Acknowledged;
+        acked.alert.ack = Some(telltale_model::Acknowledgement {
+            by: "alice".into(),
+            comment: "on it".into(),
+            at_ms: 1_700_000_000_250,
+        });
         for n in [
             sample(97.25, AlertStatus::Firing),
             sample(f64::INFINITY, AlertStatus::Resolved),
+            acked.clone(),
         ] {
             let body = WebhookPayload::from_notification(&n).to_json();
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             check(&schema, &schema, &v, "$").unwrap();
         }
+        let v: serde_json::Value =
+            serde_json::from_slice(&WebhookPayload::from_notification(&acked).to_json()).unwrap();
+        assert_eq!(v["reason"], "acknowledged");
+        assert_eq!(
+            v["alert"]["ack"],
+            serde_json::json!({"by": "alice", "comment": "on it", "at": "2023-11-14T22:13:20.250Z"})
+        );
         // The checker can fail: a wrong version, a missing field, an undeclared field.
         let good: serde_json::Value = serde_json::from_slice(
             &WebhookPayload::from_notification(&sample(1.0, AlertStatus::Firing)).to_json(),

@@ -37,6 +37,7 @@ pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notific
             resolved_at_ms: (status == AlertStatus::Resolved).then_some(1_700_000_360_000),
             rule_file: "rules/cpu.rhai".into(),
             kind: telltale_model::AlertKind::Condition,
+            ack: None,
         },
     }
 }

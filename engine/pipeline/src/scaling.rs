@@ -231,6 +231,7 @@ pub(crate) fn notification(rule: &RuleMeta, d: &ScalingDecision) -> Notification
             resolved_at_ms: None,
             rule_file: rule.file.display().to_string(),
             kind: AlertKind::Condition,
+            ack: None,
             labels,
         },
     }

@@ -265,6 +265,7 @@ fn note(id: &str, value: f64) -> Notification {
             resolved_at_ms: None,
             rule_file: "hot.rhai".into(),
             kind: telltale_model::AlertKind::Condition,
+            ack: None,
         },
     }
 }

@@ -75,6 +75,7 @@ fn note(rule: &str, host: usize, severity: &str, status: AlertStatus, t: i64) ->
             resolved_at_ms: (status == AlertStatus::Resolved).then_some(t),
             rule_file: "bench.rhai".into(),
             kind: AlertKind::Condition,
+            ack: None,
         },
     }
 }

@@ -860,9 +860,11 @@ impl AlertRouter {
             "msg_{}",
             ulid::Ulid::from_parts(now_ms.max(0) as u64, random)
         );
-        let mut n = self.st.alerts[fp].notification.clone();
+        let entry = &self.st.alerts[fp];
+        let mut n = entry.notification.clone();
         n.id = id;
         n.reason = reason;
+        n.alert.ack.clone_from(&entry.ack);
         n
     }
 

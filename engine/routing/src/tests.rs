@@ -50,6 +50,7 @@ fn note(name: &str, labels: &[(&str, &str)], status: AlertStatus, t: TimestampMs
             resolved_at_ms: (status == AlertStatus::Resolved).then_some(t),
             rule_file: "t.rhai".into(),
             kind: AlertKind::Condition,
+            ack: None,
         },
     }
 }
