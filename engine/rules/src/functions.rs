@@ -161,21 +161,32 @@ pub fn counter_rate(points: &[Point]) -> Option<f64> {
 /// Converts a Rhai map to a label set. Strings are taken as they are; numbers and booleans
 /// are written out (`#{ cpu: 0 }` means `cpu="0"`); anything else is an error.
 pub(crate) fn map_to_labels(map: &Map, what: &str) -> RhaiResult<Labels> {
-    let mut labels = Labels::new();
-    for (k, v) in map {
-        let value = if let Some(s) = v.read_lock::<ImmutableString>() {
-            s.to_string()
-        } else if v.is_int() || v.is_float() || v.is_bool() {
-            v.to_string()
-        } else {
-            return Err(rt_err(format!(
-                "{what}: label `{k}` must be a string, got {}",
-                v.type_name()
-            )));
-        };
-        labels.insert(k.to_string(), value);
+    check_labels(map, what)?;
+    Ok(map
+        .iter()
+        .map(|(k, v)| {
+            let value = match v.read_lock::<ImmutableString>() {
+                Some(s) => s.to_string(),
+                None => v.to_string(),
+            };
+            (k.to_string(), value)
+        })
+        .collect())
+}
+
+/// What [`map_to_labels`] refuses, without building the labels: `alert()` checks its
+/// labels where it is called, and they are converted once, when the rule returns.
+fn check_labels(map: &Map, what: &str) -> RhaiResult<()> {
+    match map
+        .iter()
+        .find(|(_, v)| !(v.is_string() || v.is_int() || v.is_float() || v.is_bool()))
+    {
+        Some((k, v)) => Err(rt_err(format!(
+            "{what}: label `{k}` must be a string, got {}",
+            v.type_name()
+        ))),
+        None => Ok(()),
     }
-    Ok(labels)
 }
 
 /// Converts a label set to a Rhai map.
@@ -494,8 +505,8 @@ fn alert_map(
     let mut m = Map::new();
     m.insert("value".into(), Dynamic::from_float(alert_value(value)?));
     if let Some(labels) = labels {
-        // Validate now, so the error points at the alert() call rather than the return.
-        map_to_labels(&labels, "alert()")?;
+        // Checked now, so the error points at the alert() call rather than the return.
+        check_labels(&labels, "alert()")?;
         m.insert("labels".into(), Dynamic::from_map(labels));
     }
     if let Some(summary) = summary {
