@@ -1494,3 +1494,37 @@ fn defaults_load_beside_a_directory_whose_rule_replaces_one_by_name() {
         .collect();
     assert_eq!(fired, ["memory_high"]);
 }
+
+#[test]
+fn alert_labels_are_checked_at_the_call_and_converted_once_at_the_return() {
+    let s = store();
+    let out = eval_src(
+        &s,
+        &rule_src(
+            "t",
+            "alert(1, #{ cpu: 0, up: true, host: \"db1\", f: 1.5 })",
+        ),
+        T0,
+    )
+    .expect("valid labels");
+    assert_eq!(
+        out[0].labels,
+        [("cpu", "0"), ("f", "1.5"), ("host", "db1"), ("up", "true")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Labels>()
+    );
+    let err = eval_src(
+        &s,
+        &rule_src("t", "let a = alert(1, #{ host: [] });\n    []"),
+        T0,
+    )
+    .expect_err("a list is no label value");
+    assert!(
+        err.message
+            .contains("alert(): label `host` must be a string, got array"),
+        "{err}"
+    );
+    // The error points at the alert() call (line 4 of the file), not at the return.
+    assert_eq!(err.position.map(|p| p.line), Some(4), "{err}");
+}
