@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rhai::{
     Array, Dynamic, Engine, EvalAltResult, FLOAT, FuncRegistration, INT, ImmutableString, Map,
-    Position,
+    Position, Variant,
 };
 
 use telltale_model::{Event, Labels, Point, TimestampMs, duration_ms, write_labels};
@@ -386,38 +386,57 @@ fn event_map(e: Event) -> Map {
     m
 }
 
-fn register_store_functions(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
-    let s = store.clone();
-    FuncRegistration::new("metric")
+/// Registers `fn_name(name)` and `fn_name(name, labels)`, both volatile, over `read`:
+/// the pair every selection of series has (no labels selects the whole family).
+pub(crate) fn register_selection<T: Variant + Clone>(
+    engine: &mut Engine,
+    fn_name: &'static str,
+    store: &Arc<dyn SeriesRead>,
+    read: impl Fn(&dyn SeriesRead, &str, &Labels) -> RhaiResult<T> + Send + Sync + Clone + 'static,
+) {
+    let (s, f) = (store.clone(), read.clone());
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString| {
-            metric_value(&*s, &name, &Labels::new())
+            f(&*s, &name, &Labels::new())
         });
     let s = store.clone();
-    FuncRegistration::new("metric")
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
-            let matcher = map_to_labels(&labels, "metric()")?;
-            metric_value(&*s, &name, &matcher)
+            let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+            read(&*s, &name, &matcher)
         });
+}
 
-    let s = store.clone();
-    FuncRegistration::new("series")
+/// Registers `fn_name(name, arg)` and `fn_name(name, labels, arg)`, both volatile, over
+/// `read`: a selection that takes one more argument (a window, the labels to group by).
+pub(crate) fn register_selection_with<A: Variant + Clone, T: Variant + Clone>(
+    engine: &mut Engine,
+    fn_name: &'static str,
+    store: &Arc<dyn SeriesRead>,
+    read: impl Fn(&dyn SeriesRead, &str, &Labels, A) -> RhaiResult<T> + Send + Sync + Clone + 'static,
+) {
+    let (s, f) = (store.clone(), read.clone());
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString| -> RhaiResult<Array> {
-            Ok(series_values(&*s, &name, &Labels::new()))
+        .register_into_engine(engine, move |name: ImmutableString, arg: A| {
+            f(&*s, &name, &Labels::new(), arg)
         });
     let s = store.clone();
-    FuncRegistration::new("series")
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
-        .register_into_engine(
-            engine,
-            move |name: ImmutableString, labels: Map| -> RhaiResult<Array> {
-                let matcher = map_to_labels(&labels, "series()")?;
-                Ok(series_values(&*s, &name, &matcher))
-            },
-        );
+        .register_into_engine(engine, move |name: ImmutableString, labels: Map, arg: A| {
+            let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+            read(&*s, &name, &matcher, arg)
+        });
+}
 
+fn register_store_functions(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
+    register_selection(engine, "metric", store, metric_value);
+    register_selection(engine, "series", store, |s, name, matcher| {
+        Ok(series_values(s, name, matcher))
+    });
     for agg in [
         Aggregate::Avg,
         Aggregate::Min,
@@ -425,22 +444,14 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
         Aggregate::P95,
         Aggregate::Rate,
     ] {
-        let s = store.clone();
-        FuncRegistration::new(agg.fn_name())
-            .with_volatility(true)
-            .register_into_engine(engine, move |name: ImmutableString, window: Dynamic| {
-                window_aggregate(&*s, agg, &name, &Labels::new(), &window)
-            });
-        let s = store.clone();
-        FuncRegistration::new(agg.fn_name())
-            .with_volatility(true)
-            .register_into_engine(
-                engine,
-                move |name: ImmutableString, labels: Map, window: Dynamic| {
-                    let matcher = map_to_labels(&labels, &format!("{}()", agg.fn_name()))?;
-                    window_aggregate(&*s, agg, &name, &matcher, &window)
-                },
-            );
+        register_selection_with(
+            engine,
+            agg.fn_name(),
+            store,
+            move |s, name, matcher, window: Dynamic| {
+                window_aggregate(s, agg, name, matcher, &window)
+            },
+        );
     }
 
     let s = store.clone();
@@ -456,22 +467,12 @@ fn register_store_functions(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
             },
         );
 
-    let s = store.clone();
-    FuncRegistration::new("events")
-        .with_volatility(true)
-        .register_into_engine(engine, move |kind: ImmutableString, window: Dynamic| {
-            event_list(&*s, &kind, &Labels::new(), &window)
-        });
-    let s = store.clone();
-    FuncRegistration::new("events")
-        .with_volatility(true)
-        .register_into_engine(
-            engine,
-            move |kind: ImmutableString, labels: Map, window: Dynamic| {
-                let matcher = map_to_labels(&labels, "events()")?;
-                event_list(&*s, &kind, &matcher, &window)
-            },
-        );
+    register_selection_with(
+        engine,
+        "events",
+        store,
+        |s, kind, matcher, window: Dynamic| event_list(s, kind, matcher, &window),
+    );
 
     FuncRegistration::new("now_ms")
         .with_volatility(true)

@@ -19,8 +19,8 @@ use telltale_store::SeriesRead;
 use telltale_store::disk::{Bucket, RangeData, Resolution, Tier};
 
 use super::functions::{
-    describe_call, labels_to_map, map_to_labels, parse_window, quantile, rt_err, show_labels,
-    too_many,
+    describe_call, labels_to_map, map_to_labels, parse_window, quantile, register_selection,
+    register_selection_with, rt_err, show_labels, too_many,
 };
 use super::sandbox::current_now_ms;
 
@@ -686,7 +686,6 @@ fn last_seen(store: &dyn SeriesRead, name: &str, matcher: &Labels) -> RhaiResult
 
 /// Registers the functions of this module, every one volatile (see `functions.rs`).
 pub(crate) fn register(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
-    let none = Labels::new;
     for f in [
         Over::Increase,
         Over::Stddev,
@@ -694,43 +693,15 @@ pub(crate) fn register(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
         Over::Changes,
         Over::Deriv,
     ] {
-        let s = store.clone();
-        FuncRegistration::new(f.fn_name())
-            .with_volatility(true)
-            .register_into_engine(engine, move |name: ImmutableString, window: Dynamic| {
-                over(&*s, f, &name, &none(), &window)
-            });
-        let s = store.clone();
-        FuncRegistration::new(f.fn_name())
-            .with_volatility(true)
-            .register_into_engine(
-                engine,
-                move |name: ImmutableString, labels: Map, window: Dynamic| {
-                    let matcher = map_to_labels(&labels, &format!("{}()", f.fn_name()))?;
-                    over(&*s, f, &name, &matcher, &window)
-                },
-            );
+        register_selection_with(
+            engine,
+            f.fn_name(),
+            store,
+            move |s, name, matcher, window: Dynamic| over(s, f, name, matcher, &window),
+        );
     }
-
-    let s = store.clone();
-    FuncRegistration::new("quantile_over")
-        .with_volatility(true)
-        .register_into_engine(
-            engine,
-            move |q: Dynamic, name: ImmutableString, window: Dynamic| {
-                quantile_over(&*s, &q, &name, &none(), &window)
-            },
-        );
-    let s = store.clone();
-    FuncRegistration::new("quantile_over")
-        .with_volatility(true)
-        .register_into_engine(
-            engine,
-            move |q: Dynamic, name: ImmutableString, labels: Map, window: Dynamic| {
-                let matcher = map_to_labels(&labels, "quantile_over()")?;
-                quantile_over(&*s, &q, &name, &matcher, &window)
-            },
-        );
+    register_quantile(engine, "quantile_over", store, quantile_over);
+    register_quantile(engine, "histogram_quantile", store, histogram_quantile);
 
     let s = store.clone();
     FuncRegistration::new("predict_linear")
@@ -743,7 +714,7 @@ pub(crate) fn register(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
                         "predict_linear(): with labels it takes four arguments: predict_linear(name, labels, window, seconds)",
                     ));
                 }
-                predict_linear(&*s, &name, &none(), &window, &seconds)
+                predict_linear(&*s, &name, &Labels::new(), &window, &seconds)
             },
         );
     let s = store.clone();
@@ -757,86 +728,51 @@ pub(crate) fn register(engine: &mut Engine, store: &Arc<dyn SeriesRead>) {
             },
         );
 
+    for agg in [By::Sum, By::Avg, By::Max, By::Min, By::Count] {
+        register_selection_with(
+            engine,
+            agg.fn_name(),
+            store,
+            move |s, name, matcher, by: Array| aggregate_by(s, agg, name, matcher, &by),
+        );
+    }
+    register_selection(engine, "last_seen", store, last_seen);
+    register_selection(engine, "absent", store, |s, name, matcher| {
+        absent(s, name, matcher, None)
+    });
+    register_selection_with(
+        engine,
+        "absent",
+        store,
+        |s, name, matcher, window: Dynamic| absent(s, name, matcher, Some(&window)),
+    );
+}
+
+/// Registers `fn_name(q, name, window)` and `fn_name(q, name, labels, window)`: the
+/// quantiles, whose `q` comes first as in PromQL.
+fn register_quantile(
+    engine: &mut Engine,
+    fn_name: &'static str,
+    store: &Arc<dyn SeriesRead>,
+    read: fn(&dyn SeriesRead, &Dynamic, &str, &Labels, &Dynamic) -> RhaiResult<Dynamic>,
+) {
     let s = store.clone();
-    FuncRegistration::new("histogram_quantile")
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(
             engine,
             move |q: Dynamic, name: ImmutableString, window: Dynamic| {
-                histogram_quantile(&*s, &q, &name, &none(), &window)
+                read(&*s, &q, &name, &Labels::new(), &window)
             },
         );
     let s = store.clone();
-    FuncRegistration::new("histogram_quantile")
+    FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(
             engine,
             move |q: Dynamic, name: ImmutableString, labels: Map, window: Dynamic| {
-                let matcher = map_to_labels(&labels, "histogram_quantile()")?;
-                histogram_quantile(&*s, &q, &name, &matcher, &window)
-            },
-        );
-
-    for agg in [By::Sum, By::Avg, By::Max, By::Min, By::Count] {
-        let s = store.clone();
-        FuncRegistration::new(agg.fn_name())
-            .with_volatility(true)
-            .register_into_engine(engine, move |name: ImmutableString, by: Array| {
-                aggregate_by(&*s, agg, &name, &none(), &by)
-            });
-        let s = store.clone();
-        FuncRegistration::new(agg.fn_name())
-            .with_volatility(true)
-            .register_into_engine(
-                engine,
-                move |name: ImmutableString, labels: Map, by: Array| {
-                    let matcher = map_to_labels(&labels, &format!("{}()", agg.fn_name()))?;
-                    aggregate_by(&*s, agg, &name, &matcher, &by)
-                },
-            );
-    }
-
-    let s = store.clone();
-    FuncRegistration::new("last_seen")
-        .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString| {
-            last_seen(&*s, &name, &none())
-        });
-    let s = store.clone();
-    FuncRegistration::new("last_seen")
-        .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
-            let matcher = map_to_labels(&labels, "last_seen()")?;
-            last_seen(&*s, &name, &matcher)
-        });
-
-    let s = store.clone();
-    FuncRegistration::new("absent")
-        .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString| {
-            absent(&*s, &name, &none(), None)
-        });
-    let s = store.clone();
-    FuncRegistration::new("absent")
-        .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
-            let matcher = map_to_labels(&labels, "absent()")?;
-            absent(&*s, &name, &matcher, None)
-        });
-    let s = store.clone();
-    FuncRegistration::new("absent")
-        .with_volatility(true)
-        .register_into_engine(engine, move |name: ImmutableString, window: Dynamic| {
-            absent(&*s, &name, &none(), Some(&window))
-        });
-    let s = store.clone();
-    FuncRegistration::new("absent")
-        .with_volatility(true)
-        .register_into_engine(
-            engine,
-            move |name: ImmutableString, labels: Map, window: Dynamic| {
-                let matcher = map_to_labels(&labels, "absent()")?;
-                absent(&*s, &name, &matcher, Some(&window))
+                let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+                read(&*s, &q, &name, &matcher, &window)
             },
         );
 }
