@@ -94,11 +94,7 @@ pub(crate) enum SilenceCommand {
 
 /// `telltale alerts`.
 pub(crate) fn list(target: &Target, json: bool) -> ExitCode {
-    let (loaded, now) = match load(target) {
-        Ok(l) => (l, now_ms()),
-        Err(code) => return code,
-    };
-    let router = match saved_router(&loaded, now) {
+    let (router, now) = match saved_router(target) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -219,11 +215,7 @@ pub(crate) fn silence(target: &Target, command: SilenceCommand) -> ExitCode {
         }
         SilenceCommand::Expire { id } => submit(target, &Command::ExpireSilence { id }),
         SilenceCommand::List { json } => {
-            let (loaded, now) = match load(target) {
-                Ok(l) => (l, now_ms()),
-                Err(code) => return code,
-            };
-            let router = match saved_router(&loaded, now) {
+            let (router, now) = match saved_router(target) {
                 Ok(r) => r,
                 Err(code) => return code,
             };
@@ -362,8 +354,10 @@ fn load(target: &Target) -> Result<LoadedConfig, ExitCode> {
     Ok(loaded)
 }
 
-/// The alert manager as the engine last saved it.
-fn saved_router(loaded: &LoadedConfig, now: TimestampMs) -> Result<AlertRouter, ExitCode> {
+/// The alert manager as the engine last saved it, and the time it is looked at.
+fn saved_router(target: &Target) -> Result<(AlertRouter, TimestampMs), ExitCode> {
+    let loaded = load(target)?;
+    let now = now_ms();
     let path = loaded.store_path();
     let text = ReadOnlyDatabase::open(&path)
         .map_err(|e| e.to_string())
@@ -382,10 +376,11 @@ fn saved_router(loaded: &LoadedConfig, now: TimestampMs) -> Result<AlertRouter, 
             return Err(ExitCode::FAILURE);
         }
     };
-    AlertRouter::restore(&loaded.config, state, now).map_err(|e| {
+    let router = AlertRouter::restore(&loaded.config, state, now).map_err(|e| {
         eprintln!("error: {}", e.0);
         ExitCode::FAILURE
-    })
+    })?;
+    Ok((router, now))
 }
 
 /// Leaves `command` for the engine and prints its answer. Exit 0 when applied, 1 when
