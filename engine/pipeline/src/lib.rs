@@ -527,7 +527,7 @@ async fn rule_task(
 /// was logged by `RuleSet::evaluate`, without repeats, and raises an `error` alert once it
 /// has failed for its `error_after`. Returns the notifications to send and how many rules
 /// failed.
-fn apply_results(
+pub(crate) fn apply_results(
     alerts: &mut AlertManager,
     results: Vec<RuleResult>,
     now: TimestampMs,

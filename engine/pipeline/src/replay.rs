@@ -246,28 +246,26 @@ pub fn replay(
     let mut t = opts.from;
     while t <= opts.to {
         view.set_now(t);
-        for r in rules.evaluate(t) {
-            match r.outcome {
-                Ok(candidates) => {
-                    for n in alerts.process(&r.meta, &candidates, t) {
-                        match n.status {
-                            AlertStatus::Firing => report.fired += 1,
-                            AlertStatus::Resolved => report.resolved += 1,
-                        }
-                        on_transition(&Transition {
-                            at: t,
-                            status: n.status,
-                            alert: n.alert,
-                        });
-                    }
-                }
-                // A failed rule's alerts stay as they are, as in the engine.
-                Err(e) => {
-                    if failed.insert(r.meta.name.clone()) {
-                        report.rule_errors.push((t, e.to_string()));
-                    }
-                }
+        let results = rules.evaluate(t);
+        for r in &results {
+            if let Err(e) = &r.outcome
+                && failed.insert(r.meta.name.clone())
+            {
+                report.rule_errors.push((t, e.to_string()));
             }
+        }
+        // The engine's own step: condition, nodata and error alerts alike.
+        let (notes, _) = crate::apply_results(&mut alerts, results, t);
+        for n in notes {
+            match n.status {
+                AlertStatus::Firing => report.fired += 1,
+                AlertStatus::Resolved => report.resolved += 1,
+            }
+            on_transition(&Transition {
+                at: t,
+                status: n.status,
+                alert: n.alert,
+            });
         }
         report.last = t;
         report.steps += 1;

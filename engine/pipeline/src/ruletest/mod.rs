@@ -784,25 +784,23 @@ fn run_test(
     let mut t: TimestampMs = 0;
     while t <= end {
         store.set_now(t);
-        for r in rules.evaluate(t) {
-            match r.outcome {
-                Ok(candidates) => {
-                    alerts.process(&r.meta, &candidates, t);
-                }
-                // As in the engine, a failed rule's alerts stay as they are.
-                Err(e) => {
-                    if failed_rules.insert(r.meta.name.clone()) {
-                        failures.push(TestFailure {
-                            test: test.name.clone(),
-                            kind: FailureKind::RuleError {
-                                at: Duration::from_millis(t.unsigned_abs()),
-                                error: e.to_string(),
-                            },
-                        });
-                    }
-                }
+        let results = rules.evaluate(t);
+        for r in &results {
+            if let Err(e) = &r.outcome
+                && failed_rules.insert(r.meta.name.clone())
+            {
+                failures.push(TestFailure {
+                    test: test.name.clone(),
+                    kind: FailureKind::RuleError {
+                        at: Duration::from_millis(t.unsigned_abs()),
+                        error: e.to_string(),
+                    },
+                });
             }
         }
+        // The engine's own step (a failed rule's alerts stay as they are; nodata and
+        // error alerts are raised as in the engine).
+        crate::apply_results(&mut alerts, results, t);
         let step_end = t.saturating_add(interval_ms);
         let states = alerts.active_states();
         while let Some(check) = test.checks.get(next).filter(|c| c.eval_ms < step_end) {

@@ -325,3 +325,45 @@ fn a_rule_that_fails_is_a_test_failure_with_its_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A deadman: fires while `up` is below 1, and raises a `nodata` alert for a series that
+/// stays silent for 2 minutes.
+const UP: &str = r#"
+const RULE = #{ name: "down", severity: "critical", nodata: "2m" };
+fn evaluate() {
+    let out = [];
+    for s in series("up") { if s.value < 1 { out.push(alert(s.value, s.labels)); } }
+    out
+}
+"#;
+
+#[test]
+fn a_nodata_rule_is_tested_as_the_engine_runs_it() {
+    // `up{host="a"}` reports at 0, 1m and 2m, then nothing: silent since 2m, so from 4m on
+    // (2m of silence) a nodata alert fires for it; `b` keeps reporting.
+    let yaml = r#"rule_files: [up.rhai]
+tests:
+  - name: deadman
+    interval: 1m
+    input_series:
+      - series: 'up{host="a"}'
+        values: '1 1 1 _ _ _ _'
+      - series: 'up{host="b"}'
+        values: '1x6'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: down
+      - eval_time: 4m
+        alertname: down
+        exp_alerts:
+          - exp_labels: { alertstate: nodata, host: a, metric: up, severity: critical }
+            exp_annotations: { summary: 'no data from {host="a",metric="up"} for 2m' }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("up.rhai"), UP).unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let r = ran(&file);
+    assert!(r.passed(), "{r}");
+    assert_eq!((r.tests, r.checks), (1, 2));
+}
