@@ -52,6 +52,16 @@ if ! python3 -c 'import prometheus_client, statsd' 2>/dev/null; then
   python3 -m pip install --quiet prometheus_client statsd
 fi
 
+# The scaling end-to-end test installs Ray Serve from PyPI into a virtual environment
+# under target/ (once): Debian's python3 needs python3-venv for that.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  step "installing python3-venv (Ray Serve's virtual environment)"
+  sudo_if_needed=""
+  [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
+  $sudo_if_needed apt-get update -qq
+  $sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+fi
+
 # Every engine crate (engine/*): unit tests, the tidy test of the crate graph, the
 # end-to-end tests of the real binary (the `telltale` package) and doc tests.
 engine_packages=()
