@@ -18,6 +18,7 @@ mod python;
 mod ray_scaling;
 mod replay;
 mod ruletest;
+mod scaling_cli;
 mod store;
 mod supervision;
 mod support;

@@ -12,6 +12,7 @@ mod alerts;
 mod plugin;
 mod ruletest;
 mod scaffold;
+mod scaling;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +121,16 @@ enum Command {
         #[command(flatten)]
         target: alerts::Target,
     },
+    /// List the decisions of scaling rules, newest first.
+    ///
+    /// Each line: when, the rule, the target and its change (with the rule's proposal
+    /// before stabilisation), the reason, and whether the target's scaler applied it;
+    /// --json adds the rule's inputs. Reads the durable store read-only, beside a running
+    /// engine.
+    Scaling {
+        #[command(flatten)]
+        args: scaling::ScalingArgs,
+    },
     /// The durable store's database: what it holds, and a consistent backup, both while
     /// `telltale run` has it open.
     Store {
@@ -204,6 +215,7 @@ pub fn main() -> ExitCode {
             &who,
         ),
         Command::Silence { command, target } => alerts::silence(&target, command),
+        Command::Scaling { args } => scaling::main(&args),
         Command::Test { files } => ruletest::test(&files),
         Command::Replay {
             config,

@@ -88,13 +88,18 @@ fn failed(e: &dyn std::fmt::Display) -> ExitCode {
 }
 
 /// Opens, for reading only, the database `telltale run` with this config would use.
-fn open(config: Option<&Path>) -> Result<ReadOnlyDatabase, ExitCode> {
+pub(crate) fn open(config: Option<&Path>) -> Result<ReadOnlyDatabase, ExitCode> {
     let loaded = crate::load_config(config)?;
     let name = loaded.display_name();
     if !loaded.config.store.enabled {
         eprintln!(
             "error: the store is disabled in {name} (`store.enabled: false`): `telltale run` \
              keeps no database with it"
+        );
+        eprintln!(
+            "  hint: give the config `telltale run` uses: -c FILE. If it is this one, remove \
+             `store.enabled: false` from it and restart `telltale run` to keep a database from \
+             then on"
         );
         return Err(ExitCode::FAILURE);
     }
