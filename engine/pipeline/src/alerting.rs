@@ -97,6 +97,17 @@ impl Alerting {
         dispatch(out, dispatcher);
     }
 
+    /// Routes a notice that has no lifecycle (a scaling decision) and hands it to the
+    /// dispatcher at once (see `AlertRouter::route_event`).
+    pub(crate) fn route_event(
+        &mut self,
+        n: Notification,
+        dispatcher: &DispatcherHandle,
+        now: TimestampMs,
+    ) {
+        dispatch(self.router.route_event(n, now), dispatcher);
+    }
+
     /// Runs what came due by `now` (group flushes, repeats, escalation levels, snooze and
     /// silence ends).
     pub(crate) fn tick(&mut self, dispatcher: &DispatcherHandle, now: TimestampMs) {

@@ -331,7 +331,7 @@ async fn run(
         None => (None, None),
     };
     // Scaling rules' proposals: decided, recorded, notified and applied in a task of their own.
-    let (scaling, scaling_stage) = scaling::stage(cfg, database.clone(), dispatcher.clone());
+    let (scaling, scaling_stage) = scaling::stage(cfg, database.clone());
     tasks.spawn(scaling_stage.run(stop_rx.clone()));
     let alerting = alerting::Alerting::open(cfg, database.clone(), now_ms())?;
     tasks.spawn(rule_task(
@@ -425,7 +425,7 @@ pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
 async fn rule_task(
     mut rules: RuleSet,
     mut changes: Option<mpsc::Receiver<PathBuf>>,
-    scaling: scaling::ScalingHandle,
+    mut scaling: scaling::ScalingHandle,
     mut alerting: alerting::Alerting,
     dispatcher: DispatcherHandle,
     store: Arc<SeriesStore>,
@@ -481,6 +481,11 @@ async fn rule_task(
                     Sample::new(self_metrics::ALERTS.name, &[("state", "firing")], firing as f64, now),
                     Sample::new(self_metrics::ALERTS.name, &[("state", "pending")], (active.len() - firing) as f64, now),
                 ]);
+            }
+            n = scaling.notice() => {
+                // A scaling decision: routed like an alert, but it keeps no state.
+                tokio::task::block_in_place(|| alerting.route_event(n, &dispatcher, now_ms()));
+                continue;
             }
             Some(path) = recv(&mut changes) => {
                 match rules.apply_change(&path) {

@@ -24,7 +24,6 @@ use telltale_model::{
     Alert, AlertKind, AlertStatus, Notification, NotificationReason, RuleMeta, ScalingDecision,
     ScalingProposal, TimestampMs,
 };
-use telltale_notify::DispatcherHandle;
 use telltale_rules::RuleResult;
 use telltale_scaling::{Autoscaler, Scaler};
 use telltale_store::disk::Database;
@@ -41,12 +40,21 @@ struct Offer {
 }
 
 /// The rule task's end of the stage.
-#[derive(Clone)]
 pub(crate) struct ScalingHandle {
     tx: mpsc::Sender<Offer>,
+    /// The stage's decisions, as notifications for the alert manager to route.
+    notices: mpsc::Receiver<Notification>,
 }
 
 impl ScalingHandle {
+    /// The next decision to notify; pending forever once the stage has stopped.
+    pub(crate) async fn notice(&mut self) -> Notification {
+        match self.notices.recv().await {
+            Some(n) => n,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Hands the tick's scaling proposals to the stage (alert rules and failed rules have
     /// none).
     pub(crate) fn offer(&self, results: &[RuleResult], now: TimestampMs) {
@@ -70,7 +78,9 @@ pub(crate) struct ScalingStage {
     scalers: HashMap<String, Scaler>,
     autoscalers: HashMap<String, Autoscaler>,
     database: Option<Arc<Database>>,
-    dispatcher: DispatcherHandle,
+    /// Decisions as notifications, to the rule task, which routes them through the alert
+    /// manager like alerts (see `Alerting::route_event`).
+    notices: mpsc::Sender<Notification>,
     /// The last problem logged per rule, so a problem that lasts is logged once.
     logged: HashMap<String, String>,
     /// Rules already told their target has no scaler.
@@ -82,9 +92,9 @@ pub(crate) struct ScalingStage {
 pub(crate) fn stage(
     cfg: &Config,
     database: Option<Arc<Database>>,
-    dispatcher: DispatcherHandle,
 ) -> (ScalingHandle, ScalingStage) {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (notices, notices_rx) = mpsc::channel(QUEUE);
     let mut scalers = HashMap::new();
     for c in &cfg.scalers {
         match Scaler::build(c) {
@@ -95,13 +105,16 @@ pub(crate) fn stage(
         }
     }
     (
-        ScalingHandle { tx },
+        ScalingHandle {
+            tx,
+            notices: notices_rx,
+        },
         ScalingStage {
             rx,
             scalers,
             autoscalers: HashMap::new(),
             database,
-            dispatcher,
+            notices,
             logged: HashMap::new(),
             unscaled: HashSet::new(),
         },
@@ -173,7 +186,11 @@ impl ScalingStage {
         };
         info!(rule = %rule, target = %decision.target, "{}", telltale_scaling::summary(&decision));
         let id = self.record(&decision);
-        self.dispatcher.send(notification(&offer.rule, &decision));
+        // Only a stopping engine closes the channel; the decision is recorded meanwhile.
+        let _ = self
+            .notices
+            .send(notification(&offer.rule, &decision))
+            .await;
         let Some(scaler) = scaler else { return };
         let outcome = match scaler.apply(&decision).await {
             Ok(()) => {

@@ -438,6 +438,24 @@ impl AlertRouter {
         self.timers.first().map(|(t, _, _)| *t)
     }
 
+    /// Deliveries for a notice with no lifecycle (a scaling decision): the notifiers of the
+    /// routes it matches, at once, unless a silence or an inhibition mutes it or its route
+    /// is in a mute interval. It joins no group and leaves no state, so it is never
+    /// repeated, escalated or resolved.
+    pub fn route_event(&self, n: Notification, now_ms: TimestampMs) -> Vec<Delivery> {
+        let labels = match_labels(&n.alert);
+        if self.is_silenced(&labels, now_ms) || self.inhibited_by(&labels).is_some() {
+            return Vec::new();
+        }
+        let mut out = Out::default();
+        for (key, route) in self.group_keys(&labels) {
+            if !self.tree.muted(route, now_ms) {
+                out.send(&self.tree.routes[route].notifiers, &n, &key);
+            }
+        }
+        out.list
+    }
+
     /// Takes the alert state machine's notifications: firing ones join (or update) their
     /// groups, resolved ones leave them and are announced at once (`resolve: immediate`)
     /// to whoever was told they fired.

@@ -870,3 +870,29 @@ fn snapshot_restore_mid_escalation_is_equivalent() {
     assert!(total >= 3, "{total}");
     assert_eq!(a.silences(m(30)), b.silences(m(30)));
 }
+
+#[test]
+fn an_event_goes_to_its_routes_at_once_and_leaves_no_state() {
+    // group_wait 30s would hold an alert back; an event goes out at once, to the route it
+    // matches (the child takes it from the root, as for alerts), and is never repeated or
+    // resolved.
+    let mut r = router(
+        "alerting:\n  route:\n    notifiers: [a]\n    group_wait: 30s\n    routes:\n      - matchers: ['target=\"fe\"']\n        notifiers: [b]\n        continue: true\n",
+    );
+    let d = r.route_event(fire("scale_fe", &[("target", "fe")], 0), 0);
+    assert_eq!(seen(&d), ["b scale_fe firing state_change"]);
+    assert!(r.alerts(0).is_empty(), "no alert is kept");
+    assert_eq!(r.next_deadline(), None, "nothing to repeat");
+    // A silence mutes events as it mutes alerts.
+    r.apply(
+        Command::AddSilence(silence("s1", &["target=fe"], 0, Some(m(10)))),
+        0,
+    )
+    .unwrap();
+    assert!(
+        r.route_event(fire("scale_fe", &[("target", "fe")], s(1)), s(1))
+            .is_empty()
+    );
+    let d = r.route_event(fire("scale_be", &[("target", "be")], s(1)), s(1));
+    assert_eq!(seen(&d), ["a scale_be firing state_change"]);
+}
