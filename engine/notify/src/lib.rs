@@ -1,7 +1,7 @@
 //! The notify stage: delivers [`Notification`]s to notifiers (console, webhook).
 //!
 //! ```text
-//! DispatcherHandle::send ──route──▶ Outbox::put ──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ dyn Notifier
+//! DispatcherHandle::send_to ──▶ Outbox::put ──▶ [bounded queue] ──▶ worker (one per notifier) ──▶ dyn Notifier
 //!                                       │                                   │ delivered, given up
 //!                                       │                                   ▼
 //!                                       │                              Outbox::done
@@ -15,7 +15,11 @@
 //! notifier, logged and counted. Delivery is at-least-once; receivers dedupe on the
 //! notification id.
 //!
-//! With an [`Outbox`] (the store's database, wired by the pipeline), every routed pair is
+//! Which notifiers get a notification is the alert manager's decision (`telltale-routing`,
+//! the routing tree of the `alerting:` config); the dispatcher delivers where it is told.
+//!
+//! With an [`Outbox`] (the store's database, wired by the pipeline), every (notifier,
+//! notification) pair is
 //! written to it **before** it is queued and marked done when the notifier delivered it,
 //! gave up on it, or never got it (a full queue). Whatever is not done when the process
 //! stops (a shutdown past its grace period, a crash, `kill -9`) is delivered by the next
@@ -31,14 +35,13 @@
 //!
 //! Files: [`notifier`] (the trait, [`Delivery`], the builder), [`payload`] (the versioned
 //! JSON body and its schema), [`signing`] (Standard Webhooks signatures), [`webhook`] (HTTP
-//! delivery and retries), [`console`], [`route`] (which notifiers get an alert), [`outbox`]
+//! delivery and retries), [`console`], [`outbox`]
 //! (the [`Outbox`] trait, the stored JSON form, the old spool's import).
 
 pub mod console;
 pub mod notifier;
 pub mod outbox;
 pub mod payload;
-pub mod route;
 pub mod signing;
 pub mod webhook;
 
@@ -55,14 +58,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use telltale_config::{NotifierConfig, RouteConfig};
+use telltale_config::NotifierConfig;
 use telltale_model::Notification;
 
 pub use console::ConsoleNotifier;
 pub use notifier::{Delivery, DeliveryFuture, Notifier};
 pub use outbox::{Outbox, OutboxEntry, OutboxError, Outcome};
 pub use payload::WebhookPayload;
-pub use route::Router;
 pub use signing::{SigningKey, verify};
 pub use webhook::WebhookNotifier;
 
@@ -82,38 +84,31 @@ pub struct NotifyError {
     pub message: String,
 }
 
-/// Notifiers and routes, built and not yet running. See [`Dispatcher::start`].
+/// Notifiers, built and not yet running. See [`Dispatcher::start`].
 #[derive(Debug)]
 pub struct Dispatcher {
     notifiers: Vec<Arc<dyn Notifier>>,
-    router: Router,
     outbox: Option<Arc<dyn Outbox>>,
     queue_capacity: usize,
 }
 
 impl Dispatcher {
-    /// Builds every configured notifier ([`notifier::build`]) and the router. The notifiers
-    /// and routes are expected to have passed `telltale_config::check` (names unique, routes
-    /// naming configured notifiers, each kind's settings valid). No outbox until
-    /// [`Dispatcher::with_outbox`].
-    pub fn new(
-        notifiers: &[NotifierConfig],
-        routes: &[RouteConfig],
-    ) -> Result<Dispatcher, NotifyError> {
+    /// Builds every configured notifier ([`notifier::build`]). The notifiers are expected
+    /// to have passed `telltale_config::check` (names unique, each kind's settings valid).
+    /// No outbox until [`Dispatcher::with_outbox`].
+    pub fn new(notifiers: &[NotifierConfig]) -> Result<Dispatcher, NotifyError> {
         let built = notifiers
             .iter()
             .enumerate()
             .map(|(i, cfg)| notifier::build(i, cfg).map(Arc::from))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Dispatcher::with_notifiers(built, routes))
+        Ok(Dispatcher::with_notifiers(built))
     }
 
-    /// A dispatcher over notifiers built elsewhere (any [`Notifier`], in the order that
-    /// routes without a match fall back to).
-    pub fn with_notifiers(notifiers: Vec<Arc<dyn Notifier>>, routes: &[RouteConfig]) -> Dispatcher {
-        let names = notifiers.iter().map(|n| n.name().to_string()).collect();
+    /// A dispatcher over notifiers built elsewhere (any [`Notifier`]), in configuration
+    /// order.
+    pub fn with_notifiers(notifiers: Vec<Arc<dyn Notifier>>) -> Dispatcher {
         Dispatcher {
-            router: Router::new(routes, names),
             notifiers,
             outbox: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
@@ -169,7 +164,6 @@ impl Dispatcher {
         }
         DispatcherHandle {
             inner: Arc::new(Inner {
-                router: self.router,
                 senders: RwLock::new(Some(senders)),
                 lanes,
                 workers: Mutex::new(Some(workers)),
@@ -248,7 +242,6 @@ struct Lane {
 }
 
 struct Inner {
-    router: Router,
     /// `None` once shutdown began: nothing more is accepted.
     senders: RwLock<Option<HashMap<String, mpsc::Sender<Queued>>>>,
     lanes: Vec<Lane>,
@@ -306,21 +299,20 @@ impl std::fmt::Debug for DispatcherHandle {
 }
 
 impl DispatcherHandle {
-    /// Routes a notification, writes it to the outbox (if any) for each target notifier,
-    /// then queues it for each. Waits for no notifier: a full queue drops the notification
-    /// for that notifier (logged, counted in `dropped`, marked dropped in the outbox).
-    /// Returns how many notifiers it was queued for.
+    /// [`DispatcherHandle::send_to`] every notifier.
     pub fn send(&self, n: Notification) -> usize {
-        let targets = self.inner.router.targets(&n.alert);
-        self.send_to(n, &targets)
+        let all: Vec<&str> = self.inner.lanes.iter().map(|l| l.name.as_str()).collect();
+        self.send_to(n, &all)
     }
 
-    /// Like [`DispatcherHandle::send`], to the notifiers named in `targets` (the alert
-    /// manager's routing decided them): each is written to the outbox and queued. A name
-    /// that is not a configured notifier is skipped (the config check refuses such names).
+    /// Writes a notification to the outbox (if any) for each notifier named in `targets`
+    /// (the alert manager decided them), then queues it for each. Waits for no notifier: a
+    /// full queue drops the notification for that notifier (logged, counted in `dropped`,
+    /// marked dropped in the outbox). A name that is not a configured notifier is skipped
+    /// (the config check refuses such names). Returns how many notifiers it was queued for.
     pub fn send_to(&self, n: Notification, targets: &[&str]) -> usize {
         if targets.is_empty() {
-            tracing::debug!(id = %n.id, alert = %n.alert.rule, "no notifier to deliver to (none configured, or muted by a route)");
+            tracing::debug!(id = %n.id, alert = %n.alert.rule, "no notifier to deliver to");
             return 0;
         }
         let n = Arc::new(n);

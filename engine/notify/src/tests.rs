@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::testutil::{MemoryOutbox, Receiver, Reply, dead_url, notification};
 use super::*;
 use telltale_config::{ConsoleConfig, HumanDuration, NotifierKind, WebhookConfig};
-use telltale_model::{AlertStatus, Severity};
+use telltale_model::AlertStatus;
 
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=";
 
@@ -70,7 +70,7 @@ fn notifiers_are_built_from_their_config_entries() {
         std::path::Path::new("t.yaml"),
     )
     .unwrap();
-    let d = Dispatcher::new(&config.notifiers, &config.routes).unwrap();
+    let d = Dispatcher::new(&config.notifiers).unwrap();
     assert_eq!(d.notifier_names(), ["ops", "console"]);
     let kinds: Vec<&str> = d.notifiers.iter().map(|n| n.kind()).collect();
     assert_eq!(kinds, ["webhook", "console"]);
@@ -80,14 +80,14 @@ fn notifiers_are_built_from_their_config_entries() {
 /// error naming the entry, never a panic.
 #[test]
 fn an_unchecked_bad_setting_is_an_error_not_a_panic() {
-    let e = Dispatcher::new(&[console("c"), webhook("ops", "htp://x")], &[]).unwrap_err();
+    let e = Dispatcher::new(&[console("c"), webhook("ops", "htp://x")]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "notifiers[1] (`ops`): webhook url scheme `htp` is not http or https"
     );
     let mut bad_secret = webhook("hook", "http://127.0.0.1:9/");
     settings(&mut bad_secret).secret = Some("whsec_%%%".into());
-    let e = Dispatcher::new(&[bad_secret], &[]).unwrap_err();
+    let e = Dispatcher::new(&[bad_secret]).unwrap_err();
     assert_eq!((e.index, e.name.as_str()), (0, "hook"));
     assert!(e.message.starts_with("webhook secret: "), "{e}");
 }
@@ -123,17 +123,11 @@ impl Notifier for Recorder {
 }
 
 #[tokio::test]
-async fn any_notifier_kind_gets_a_queue_routes_and_counters() {
+async fn any_notifier_kind_gets_a_queue_and_counters() {
     let recorder = Arc::new(Recorder {
         seen: Default::default(),
     });
-    let route = RouteConfig {
-        matchers: [("cpu".to_string(), "total".to_string())].into(),
-        min_severity: None,
-        notifiers: vec!["recorder".into()],
-        continue_matching: false,
-    };
-    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[route]).start();
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()]).start();
     assert_eq!(h.send(notification("ok1", 1.0, AlertStatus::Firing)), 1);
     assert_eq!(h.send(notification("bad1", 1.0, AlertStatus::Firing)), 1);
     wait_until("both delivered", Duration::from_secs(5), || {
@@ -149,7 +143,7 @@ async fn any_notifier_kind_gets_a_queue_routes_and_counters() {
 #[tokio::test]
 async fn delivers_in_order_and_counts() {
     let rx = Receiver::start(vec![], ok()).await;
-    let d = Dispatcher::new(&[webhook("ops", &rx.url), console("console")], &[]).unwrap();
+    let d = Dispatcher::new(&[webhook("ops", &rx.url), console("console")]).unwrap();
     assert_eq!(d.notifier_names(), ["ops", "console"]);
     let h = d.start();
     for i in 0..5 {
@@ -183,45 +177,46 @@ async fn delivers_in_order_and_counts() {
 }
 
 #[tokio::test]
-async fn routes_pick_the_notifiers() {
+async fn send_to_delivers_to_the_named_notifiers_only() {
     let pager = Receiver::start(vec![], ok()).await;
     let ops = Receiver::start(vec![], ok()).await;
-    let routes = [
-        RouteConfig {
-            matchers: Default::default(),
-            min_severity: Some(Severity::Critical),
-            notifiers: vec!["pager".into()],
-            continue_matching: true,
-        },
-        RouteConfig {
-            matchers: [("cpu".to_string(), "total".to_string())].into(),
-            min_severity: None,
-            notifiers: vec!["ops".into()],
-            continue_matching: false,
-        },
-    ];
-    let h = Dispatcher::new(
-        &[webhook("pager", &pager.url), webhook("ops", &ops.url)],
-        &routes,
-    )
-    .unwrap()
-    .start();
-    let mut crit = notification("crit", 1.0, AlertStatus::Firing);
-    crit.alert.severity = Severity::Critical;
-    assert_eq!(h.send(crit), 2);
-    assert_eq!(h.send(notification("warn", 1.0, AlertStatus::Firing)), 1);
-    let mut other = notification("other", 1.0, AlertStatus::Firing);
-    other.alert.labels.remove("cpu");
-    assert_eq!(h.send(other), 2, "unmatched goes everywhere");
+    let h = Dispatcher::new(&[webhook("pager", &pager.url), webhook("ops", &ops.url)])
+        .unwrap()
+        .start();
+    assert_eq!(
+        h.send_to(
+            notification("crit", 1.0, AlertStatus::Firing),
+            &["pager", "ops"]
+        ),
+        2
+    );
+    assert_eq!(
+        h.send_to(notification("warn", 1.0, AlertStatus::Firing), &["ops"]),
+        1
+    );
+    // A name that is no notifier is skipped; no name at all delivers nowhere.
+    assert_eq!(
+        h.send_to(
+            notification("odd", 1.0, AlertStatus::Firing),
+            &["nobody", "ops"]
+        ),
+        1
+    );
+    assert_eq!(
+        h.send_to(notification("none", 1.0, AlertStatus::Firing), &[]),
+        0
+    );
+    // `send` is every notifier.
+    assert_eq!(h.send(notification("all", 1.0, AlertStatus::Firing)), 2);
     let p = pager.wait_for(2, Duration::from_secs(5)).await;
-    let o = ops.wait_for(3, Duration::from_secs(5)).await;
+    let o = ops.wait_for(4, Duration::from_secs(5)).await;
     let ids = |v: &[testutil::Received]| -> Vec<String> {
         v.iter()
             .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids(&p), ["crit", "other"]);
-    assert_eq!(ids(&o), ["crit", "warn", "other"]);
+    assert_eq!(ids(&p), ["crit", "all"]);
+    assert_eq!(ids(&o), ["crit", "warn", "odd", "all"]);
     h.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -230,14 +225,11 @@ async fn a_hanging_receiver_blocks_neither_the_caller_nor_other_notifiers() {
     let slow = Receiver::start(vec![], Reply::Hang).await;
     let fast = Receiver::start(vec![], ok()).await;
     let outbox = Arc::new(MemoryOutbox::default());
-    let h = Dispatcher::new(
-        &[webhook("slow", &slow.url), webhook("fast", &fast.url)],
-        &[],
-    )
-    .unwrap()
-    .with_outbox(outbox.clone())
-    .with_queue_capacity(2)
-    .start();
+    let h = Dispatcher::new(&[webhook("slow", &slow.url), webhook("fast", &fast.url)])
+        .unwrap()
+        .with_outbox(outbox.clone())
+        .with_queue_capacity(2)
+        .start();
     let mut in_send = Duration::ZERO;
     for i in 0..10 {
         let t = Instant::now();
@@ -277,7 +269,7 @@ async fn a_hanging_receiver_blocks_neither_the_caller_nor_other_notifiers() {
 #[tokio::test]
 async fn without_an_outbox_what_is_undelivered_at_shutdown_is_lost_and_counted() {
     let slow = Receiver::start(vec![], Reply::Hang).await;
-    let h = Dispatcher::new(&[webhook("slow", &slow.url)], &[])
+    let h = Dispatcher::new(&[webhook("slow", &slow.url)])
         .unwrap()
         .start();
     h.send(notification("n1", 1.0, AlertStatus::Firing));
@@ -301,7 +293,7 @@ async fn undelivered_notifications_are_delivered_after_a_restart_and_delivered_o
     let mut down = webhook("ops", &dead);
     // Still retrying when the grace period ends (not given up, which would count as failed).
     settings(&mut down).max_attempts = 100;
-    let h = Dispatcher::new(&[down, console("gone")], &[])
+    let h = Dispatcher::new(&[down, console("gone")])
         .unwrap()
         .with_outbox(outbox.clone())
         .start();
@@ -321,7 +313,7 @@ async fn undelivered_notifications_are_delivered_after_a_restart_and_delivered_o
 
     // Next start: same notifier name, receiver now up; the console notifier is gone.
     let up = Receiver::start(vec![], ok()).await;
-    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+    let h = Dispatcher::new(&[webhook("ops", &up.url)])
         .unwrap()
         .with_outbox(outbox.clone())
         .start();
@@ -351,7 +343,7 @@ async fn undelivered_notifications_are_delivered_after_a_restart_and_delivered_o
     }
 
     // A third start owes nothing: delivered notifications are not sent again.
-    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+    let h = Dispatcher::new(&[webhook("ops", &up.url)])
         .unwrap()
         .with_outbox(outbox.clone())
         .start();
@@ -374,7 +366,7 @@ fn a_notification_owed_when_the_process_dies_is_delivered_by_the_next_start() {
         .build()
         .unwrap();
     first.block_on(async {
-        let h = Dispatcher::new(&[webhook("ops", &hang.url)], &[])
+        let h = Dispatcher::new(&[webhook("ops", &hang.url)])
             .unwrap()
             .with_outbox(outbox.clone())
             .start();
@@ -389,7 +381,7 @@ fn a_notification_owed_when_the_process_dies_is_delivered_by_the_next_start() {
         .build()
         .unwrap();
     second.block_on(async {
-        let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+        let h = Dispatcher::new(&[webhook("ops", &up.url)])
             .unwrap()
             .with_outbox(outbox.clone())
             .start();
@@ -406,7 +398,7 @@ async fn an_outbox_that_cannot_be_written_does_not_stop_delivery() {
     let outbox = Arc::new(MemoryOutbox::default());
     outbox.set_failing(true);
     let up = Receiver::start(vec![], ok()).await;
-    let h = Dispatcher::new(&[webhook("ops", &up.url)], &[])
+    let h = Dispatcher::new(&[webhook("ops", &up.url)])
         .unwrap()
         .with_outbox(outbox.clone())
         .start();
@@ -429,7 +421,7 @@ async fn an_outbox_that_cannot_be_written_does_not_stop_delivery() {
     let (dead, _guard) = dead_url();
     let mut down = webhook("ops", &dead);
     settings(&mut down).max_attempts = 100;
-    let h = Dispatcher::new(&[down], &[])
+    let h = Dispatcher::new(&[down])
         .unwrap()
         .with_outbox(outbox.clone())
         .start();
@@ -446,9 +438,7 @@ async fn an_outbox_that_cannot_be_written_does_not_stop_delivery() {
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_retries_within_grace() {
     let rx = Receiver::start(vec![Reply::Status(500, vec![])], ok()).await;
-    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[])
-        .unwrap()
-        .start();
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)]).unwrap().start();
     h.send(notification("r1", 1.0, AlertStatus::Firing));
     let report = h.shutdown(Duration::from_secs(5)).await;
     assert!(!report.timed_out);
@@ -459,9 +449,7 @@ async fn shutdown_waits_for_in_flight_retries_within_grace() {
 #[tokio::test]
 async fn failures_are_counted_and_sends_after_shutdown_dropped() {
     let rx = Receiver::start(vec![], Reply::Status(401, vec![])).await;
-    let h = Dispatcher::new(&[webhook("ops", &rx.url)], &[])
-        .unwrap()
-        .start();
+    let h = Dispatcher::new(&[webhook("ops", &rx.url)]).unwrap().start();
     let clone = h.clone();
     h.send(notification("f1", 1.0, AlertStatus::Firing));
     wait_until("failure counted", Duration::from_secs(5), || {

@@ -103,7 +103,7 @@ impl Engine {
         }));
         let host = PluginHost::new(Some(data_dir.join("cache")))
             .map_err(|e| fatal(format!("cannot start the plugin host: {e}")))?;
-        let dispatcher = Dispatcher::new(&cfg.notifiers, &cfg.routes)
+        let dispatcher = Dispatcher::new(&cfg.notifiers)
             .map_err(|e| fatal(format!("invalid notifier configuration: {e}")))?;
 
         let mut rules = RuleSet::new(store.clone(), &cfg.rules);

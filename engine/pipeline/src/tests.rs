@@ -284,7 +284,7 @@ async fn the_database_outbox_delivers_what_is_owed_after_a_restart_and_nothing_t
 
     let db = Arc::new(Database::open(&path).expect("reopen"));
     let recorder = Arc::new(Recorder::default());
-    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[])
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()])
         .with_outbox(Arc::new(DbOutbox::new(db.clone())))
         .start();
     assert_eq!(h.send(note("n2", 1.0)), 1);
@@ -298,7 +298,7 @@ async fn the_database_outbox_delivers_what_is_owed_after_a_restart_and_nothing_t
 
     // The next start owes nothing.
     let recorder = Arc::new(Recorder::default());
-    let h = Dispatcher::with_notifiers(vec![recorder.clone()], &[])
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()])
         .with_outbox(Arc::new(DbOutbox::new(db.clone())))
         .start();
     h.shutdown(Duration::from_secs(5)).await;
