@@ -77,7 +77,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge a firing alert: escalation of unacknowledged alerts stops, repeats stop.
+    /// Acknowledge a firing alert: escalation of unacknowledged alerts stops, repeats stop,
+    /// and the notifiers that were told it fires hear who acknowledged it.
     ///
     /// Applied by the running engine within a second; exits 3 when no engine answered
     /// (the command then waits for the next `telltale run`).

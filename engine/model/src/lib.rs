@@ -652,7 +652,7 @@ pub enum AlertKind {
     #[default]
     Condition,
     /// A series the rule reads stopped arriving for the rule's `nodata` time (labels: the
-    /// series' own, and `alertstate="nodata"`).
+    /// series' own, `metric` naming it, and `alertstate="nodata"`).
     Nodata,
     /// The rule kept failing to evaluate for its `error_after` time (the summary is the
     /// error, `rule_file` the file; label `alertstate="error"`).

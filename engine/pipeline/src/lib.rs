@@ -5,7 +5,11 @@
 //! plugin tasks (collectors, analyzers) ──▶ store ◀── ingest listeners
 //!                          │           (analyzers read windows, write samples and events)
 //!                     rule task (every evaluation tick; reloads changed rule files)
-//!                          │ AlertCandidate → AlertManager → Notification
+//!                          │ AlertCandidate → AlertManager (alerts) → Notification
+//!                          │   → AlertRouter (routing; timers and operators' commands
+//!                          │     every second, `alerting.rs`) → Delivery
+//!                          │ ScalingProposal ──▶ scaling task (`scaling.rs`): decide,
+//!                          │     record, apply ──▶ decisions back as notifications
 //!                          ▼
 //!                     Dispatcher (one bounded queue + worker per notifier)
 //! ```

@@ -95,7 +95,8 @@ pub struct SilenceSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    /// Acknowledge a firing alert: unacked escalation levels stop, repeats stop.
+    /// Acknowledge a firing alert: unacked escalation levels stop, repeats (the route's and
+    /// the rule's) stop.
     Ack {
         /// The alert.
         fingerprint: String,
@@ -625,10 +626,13 @@ impl AlertRouter {
             entry.notification = n;
             entry.notification.reason = NotificationReason::StateChange;
             // The rule's own notices (its `repeat`, flapping, settled) go out at once to
-            // whoever was told it fires; a plain update waits for the group.
-            if reason != NotificationReason::StateChange {
+            // whoever was told it fires; a plain update waits for the group. An
+            // acknowledged alert is not repeated, whichever repeat it is.
+            let acked_repeat = reason == NotificationReason::Repeat && entry.ack.is_some();
+            if reason != NotificationReason::StateChange && !acked_repeat {
                 let mut note = entry.notification.clone();
                 note.reason = reason;
+                note.alert.ack.clone_from(&entry.ack);
                 let labels = match_labels(&note.alert);
                 let groups = entry.groups.clone();
                 if !self.suppressed(&fp, &labels, now_ms) {

@@ -896,3 +896,35 @@ fn an_event_goes_to_its_routes_at_once_and_leaves_no_state() {
     let d = r.route_event(fire("scale_be", &[("target", "be")], s(1)), s(1));
     assert_eq!(seen(&d), ["a scale_be firing state_change"]);
 }
+
+#[test]
+fn the_rules_own_notices_carry_the_ack_and_an_acked_alert_is_not_repeated() {
+    let mut r = router("alerting:\n  route:\n    notifiers: [a]\n    group_wait: 0s\n");
+    assert_eq!(r.on_notifications(vec![fire("Lat", &[], 0)], 0).len(), 1);
+    // The rule's own repeat goes out while nobody acknowledged.
+    let mut repeat = fire("Lat", &[], s(60));
+    repeat.reason = NotificationReason::Repeat;
+    assert_eq!(
+        seen(&r.on_notifications(vec![repeat.clone()], s(60))),
+        ["a Lat firing repeat"]
+    );
+    r.apply(
+        Command::Ack {
+            fingerprint: fp("Lat", &[]),
+            by: "ana".into(),
+            comment: "looking".into(),
+        },
+        s(61),
+    )
+    .unwrap();
+    // Acknowledged: the rule's repeat is held back; its flapping notice says who acked.
+    assert!(r.on_notifications(vec![repeat], s(120)).is_empty());
+    let mut flapping = fire("Lat", &[], s(121));
+    flapping.reason = NotificationReason::Flapping;
+    let d = r.on_notifications(vec![flapping], s(121));
+    assert_eq!(seen(&d), ["a Lat firing flapping"]);
+    assert_eq!(
+        d[0].notification.alert.ack.as_ref().map(|a| a.by.as_str()),
+        Some("ana")
+    );
+}
