@@ -421,14 +421,16 @@ impl AlertManager {
                 }
                 Some(AlertStatus::Resolved) => {
                     entry.announced = Some(AlertStatus::Resolved);
-                    if policy.send_resolved {
-                        out.push(note(
-                            entry,
-                            AlertStatus::Resolved,
-                            NotificationReason::StateChange,
-                            now_ms,
-                        ));
-                    }
+                    // Without `send_resolved` the resolve still goes to the alert manager,
+                    // which must learn that the alert ended, marked for nobody else.
+                    let mut n = note(
+                        entry,
+                        AlertStatus::Resolved,
+                        NotificationReason::StateChange,
+                        now_ms,
+                    );
+                    n.quiet = !policy.send_resolved;
+                    out.push(n);
                 }
                 None => {}
             }
@@ -597,6 +599,7 @@ fn note(
         id: notification_id(now_ms),
         status,
         reason,
+        quiet: false,
         alert,
     }
 }

@@ -414,11 +414,16 @@ fn repeat_per_severity_while_firing() {
 }
 
 #[test]
-fn send_resolved_false_resolves_silently() {
+fn send_resolved_false_marks_the_resolve_quiet() {
     let m = with_policy(meta("x", 0), |p| p.send_resolved = false);
     let mut am = AlertManager::new();
-    assert_eq!(am.process(&m, &[cand(1.0, &[])], T0).len(), 1);
-    assert!(am.process(&m, &[], T0 + 1).is_empty());
+    let fired = am.process(&m, &[cand(1.0, &[])], T0);
+    assert_eq!(fired.len(), 1);
+    assert!(!fired[0].quiet);
+    // The alert manager still hears that it ended; nobody else does.
+    let out = am.process(&m, &[], T0 + 1);
+    assert_eq!(told(&out), [(RESOLVED, CHANGE, "warning".into())]);
+    assert!(out[0].quiet);
     assert!(am.active().is_empty());
 }
 

@@ -725,6 +725,11 @@ pub struct Notification {
     /// What happened: a state change, a repeat, flapping, an escalation, an acknowledgement.
     #[serde(default)]
     pub reason: NotificationReason,
+    /// For the alert manager's state only, delivered to nobody: the resolve of an alert
+    /// whose rule has `send_resolved: false` (the alert manager must still learn that it
+    /// ended, or it would repeat and escalate it forever).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quiet: bool,
     /// The alert as it stood.
     pub alert: Alert,
 }

@@ -21,6 +21,7 @@ pub(crate) fn notification(id: &str, value: f64, status: AlertStatus) -> Notific
         id: id.into(),
         status,
         reason: telltale_model::NotificationReason::StateChange,
+        quiet: false,
         alert: Alert {
             fingerprint: "fp123".into(),
             rule: "high_cpu".into(),

@@ -220,7 +220,9 @@ fn describe(cmd: &Command) -> String {
 fn dispatch(out: Vec<Delivery>, dispatcher: &DispatcherHandle) {
     let mut by_id: Vec<(Notification, Vec<String>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for d in out {
+    // A quiet notification (a resolve the rule does not send) is for the alert manager's
+    // state only; the router delivers none, and this makes sure of it.
+    for d in out.into_iter().filter(|d| !d.notification.quiet) {
         match index.get(&d.notification.id) {
             Some(&i) => by_id[i].1.push(d.notifier),
             None => {

@@ -237,6 +237,7 @@ pub(crate) fn notification(rule: &RuleMeta, d: &ScalingDecision) -> Notification
         id: telltale_alerts::notification_id(d.time_ms),
         status: AlertStatus::Firing,
         reason: NotificationReason::StateChange,
+        quiet: false,
         alert: Alert {
             fingerprint: telltale_alerts::fingerprint(&rule.name, &labels),
             rule: rule.name.clone(),

@@ -253,6 +253,7 @@ fn note(id: &str, value: f64) -> Notification {
         id: id.into(),
         status: AlertStatus::Firing,
         reason: telltale_model::NotificationReason::StateChange,
+        quiet: false,
         alert: Alert {
             fingerprint: "fp".into(),
             rule: "hot".into(),

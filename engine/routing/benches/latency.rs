@@ -63,6 +63,7 @@ fn note(rule: &str, host: usize, severity: &str, status: AlertStatus, t: i64) ->
         id: format!("msg_{rule}_{host}_{t}"),
         status,
         reason: NotificationReason::StateChange,
+        quiet: false,
         alert: Alert {
             fingerprint: format!("{rule}/{host}/{severity}"),
             rule: rule.into(),

@@ -38,6 +38,7 @@ fn note(name: &str, labels: &[(&str, &str)], status: AlertStatus, t: TimestampMs
         id: format!("msg_{name}_{}_{t}", status.as_str()),
         status,
         reason: NotificationReason::StateChange,
+        quiet: false,
         alert: Alert {
             fingerprint: fp,
             rule: name.into(),
