@@ -4,14 +4,14 @@
 //! feeds it, hands its deliveries to the dispatcher, applies the commands `telltale ack`,
 //! `silence` and `snooze` leave in the durable store, and keeps its state there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing::{info, warn};
 
 use telltale_config::Config;
-use telltale_model::{Notification, TimestampMs};
+use telltale_model::{Alert, AlertStatus, Notification, NotificationReason, TimestampMs};
 use telltale_notify::DispatcherHandle;
 use telltale_routing::{AlertRouter, Command, Delivery, RoutingState};
 use telltale_store::disk::Database;
@@ -24,8 +24,21 @@ pub(crate) struct Alerting {
     db: Option<Arc<Database>>,
     /// Something changed since the state was last saved.
     dirty: bool,
+    /// When it was last saved: timers and deliveries are saved at most every
+    /// [`SAVE_EVERY_MS`]; operators' commands at once, with their answers.
+    saved_ms: TimestampMs,
+    /// Commands applied whose answers are not in the store yet: written in the same
+    /// transaction as the state they changed.
+    answers: Vec<(i64, String)>,
+    /// The last command applied this run, so a command whose answer could not be written
+    /// yet is not applied twice.
+    last_seq: i64,
     log: FailureLog,
 }
+
+/// How often, at most, a change made by time or by rules is saved. A crash loses at most
+/// this much of group timers and repeats (alert state itself is saved separately, at once).
+const SAVE_EVERY_MS: TimestampMs = 5_000;
 
 impl Alerting {
     /// The alert manager for `cfg`, continuing from the state the last run saved (when
@@ -77,6 +90,9 @@ impl Alerting {
             router,
             db,
             dirty: false,
+            saved_ms: now,
+            answers: Vec::new(),
+            last_seq: 0,
             log: FailureLog::new("alert manager state"),
         })
     }
@@ -114,13 +130,69 @@ impl Alerting {
         if self.router.next_deadline().is_none_or(|t| t > now) {
             return;
         }
-        self.dirty = true;
         let out = self.router.tick(now);
+        // Only what reached someone is worth a save; a group that had nothing new is
+        // rescheduled the same way after a restart.
+        self.dirty |= !out.is_empty();
         dispatch(out, dispatcher);
     }
 
-    /// Applies the commands operators left in the store, in order, and writes each one's
-    /// outcome for the command to print.
+    /// Makes the router agree with the rule state machine after a start: a firing alert
+    /// the router does not know (its state was lost, or saved before the alert's) joins
+    /// it as new; an alert the router holds that no longer fires resolves, so whoever
+    /// heard it fire hears it end.
+    pub(crate) fn reconcile(
+        &mut self,
+        firing: Vec<Alert>,
+        dispatcher: &DispatcherHandle,
+        now: TimestampMs,
+    ) {
+        let held: HashMap<String, Alert> = self
+            .router
+            .alerts(now)
+            .into_iter()
+            .map(|v| (v.alert.fingerprint.clone(), v.alert))
+            .collect();
+        let firing_fps: HashSet<String> = firing.iter().map(|a| a.fingerprint.clone()).collect();
+        let mut notes: Vec<Notification> = firing
+            .into_iter()
+            .filter(|a| !held.contains_key(&a.fingerprint))
+            .map(|alert| Notification {
+                id: telltale_alerts::notification_id(now),
+                status: AlertStatus::Firing,
+                reason: NotificationReason::StateChange,
+                quiet: false,
+                alert,
+            })
+            .collect();
+        let joined = notes.len();
+        let mut gone = 0;
+        for (fp, mut alert) in held {
+            if !firing_fps.contains(&fp) {
+                alert.resolved_at_ms = Some(now);
+                gone += 1;
+                notes.push(Notification {
+                    id: telltale_alerts::notification_id(now),
+                    status: AlertStatus::Resolved,
+                    reason: NotificationReason::StateChange,
+                    quiet: false,
+                    alert,
+                });
+            }
+        }
+        if joined + gone > 0 {
+            info!(
+                "alert manager state made to agree with the alerts: {joined} firing alert(s) it did not know, {gone} it held that no longer fire"
+            );
+        }
+        self.route(notes, dispatcher, now);
+    }
+
+    /// Applies the commands operators left in the store, in order, then saves the state
+    /// with their answers in one transaction (the command prints its answer only once its
+    /// effect is on disk). Ack, unack and snooze given before the alert fired again (a
+    /// command left while no engine ran) are refused: they were meant for an earlier
+    /// firing.
     pub(crate) fn apply_commands(&mut self, dispatcher: &DispatcherHandle, now: TimestampMs) {
         let Some(db) = self.db.clone() else {
             return;
@@ -133,14 +205,18 @@ impl Alerting {
                 return;
             }
         };
-        for row in pending {
+        let applied = self.last_seq;
+        for row in pending.into_iter().filter(|r| r.seq > applied) {
+            self.last_seq = row.seq;
             let outcome = match serde_json::from_str::<Command>(&row.command) {
                 Err(e) => format!("error: not a command this engine knows ({e})"),
                 Ok(cmd) => {
                     let what = describe(&cmd);
-                    match self.router.apply(cmd, now) {
+                    match self.stale(&cmd, row.created_ms, now).map_or_else(
+                        || self.router.apply(cmd, now).map_err(|e| e.to_string()),
+                        Err,
+                    ) {
                         Ok(out) => {
-                            self.dirty = true;
                             info!("{what}");
                             dispatch(out, dispatcher);
                             format!("ok: {what}")
@@ -152,22 +228,57 @@ impl Alerting {
                     }
                 }
             };
-            if let Err(e) = db.command_applied(row.seq, &outcome, now) {
-                self.log
-                    .failure(&format!("cannot record a command's outcome: {e}"));
-            }
+            self.dirty = true;
+            self.answers.push((row.seq, outcome));
+        }
+        if !self.answers.is_empty() {
+            self.save(now);
         }
     }
 
-    /// Saves the state if anything changed since the last save. A failed save is logged
-    /// (as [`FailureLog`] allows) and tried again at the next call.
+    /// Why a command about one alert no longer applies: the alert started firing again
+    /// after the command was given.
+    fn stale(&self, cmd: &Command, given_ms: TimestampMs, now: TimestampMs) -> Option<String> {
+        let fp = match cmd {
+            Command::Ack { fingerprint, .. }
+            | Command::Unack { fingerprint, .. }
+            | Command::Snooze { fingerprint, .. } => fingerprint,
+            Command::AddSilence(_) | Command::ExpireSilence { .. } => return None,
+        };
+        let view = self
+            .router
+            .alerts(now)
+            .into_iter()
+            .find(|v| &v.alert.fingerprint == fp)?;
+        (view.alert.firing_since_ms > given_ms).then(|| {
+            format!(
+                "alert `{fp}` started firing again at {}, after this command was given at {}; give it again for the new firing",
+                telltale_notify::payload::rfc3339_ms(view.alert.firing_since_ms),
+                telltale_notify::payload::rfc3339_ms(given_ms)
+            )
+        })
+    }
+
+    /// Saves the state if it changed and the last save is [`SAVE_EVERY_MS`] old (at once
+    /// when commands wait for their answers). A failed save is logged (as [`FailureLog`]
+    /// allows) and tried again at the next call.
     pub(crate) fn save_if_changed(&mut self, now: TimestampMs) {
+        if self.dirty && (now - self.saved_ms >= SAVE_EVERY_MS || !self.answers.is_empty()) {
+            self.save(now);
+        }
+    }
+
+    /// Saves the state now if it changed (at shutdown).
+    pub(crate) fn save_now(&mut self, now: TimestampMs) {
+        if self.dirty {
+            self.save(now);
+        }
+    }
+
+    fn save(&mut self, now: TimestampMs) {
         let Some(db) = &self.db else {
             return;
         };
-        if !self.dirty {
-            return;
-        }
         let text = match serde_json::to_string(&self.router.snapshot()) {
             Ok(t) => t,
             Err(e) => {
@@ -175,13 +286,15 @@ impl Alerting {
                 return;
             }
         };
-        match db.save_routing_state(&text, now) {
+        match db.save_routing_state_and_answers(&text, &self.answers, now) {
             Ok(()) => {
                 self.dirty = false;
+                self.saved_ms = now;
+                self.answers.clear();
                 self.log.success();
             }
             Err(e) => self.log.failure(&format!(
-                "cannot save: {e}; a restart now would forget the latest silences, acknowledgements and escalations"
+                "cannot save: {e}; a restart now would forget the latest silences, acknowledgements and escalations, and the commands given meanwhile wait for their answer"
             )),
         }
     }

@@ -444,6 +444,17 @@ async fn rule_task(
         let now = now_ms();
         let resolved = saved.restore(&mut alerts, &names, now);
         alerting.route(resolved, &dispatcher, now);
+        // The two states are saved apart: make the router agree with the alerts.
+        let firing = alerts
+            .snapshot()
+            .into_iter()
+            .filter(|a| a.announced == Some(telltale_model::AlertStatus::Firing))
+            .map(|a| a.alert)
+            .collect();
+        alerting.reconcile(firing, &dispatcher, now);
+        // A silence or an ack left while the engine was stopped applies before the first
+        // evaluation can announce what it was meant to mute.
+        tokio::task::block_in_place(|| alerting.apply_commands(&dispatcher, now));
     }
     let mut tick = ticker(period);
     // Group waits, escalation levels and snoozes end between evaluations, and operators'
@@ -529,6 +540,8 @@ async fn rule_task(
             alerting.save_if_changed(now_ms());
         });
     }
+    // What changed in the last few seconds (saves are spaced out) is kept for the next start.
+    tokio::task::block_in_place(|| alerting.save_now(now_ms()));
 }
 
 /// Feeds one tick of rule results to the alert state machine. A failed rule's alerts stay

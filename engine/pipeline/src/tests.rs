@@ -423,3 +423,82 @@ fn a_series_a_nodata_rule_reads_that_stops_gets_a_nodata_alert_until_it_returns(
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, AlertStatus::Resolved);
 }
+
+/// The config the alert manager tests route with: one notifier, `rec`, no grouping delay.
+fn alerting_config() -> telltale_config::Config {
+    telltale_config::parse(
+        "notifiers:\n  - {name: rec, kind: console}\nalerting:\n  route:\n    notifiers: [rec]\n    group_wait: 0s\n    group_by: ['...']\n",
+        Path::new("t.yaml"),
+    )
+    .expect("config")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_alert_manager_is_made_to_agree_with_the_alerts_at_start() {
+    let (_dir, _path, db) = database();
+    let cfg = alerting_config();
+    let recorder = Arc::new(Recorder::default());
+    let h = Dispatcher::with_notifiers(vec![recorder.clone()]).start();
+    // The router's saved state knows `old` (firing), not `new`; the state machine has
+    // `new` firing and `old` gone (the two were saved apart, and a crash came between).
+    let mut old = note("old-fire", 1.0);
+    old.alert.fingerprint = "old".into();
+    old.alert.labels = labels(&[("alertname", "hot"), ("host", "old")]);
+    let mut a = super::alerting::Alerting::open(&cfg, Some(db.clone()), T0).expect("open");
+    a.route(vec![old.clone()], &h, T0);
+    a.save_now(T0);
+    let mut a = super::alerting::Alerting::open(&cfg, Some(db.clone()), T0 + 1000).expect("open");
+    let mut new = note("new-fire", 1.0).alert;
+    new.fingerprint = "new".into();
+    new.labels = labels(&[("alertname", "hot"), ("host", "new")]);
+    a.reconcile(vec![new], &h, T0 + 1000);
+    let report = h.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.lost, 0);
+    let seen = recorder.0.lock().expect("lock").clone();
+    // `old-fire` at T0; then `new` announced, `old` resolved (new ids).
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], "old-fire");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_given_before_the_alert_fired_again_is_refused_and_each_is_applied_once() {
+    let (_dir, path, db) = database();
+    let cfg = alerting_config();
+    let h = Dispatcher::with_notifiers(vec![Arc::new(Recorder::default())]).start();
+    let mut a = super::alerting::Alerting::open(&cfg, Some(db.clone()), T0).expect("open");
+    let mut n = note("fire", 1.0);
+    n.alert.firing_since_ms = T0 + 60_000;
+    a.route(vec![n], &h, T0 + 60_000);
+    let queue = telltale_store::disk::control::CommandQueue::open(&path).expect("queue");
+    let ack = |at: i64| {
+        let cmd = telltale_routing::Command::Ack {
+            fingerprint: "fp".into(),
+            by: "ana".into(),
+            comment: String::new(),
+        };
+        queue
+            .submit(&serde_json::to_string(&cmd).expect("json"), at)
+            .expect("submit")
+    };
+    // Left at T0 (before the alert's firing at T0 + 60 s), then one given now.
+    let stale = ack(T0);
+    let fresh = ack(T0 + 61_000);
+    a.apply_commands(&h, T0 + 62_000);
+    let stale_answer = queue.outcome(stale).expect("read").expect("answered");
+    assert!(
+        stale_answer.starts_with("error: alert `fp` started firing again at"),
+        "{stale_answer}"
+    );
+    assert_eq!(
+        queue.outcome(fresh).expect("read").as_deref(),
+        Some("ok: alert fp acknowledged by ana")
+    );
+    // Applied once: a second look at the queue finds nothing to do (a second ack would be
+    // refused as a duplicate or re-announced).
+    a.apply_commands(&h, T0 + 63_000);
+    assert_eq!(
+        queue.outcome(fresh).expect("read").as_deref(),
+        Some("ok: alert fp acknowledged by ana")
+    );
+    h.shutdown(Duration::from_secs(1)).await;
+}

@@ -13,6 +13,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
 use super::{BUSY_TIMEOUT, Database, StoreError, identify};
 
+/// How long an answered command stays in the queue.
+const COMMANDS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// The schema version that has the `routing_state` and `commands` tables.
 const CONTROL_VERSION: u32 = 3;
 
@@ -37,6 +40,37 @@ impl Database {
             )?
             .execute(params![now_ms, state])
             .map(|_| ())
+        })
+    }
+
+    /// Saves the alert-manager state and the outcomes of the commands applied to it
+    /// (`(seq, outcome)`) in one transaction: a command is answered only once its effect
+    /// is on disk, and a crash loses both or neither. Commands applied more than a week
+    /// before `now_ms` are dropped (the queue is not a history).
+    pub fn save_routing_state_and_answers(
+        &self,
+        state: &str,
+        answers: &[(i64, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.with_state(|conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
+                "INSERT INTO routing_state (id, saved_ms, state) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET saved_ms = excluded.saved_ms, state = excluded.state",
+            )?
+            .execute(params![now_ms, state])?;
+            if !answers.is_empty() {
+                let mut answer = tx.prepare_cached(
+                    "UPDATE commands SET applied_ms = ?2, outcome = ?3 WHERE seq = ?1",
+                )?;
+                for (seq, outcome) in answers {
+                    answer.execute(params![seq, now_ms, outcome])?;
+                }
+                tx.prepare_cached("DELETE FROM commands WHERE applied_ms < ?1")?
+                    .execute([now_ms - COMMANDS_KEPT_MS])?;
+            }
+            tx.commit()
         })
     }
 
@@ -70,7 +104,7 @@ impl Database {
     /// Marks a command applied, with how it went (`ok: ...` or `error: ...`), and drops
     /// commands applied more than a week before `now_ms` (the queue is not a history).
     pub fn command_applied(&self, seq: i64, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
-        const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+        const KEEP_MS: i64 = COMMANDS_KEPT_MS;
         self.with_state(|conn| {
             let tx = conn.transaction()?;
             tx.prepare_cached("UPDATE commands SET applied_ms = ?2, outcome = ?3 WHERE seq = ?1")?
@@ -206,6 +240,17 @@ mod tests {
             .expect("applied");
         assert_eq!(q.outcome(a).expect("read"), None);
 
+        // State and answers in one transaction.
+        let c = q.submit(r#"{"ack":"z"}"#, 30).expect("submit");
+        db.save_routing_state_and_answers("{\"v\":0}", &[(c, "ok: z".into())], 40)
+            .expect("save");
+        assert_eq!(q.outcome(c).expect("read").as_deref(), Some("ok: z"));
+        assert_eq!(
+            db.load_routing_state().expect("load").as_deref(),
+            Some("{\"v\":0}")
+        );
+        db.with_state(|c| c.execute("DELETE FROM routing_state", []).map(|_| ()))
+            .expect("reset");
         assert_eq!(db.load_routing_state().expect("load"), None);
         db.save_routing_state("{\"v\":1}", 5).expect("save");
         db.save_routing_state("{\"v\":2}", 6).expect("save");
