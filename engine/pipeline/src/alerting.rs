@@ -24,6 +24,9 @@ pub(crate) struct Alerting {
     db: Option<Arc<Database>>,
     /// Something changed since the state was last saved.
     dirty: bool,
+    /// What changed is an alert that fired or resolved, or a delivery: saved at the next
+    /// look (within a second), so `telltale alerts` and a restart see it.
+    urgent: bool,
     /// When it was last saved: timers and deliveries are saved at most every
     /// [`SAVE_EVERY_MS`]; operators' commands at once, with their answers.
     saved_ms: TimestampMs,
@@ -36,9 +39,11 @@ pub(crate) struct Alerting {
     log: FailureLog,
 }
 
-/// How often, at most, a change made by time or by rules is saved. A crash loses at most
-/// this much of group timers and repeats (alert state itself is saved separately, at once).
-const SAVE_EVERY_MS: TimestampMs = 5_000;
+/// How often, at most, a change made only by time (a group's next tick moved, nothing sent)
+/// is saved. Alerts that fired or resolved, deliveries and commands are saved at the next
+/// look, within a second.
+/// (A restart that finds an older timer runs it at once, and it sends only what is due.)
+const SAVE_EVERY_MS: TimestampMs = 60_000;
 
 impl Alerting {
     /// The alert manager for `cfg`, continuing from the state the last run saved (when
@@ -90,6 +95,7 @@ impl Alerting {
             router,
             db,
             dirty: false,
+            urgent: false,
             saved_ms: now,
             answers: Vec::new(),
             last_seq: 0,
@@ -109,6 +115,7 @@ impl Alerting {
             return;
         }
         self.dirty = true;
+        self.urgent = true;
         let out = self.router.on_notifications(notes, now);
         dispatch(out, dispatcher);
     }
@@ -131,9 +138,10 @@ impl Alerting {
             return;
         }
         let out = self.router.tick(now);
-        // Only what reached someone is worth a save; a group that had nothing new is
-        // rescheduled the same way after a restart.
-        self.dirty |= !out.is_empty();
+        // A group that had nothing new is rescheduled the same way after a restart; what
+        // reached someone is saved soon.
+        self.dirty = true;
+        self.urgent |= !out.is_empty();
         dispatch(out, dispatcher);
     }
 
@@ -259,11 +267,12 @@ impl Alerting {
         })
     }
 
-    /// Saves the state if it changed and the last save is [`SAVE_EVERY_MS`] old (at once
-    /// when commands wait for their answers). A failed save is logged (as [`FailureLog`]
-    /// allows) and tried again at the next call.
+    /// Saves the state if it changed: at once after alerts fired or resolved, deliveries,
+    /// or commands; when only time moved it, once the last save is [`SAVE_EVERY_MS`] old. A
+    /// failed save is logged (as [`FailureLog`] allows) and tried again at the next call.
     pub(crate) fn save_if_changed(&mut self, now: TimestampMs) {
-        if self.dirty && (now - self.saved_ms >= SAVE_EVERY_MS || !self.answers.is_empty()) {
+        let due = self.urgent || !self.answers.is_empty() || now - self.saved_ms >= SAVE_EVERY_MS;
+        if self.dirty && due {
             self.save(now);
         }
     }
@@ -289,6 +298,7 @@ impl Alerting {
         match db.save_routing_state_and_answers(&text, &self.answers, now) {
             Ok(()) => {
                 self.dirty = false;
+                self.urgent = false;
                 self.saved_ms = now;
                 self.answers.clear();
                 self.log.success();
