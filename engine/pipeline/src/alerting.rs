@@ -27,8 +27,7 @@ pub(crate) struct Alerting {
     /// What changed is an alert that fired or resolved, or a delivery: saved at the next
     /// look (within a second), so `telltale alerts` and a restart see it.
     urgent: bool,
-    /// When it was last saved: timers and deliveries are saved at most every
-    /// [`SAVE_EVERY_MS`]; operators' commands at once, with their answers.
+    /// When it was last saved (see [`Alerting::save_if_changed`]).
     saved_ms: TimestampMs,
     /// Commands applied whose answers are not in the store yet: written in the same
     /// transaction as the state they changed.
