@@ -376,6 +376,10 @@ fn saved_router(target: &Target) -> Result<(AlertRouter, TimestampMs), ExitCode>
             return Err(ExitCode::FAILURE);
         }
     };
+    if let Err(e) = telltale_routing::check_state_version(&state) {
+        eprintln!("error: {}: {e}", path.display());
+        return Err(ExitCode::FAILURE);
+    }
     let router = AlertRouter::restore(&loaded.config, state, now).map_err(|e| {
         eprintln!("error: {}", e.0);
         ExitCode::FAILURE

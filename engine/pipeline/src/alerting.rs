@@ -68,7 +68,13 @@ impl Alerting {
             None => None,
         };
         let restored = saved.and_then(|text| match serde_json::from_str::<RoutingState>(&text) {
-            Ok(state) => Some(state),
+            Ok(state) => match telltale_routing::check_state_version(&state) {
+                Ok(()) => Some(state),
+                Err(e) => {
+                    warn!("alert manager state: {e}");
+                    None
+                }
+            },
             Err(e) => {
                 warn!("alert manager state: the saved state cannot be read ({e}); starting afresh");
                 None

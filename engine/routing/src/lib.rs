@@ -9,12 +9,15 @@
 //!   spawns. [`AlertRouter::next_deadline`] says when [`AlertRouter::tick`] has work.
 //! * **Every state is serializable.** [`AlertRouter::snapshot`] returns a [`RoutingState`]
 //!   (serde) and [`AlertRouter::restore`] of it behaves exactly as the router it came from;
-//!   the indexes (timers, inhibition sources, silences by label) are rebuilt, never stored.
-//! * **Work per notification follows its route and group**, not the number of alerts:
-//!   inhibition sources are indexed by rule and `equal` values, silences by one of their
-//!   equality matchers, timers in an ordered set.
+//!   the indexes (timers, inhibition sources, silences by label and by alert, each
+//!   group's news and repeat queue) are rebuilt, never stored. [`RoutingState::version`]
+//!   says which format it is ([`check_state_version`]).
+//! * **Work per notification follows its route and group**, not the number of alerts nor
+//!   a group's size: inhibition sources are indexed by rule and `equal` values, silences
+//!   by one of their equality matchers (compiled once) and by the alerts they hold, a
+//!   group's flush looks at its news and its due repeats only, timers in an ordered set.
 //! * A notifier gets one delivery per alert and status from one call, whatever the number
-//!   of routes and levels that reach it.
+//!   of routes and levels that reach it; a page or an announcement is kept over a notice.
 
 mod tree;
 
@@ -31,6 +34,31 @@ use tree::Tree;
 
 /// How long an expired silence stays listed (Alertmanager's `--data.retention`, 120h).
 pub const SILENCE_RETENTION_MS: i64 = 120 * 3600 * 1000;
+
+/// The version of [`RoutingState`] this build writes. Fields added later carry
+/// `#[serde(default)]`, so older states read as they are; a state written by a newer build
+/// is refused by [`check_state_version`].
+pub const STATE_VERSION: u32 = 1;
+
+/// States saved before [`RoutingState::version`] existed are version 1.
+fn first_state_version() -> u32 {
+    1
+}
+
+/// Whether this build can continue from a saved state: a state of a newer version (written
+/// by a newer engine) may mean things this build would misread, so it is refused.
+pub fn check_state_version(state: &RoutingState) -> Result<(), String> {
+    if state.version > STATE_VERSION {
+        return Err(format!(
+            "the saved alert-manager state is version {}, newer than the version {} this \
+             engine reads (it was written by a newer Telltale); the alert manager starts \
+             afresh, without the saved silences, acknowledgements, snoozes and escalations \
+             (run the newer Telltale to keep them)",
+            state.version, STATE_VERSION
+        ));
+    }
+    Ok(())
+}
 
 /// One notification for one notifier.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,8 +167,10 @@ pub struct Silence {
     /// As created.
     pub spec: SilenceSpec,
     /// When it was ended early (by `ExpireSilence` or `until_resolved`).
+    #[serde(default)]
     pub expired_at_ms: Option<TimestampMs>,
     /// The firing alerts it matched while active (for `until_resolved`).
+    #[serde(default)]
     pub silenced: BTreeSet<String>,
 }
 
@@ -197,16 +227,22 @@ pub struct AlertEntry {
     /// The last firing notification received for it.
     pub notification: Notification,
     /// The groups it belongs to.
+    #[serde(default)]
     pub groups: Vec<String>,
     /// Who acknowledged it.
+    #[serde(default)]
     pub ack: Option<Acknowledgement>,
     /// When the acknowledgement times out.
+    #[serde(default)]
     pub ack_deadline_ms: Option<TimestampMs>,
     /// Snoozed until then.
+    #[serde(default)]
     pub snoozed_until_ms: Option<TimestampMs>,
     /// Escalation, once it was first notified on a route with a policy.
+    #[serde(default)]
     pub escalation: Option<Escalation>,
     /// Notifiers told about it by escalation levels (they get its resolve too).
+    #[serde(default)]
     pub reached: BTreeSet<String>,
 }
 
@@ -216,32 +252,65 @@ pub struct Group {
     /// The route's key.
     pub route: String,
     /// Firing members.
+    #[serde(default)]
     pub alerts: BTreeSet<String>,
     /// Members announced as firing by this group.
+    #[serde(default)]
     pub notified: BTreeSet<String>,
+    /// Per announced member, when its `repeat_interval` starts counting: the last
+    /// announcement, repeat or rule notice about it from this group, or a repeat
+    /// round that skipped it (acknowledged or held back). Per member, so that other
+    /// members' news never postpones an alert's repeat.
+    #[serde(default)]
+    pub repeat_from_ms: BTreeMap<String, TimestampMs>,
     /// Resolves waiting for the next flush (`resolve: grouped`, or a muted route).
+    #[serde(default)]
     pub pending_resolved: Vec<Notification>,
     /// When the group was created.
     pub created_ms: TimestampMs,
     /// When it was last flushed (its `group_interval` ticks count from there).
+    #[serde(default)]
     pub last_flush_ms: Option<TimestampMs>,
-    /// When it last sent anything (its `repeat_interval` counts from there).
+    /// When it last sent anything (for operators; repeats count per member, from
+    /// `repeat_from_ms`).
+    #[serde(default)]
     pub last_sent_ms: Option<TimestampMs>,
     /// When it flushes next.
+    #[serde(default)]
     pub next_flush_ms: Option<TimestampMs>,
 }
 
 /// Everything the router knows, serializable for the durable store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoutingState {
+    /// The format's version ([`STATE_VERSION`] when written by this build; 1 for states
+    /// saved before the field existed). See [`check_state_version`].
+    #[serde(default = "first_state_version")]
+    pub version: u32,
     /// Firing alerts by fingerprint.
+    #[serde(default)]
     pub alerts: BTreeMap<String, AlertEntry>,
     /// Groups by key.
+    #[serde(default)]
     pub groups: BTreeMap<String, Group>,
     /// Silences by id.
+    #[serde(default)]
     pub silences: BTreeMap<String, Silence>,
     /// Counter for notification ids made here (repeats, escalations, acks).
+    #[serde(default)]
     pub seq: u64,
+}
+
+impl Default for RoutingState {
+    fn default() -> RoutingState {
+        RoutingState {
+            version: STATE_VERSION,
+            alerts: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            silences: BTreeMap::new(),
+            seq: 0,
+        }
+    }
 }
 
 /// An alert as `telltale alerts` shows it.
@@ -302,26 +371,53 @@ pub struct AlertRouter {
     /// Silences (not expired) by one of their `name=value` matchers.
     silence_index: HashMap<(String, String), Vec<String>>,
     unindexed_silences: Vec<String>,
+    /// Compiled matchers of the silences in the index (compiled once, when added).
     silence_matchers: HashMap<String, Vec<Matcher>>,
+    /// Per alert, the silences whose `silenced` holds it (so a resolve touches only those).
+    silences_of: HashMap<String, BTreeSet<String>>,
+    /// Per group, its members not announced yet (a flush looks at these, not every member).
+    news: HashMap<String, BTreeSet<String>>,
+    /// Per group, its announced members by `repeat_from_ms`, earliest first.
+    repeats: HashMap<String, BTreeSet<(TimestampMs, String)>>,
 }
 
 /// Collects deliveries of one call, one per notifier, alert and status.
 #[derive(Default)]
 struct Out {
     list: Vec<Delivery>,
-    seen: std::collections::HashSet<(String, String, AlertStatus)>,
+    /// Index in `list` of the delivery for each notifier, alert and status.
+    seen: HashMap<(String, String, AlertStatus), usize>,
+}
+
+/// Which of two deliveries about the same alert to one notifier in one call survives: an
+/// announcement or an escalation page says more than a notice (repeat, acknowledgement,
+/// flapping), so it replaces one; between equals the first stays.
+fn importance(r: NotificationReason) -> u8 {
+    match r {
+        NotificationReason::StateChange | NotificationReason::Escalation => 1,
+        _ => 0,
+    }
 }
 
 impl Out {
     fn send(&mut self, notifiers: &[String], n: &Notification, group_key: &str) {
         for name in notifiers {
             let key = (name.clone(), n.alert.fingerprint.clone(), n.status);
-            if self.seen.insert(key) {
-                self.list.push(Delivery {
-                    notifier: name.clone(),
-                    notification: n.clone(),
-                    group_key: group_key.to_string(),
-                });
+            let delivery = Delivery {
+                notifier: name.clone(),
+                notification: n.clone(),
+                group_key: group_key.to_string(),
+            };
+            match self.seen.get(&key) {
+                None => {
+                    self.seen.insert(key, self.list.len());
+                    self.list.push(delivery);
+                }
+                Some(&i) => {
+                    if importance(n.reason) > importance(self.list[i].notification.reason) {
+                        self.list[i] = delivery;
+                    }
+                }
             }
         }
     }
@@ -361,13 +457,18 @@ impl AlertRouter {
             silence_index: HashMap::new(),
             unindexed_silences: Vec::new(),
             silence_matchers: HashMap::new(),
+            silences_of: HashMap::new(),
+            news: HashMap::new(),
+            repeats: HashMap::new(),
         })
     }
 
-    /// A router for `config` continuing from a snapshot. Groups whose route no longer
-    /// exists are dropped and their alerts grouped anew (as new groups at `now_ms`);
-    /// escalations of a policy that no longer exists end. With an unchanged config it
-    /// behaves exactly as the router the snapshot was taken from.
+    /// A router for `config` continuing from a snapshot (check its version first with
+    /// [`check_state_version`]). Groups whose route no longer exists are dropped, and each
+    /// alert is taken out of every group it no longer belongs to (a changed `group_by`)
+    /// and grouped anew where needed (as new groups at `now_ms`); escalations of a policy
+    /// that no longer exists end. With an unchanged config it behaves exactly as the
+    /// router the snapshot was taken from.
     pub fn restore(
         config: &Config,
         state: RoutingState,
@@ -375,6 +476,7 @@ impl AlertRouter {
     ) -> Result<AlertRouter, BuildError> {
         let mut r = AlertRouter::new(config)?;
         r.st = state;
+        r.st.version = STATE_VERSION;
         let tree = &r.tree;
         r.st.groups
             .retain(|_, g| tree.by_key.contains_key(&g.route));
@@ -400,6 +502,7 @@ impl AlertRouter {
                     route: r.tree.routes[route].key.clone(),
                     alerts: BTreeSet::new(),
                     notified: BTreeSet::new(),
+                    repeat_from_ms: BTreeMap::new(),
                     pending_resolved: Vec::new(),
                     created_ms: now_ms,
                     last_flush_ms: None,
@@ -410,21 +513,75 @@ impl AlertRouter {
             }
             r.index_source(fp, true);
         }
-        for g in r.st.groups.values_mut() {
-            g.alerts.retain(|fp| r.st.alerts.contains_key(fp));
+        // A member stays only in the groups its alert belongs to now; a group left with
+        // nothing to do is dropped.
+        let alerts = &r.st.alerts;
+        let belongs = |key: &str, fp: &String| {
+            alerts
+                .get(fp)
+                .is_some_and(|e| e.groups.iter().any(|g| g == key))
+        };
+        for (key, g) in r.st.groups.iter_mut() {
+            g.alerts.retain(|fp| belongs(key, fp));
+            g.notified.retain(|fp| belongs(key, fp));
+            let notified = &g.notified;
+            g.repeat_from_ms.retain(|fp, _| notified.contains(fp));
+            // States saved before `repeat_from_ms` counted repeats from the group's last send.
+            let from = g.last_sent_ms.or(g.last_flush_ms).unwrap_or(g.created_ms);
+            for fp in &g.notified {
+                g.repeat_from_ms.entry(fp.clone()).or_insert(from);
+            }
+        }
+        r.st.groups
+            .retain(|_, g| !g.alerts.is_empty() || !g.pending_resolved.is_empty());
+        for (key, g) in &r.st.groups {
+            let news: BTreeSet<String> = g.alerts.difference(&g.notified).cloned().collect();
+            if !news.is_empty() {
+                r.news.insert(key.clone(), news);
+            }
+            if !g.repeat_from_ms.is_empty() {
+                r.repeats.insert(
+                    key.clone(),
+                    g.repeat_from_ms
+                        .iter()
+                        .map(|(fp, t)| (*t, fp.clone()))
+                        .collect(),
+                );
+            }
         }
         let keys: Vec<String> = r.st.groups.keys().cloned().collect();
         for k in keys {
-            let t = r.st.groups[&k].next_flush_ms;
+            let busy = r.news.contains_key(&k) || r.repeats.contains_key(&k);
+            let g = r.st.groups.get_mut(&k).expect("listed above");
+            if g.next_flush_ms.is_none() && busy {
+                g.next_flush_ms = Some(now_ms);
+            }
+            let t = g.next_flush_ms;
             r.schedule(TimerKind::Group, &k, t);
         }
         for fp in fps {
             r.reschedule_alert(&fp);
         }
-        r.reindex_silences();
         let ids: Vec<String> = r.st.silences.keys().cloned().collect();
         for id in ids {
-            r.schedule_silence(&id);
+            let s = r.st.silences[&id].clone();
+            for fp in &s.silenced {
+                r.silences_of
+                    .entry(fp.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            if s.expired_at_ms.is_none() {
+                if let Ok(ms) = telltale_config::alerting::parse_matchers(&s.spec.matchers) {
+                    r.index_silence(&id, ms);
+                }
+                // An `until_resolved` silence that started while the engine was down takes
+                // in the alerts already firing, as its start timer would have.
+                if s.spec.until_resolved && s.state(now_ms) == SilenceState::Active {
+                    r.take_in_firing(&id);
+                }
+            }
+            r.schedule_silence(&id, now_ms);
         }
         Ok(r)
     }
@@ -459,7 +616,10 @@ impl AlertRouter {
 
     /// Takes the alert state machine's notifications: firing ones join (or update) their
     /// groups, resolved ones leave them and are announced at once (`resolve: immediate`)
-    /// to whoever was told they fired.
+    /// to whoever was told they fired. The rule's own notices (`repeat`, `flapping`, and a
+    /// `settled` that stays firing) change no membership: they go out at once to whoever
+    /// was told the alert fires; `settled` with status resolved is the alert's resolve. A
+    /// `quiet` resolve (`send_resolved: false`) ends the alert here but reaches nobody.
     pub fn on_notifications(
         &mut self,
         notes: Vec<Notification>,
@@ -467,9 +627,19 @@ impl AlertRouter {
     ) -> Vec<Delivery> {
         let mut out = Out::default();
         for n in notes {
-            match n.status {
-                AlertStatus::Firing => self.on_firing(n, now_ms, &mut out),
-                AlertStatus::Resolved => self.on_resolved(n, now_ms, &mut out),
+            match (n.status, n.reason) {
+                (AlertStatus::Firing, _) => self.on_firing(n, now_ms, &mut out),
+                (
+                    AlertStatus::Resolved,
+                    NotificationReason::StateChange | NotificationReason::Settled,
+                ) => self.on_resolved(n, now_ms, &mut out),
+                // `flapping` with status resolved says where the alert stood when it began
+                // to flap: it did not end, so it stays firing here (and can be acked and
+                // escalated while it flaps).
+                (AlertStatus::Resolved, _) => {
+                    let fp = n.alert.fingerprint.clone();
+                    self.rule_notice(&fp, n, now_ms, &mut out);
+                }
             }
         }
         // A new group with `group_wait: 0` (or a tick that came due meanwhile) sends now,
@@ -501,6 +671,15 @@ impl AlertRouter {
             } => {
                 let timeout = self.policy_of(&fingerprint)?.and_then(|p| p.ack_timeout_ms);
                 let entry = self.entry_mut(&fingerprint)?;
+                if let Some(a) = &entry.ack {
+                    // A second ack would re-send `acknowledged` and push the ack timeout.
+                    return Err(CommandError::Invalid(format!(
+                        "alert `{fingerprint}` is already acknowledged by {} at {}; \
+                         `telltale unack` withdraws it",
+                        a.by,
+                        fmt_time(a.at_ms)
+                    )));
+                }
                 entry.ack = Some(Acknowledgement {
                     by,
                     comment,
@@ -552,8 +731,8 @@ impl AlertRouter {
                     )));
                 }
                 s.expired_at_ms = Some(now_ms);
-                self.reindex_silences();
-                self.schedule_silence(&id);
+                self.unindex_silence(&id);
+                self.schedule_silence(&id, now_ms);
             }
         }
         self.run_due(now_ms, &mut out);
@@ -622,36 +801,17 @@ impl AlertRouter {
     fn on_firing(&mut self, n: Notification, now_ms: TimestampMs, out: &mut Out) {
         let fp = n.alert.fingerprint.clone();
         if let Some(entry) = self.st.alerts.get_mut(&fp) {
-            let reason = n.reason;
-            entry.notification = n;
-            entry.notification.reason = NotificationReason::StateChange;
-            // The rule's own notices (its `repeat`, flapping, settled) go out at once to
-            // whoever was told it fires; a plain update waits for the group. An
-            // acknowledged alert is not repeated, whichever repeat it is.
-            let acked_repeat = reason == NotificationReason::Repeat && entry.ack.is_some();
-            if reason != NotificationReason::StateChange && !acked_repeat {
-                let mut note = entry.notification.clone();
-                note.reason = reason;
-                note.alert.ack.clone_from(&entry.ack);
-                let labels = match_labels(&note.alert);
-                let groups = entry.groups.clone();
-                if !self.suppressed(&fp, &labels, now_ms) {
-                    for g in groups {
-                        let Some(group) = self.st.groups.get_mut(&g) else {
-                            continue;
-                        };
-                        if group.notified.contains(&fp) {
-                            let route = self.tree.by_key[&group.route];
-                            if !self.tree.muted(route, now_ms) {
-                                out.send(&self.tree.routes[route].notifiers, &note, &g);
-                                group.last_sent_ms = Some(now_ms);
-                            }
-                        }
-                    }
-                }
+            let mut latest = n.clone();
+            latest.reason = NotificationReason::StateChange;
+            entry.notification = latest;
+            // A plain update waits for the group; the rule's own notices go out at once.
+            if n.reason != NotificationReason::StateChange {
+                self.rule_notice(&fp, n, now_ms, out);
             }
             return;
         }
+        // Not known yet (its firing never reached here, e.g. it began to flap at once):
+        // it joins its groups as with a firing state change.
         let labels = match_labels(&n.alert);
         let groups = self.group_keys(&labels);
         let mut note = n;
@@ -676,6 +836,7 @@ impl AlertRouter {
                 route: r.key.clone(),
                 alerts: BTreeSet::new(),
                 notified: BTreeSet::new(),
+                repeat_from_ms: BTreeMap::new(),
                 pending_resolved: Vec::new(),
                 created_ms: now_ms,
                 last_flush_ms: None,
@@ -691,7 +852,39 @@ impl AlertRouter {
                 }
             }
             let t = g.next_flush_ms;
+            self.news.entry(key.clone()).or_default().insert(fp.clone());
             self.schedule(TimerKind::Group, &key, t);
+        }
+    }
+
+    /// The rule's own notice about a known alert (its `repeat`, `flapping`, `settled`):
+    /// at once, to the groups that announced it, unless it is acknowledged (for a repeat),
+    /// held back (snooze, silence, inhibition) or its route muted. Membership is unchanged.
+    fn rule_notice(&mut self, fp: &str, n: Notification, now_ms: TimestampMs, out: &mut Out) {
+        let Some(entry) = self.st.alerts.get(fp) else {
+            // Nobody was told it fires, so nobody is told about its flapping either.
+            return;
+        };
+        if n.reason == NotificationReason::Repeat && entry.ack.is_some() {
+            return;
+        }
+        let mut note = n;
+        note.alert.ack.clone_from(&entry.ack);
+        let labels = match_labels(&entry.notification.alert);
+        if self.suppressed(fp, &labels, now_ms) {
+            return;
+        }
+        for g in entry.groups.clone() {
+            let Some(group) = self.st.groups.get(&g) else {
+                continue;
+            };
+            if group.notified.contains(fp) {
+                let route = self.tree.by_key[&group.route];
+                if !self.tree.muted(route, now_ms) {
+                    out.send(&self.tree.routes[route].notifiers, &note, &g);
+                    self.mark_sent(&g, fp, now_ms);
+                }
+            }
         }
     }
 
@@ -707,16 +900,16 @@ impl AlertRouter {
         let reached: Vec<String> = entry.reached.iter().cloned().collect();
         let mut reached_sent = false;
         for key in &entry.groups {
-            let Some(g) = self.st.groups.get_mut(key) else {
-                continue;
-            };
-            g.alerts.remove(&fp);
-            if !g.notified.remove(&fp) {
+            if !self.forget_member(key, &fp) || n.quiet {
                 // Resolved before its group ever announced it: nothing to take back
-                // (Alertmanager never notifies an alert resolved within `group_wait`).
+                // (Alertmanager never notifies an alert resolved within `group_wait`). Or
+                // its rule has `send_resolved: false`: it ends here, and nobody hears.
                 self.after_change(key, now_ms);
                 continue;
             }
+            let Some(g) = self.st.groups.get_mut(key) else {
+                continue;
+            };
             let route = self.tree.by_key[&g.route];
             let r = &self.tree.routes[route];
             if r.resolve == ResolveMode::Immediate && !self.tree.muted(route, now_ms) {
@@ -736,9 +929,60 @@ impl AlertRouter {
             }
             self.after_change(key, now_ms);
         }
-        if !reached_sent && !reached.is_empty() {
+        if !n.quiet && !reached_sent && !reached.is_empty() {
             out.send(&reached, &n, "escalation");
         }
+    }
+
+    /// Takes an alert out of a group; whether the group had announced it.
+    fn forget_member(&mut self, key: &str, fp: &str) -> bool {
+        let Some(g) = self.st.groups.get_mut(key) else {
+            return false;
+        };
+        g.alerts.remove(fp);
+        if let Some(t) = g.repeat_from_ms.remove(fp)
+            && let Some(q) = self.repeats.get_mut(key)
+        {
+            q.remove(&(t, fp.to_string()));
+            if q.is_empty() {
+                self.repeats.remove(key);
+            }
+        }
+        let was = g.notified.remove(fp);
+        self.not_news(key, fp);
+        was
+    }
+
+    /// Records that the group told its notifiers about a member now: announced, and its
+    /// `repeat_interval` counts from now.
+    fn mark_sent(&mut self, key: &str, fp: &str, now_ms: TimestampMs) {
+        if let Some(g) = self.st.groups.get_mut(key) {
+            g.notified.insert(fp.to_string());
+            g.last_sent_ms = Some(now_ms);
+        }
+        self.not_news(key, fp);
+        self.repeat_from(key, fp, now_ms);
+    }
+
+    fn not_news(&mut self, key: &str, fp: &str) {
+        if let Some(n) = self.news.get_mut(key) {
+            n.remove(fp);
+            if n.is_empty() {
+                self.news.remove(key);
+            }
+        }
+    }
+
+    /// Restarts a member's `repeat_interval` at `now_ms`.
+    fn repeat_from(&mut self, key: &str, fp: &str, now_ms: TimestampMs) {
+        let Some(g) = self.st.groups.get_mut(key) else {
+            return;
+        };
+        let q = self.repeats.entry(key.to_string()).or_default();
+        if let Some(old) = g.repeat_from_ms.insert(fp.to_string(), now_ms) {
+            q.remove(&(old, fp.to_string()));
+        }
+        q.insert((now_ms, fp.to_string()));
     }
 
     /// Drops an empty group, or (re)schedules it.
@@ -748,6 +992,8 @@ impl AlertRouter {
         };
         if g.alerts.is_empty() && g.pending_resolved.is_empty() {
             self.st.groups.remove(key);
+            self.news.remove(key);
+            self.repeats.remove(key);
             self.schedule(TimerKind::Group, key, None);
         } else {
             let t = g.next_flush_ms;
@@ -787,21 +1033,30 @@ impl AlertRouter {
         }
     }
 
+    /// A group's tick: pending resolves, then its news (members not announced yet), then
+    /// the repeats that came due. The work follows the news and the due repeats, not the
+    /// number of members.
     fn flush(&mut self, key: &str, now_ms: TimestampMs, out: &mut Out) {
         let Some(g) = self.st.groups.get(key) else {
             return;
         };
         let route = self.tree.by_key[&g.route];
-        let r = self.tree.routes[route].clone();
+        let (notifiers, gi, ri) = {
+            let r = &self.tree.routes[route];
+            (
+                r.notifiers.clone(),
+                r.group_interval_ms,
+                r.repeat_interval_ms,
+            )
+        };
         if self.tree.muted(route, now_ms) {
             // Nothing goes out now; news waits for the first tick after the mute.
             let g = self.st.groups.get_mut(key).expect("looked up above");
             g.last_flush_ms = Some(now_ms);
-            g.next_flush_ms = Some(now_ms + r.group_interval_ms);
+            g.next_flush_ms = Some(now_ms + gi);
             self.after_change(key, now_ms);
             return;
         }
-        let mut sent = false;
         let pending = std::mem::take(
             &mut self
                 .st
@@ -811,62 +1066,85 @@ impl AlertRouter {
                 .pending_resolved,
         );
         for n in &pending {
-            out.send(&r.notifiers, n, key);
-            sent = true;
+            out.send(&notifiers, n, key);
         }
-        let members: Vec<String> = self.st.groups[key].alerts.iter().cloned().collect();
-        let repeat_due = self.st.groups[key]
-            .last_sent_ms
-            .is_some_and(|s| now_ms >= s + r.repeat_interval_ms);
+        if !pending.is_empty() {
+            self.st
+                .groups
+                .get_mut(key)
+                .expect("looked up above")
+                .last_sent_ms = Some(now_ms);
+        }
+        let news: Vec<String> = self
+            .news
+            .get(key)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default();
         let mut waiting = false;
-        let mut newly = Vec::new();
-        for fp in &members {
+        for fp in &news {
             let Some(entry) = self.st.alerts.get(fp) else {
                 continue;
             };
             let labels = match_labels(&entry.notification.alert);
             if self.suppressed(fp, &labels, now_ms) {
-                if !self.st.groups[key].notified.contains(fp) {
-                    waiting = true;
-                }
+                waiting = true;
                 continue;
             }
-            if !self.st.groups[key].notified.contains(fp) {
-                out.send(&r.notifiers, &entry.notification, key);
-                newly.push(fp.clone());
-                sent = true;
-            } else if repeat_due && entry.ack.is_none() {
+            self.announce(key, fp, route, now_ms, out);
+        }
+        let due: Vec<String> = self
+            .repeats
+            .get(key)
+            .map(|q| {
+                q.iter()
+                    .take_while(|(t, _)| t + ri <= now_ms)
+                    .map(|(_, fp)| fp.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fp in &due {
+            let Some(entry) = self.st.alerts.get(fp) else {
+                continue;
+            };
+            let labels = match_labels(&entry.notification.alert);
+            if entry.ack.is_none() && !self.suppressed(fp, &labels, now_ms) {
                 let note = self.derived(fp, NotificationReason::Repeat, now_ms);
-                out.send(&r.notifiers, &note, key);
-                sent = true;
+                out.send(&notifiers, &note, key);
+                self.mark_sent(key, fp, now_ms);
+            } else {
+                // Acknowledged or held back: this round counts all the same, so the next
+                // one is a whole `repeat_interval` away.
+                self.repeat_from(key, fp, now_ms);
             }
         }
-        for fp in &newly {
-            self.start_escalation(fp, route, now_ms, out);
-        }
+        let next_repeat = self
+            .repeats
+            .get(key)
+            .and_then(|q| q.first())
+            .map(|(t, _)| next_tick(now_ms, gi, t + ri));
         let g = self.st.groups.get_mut(key).expect("looked up above");
-        g.notified.extend(newly);
         g.last_flush_ms = Some(now_ms);
-        // A repeat round that found every member acknowledged or held back still counts:
-        // the next one is a whole `repeat_interval` away.
-        if sent || repeat_due {
-            g.last_sent_ms = Some(now_ms);
-        }
         g.next_flush_ms = if waiting {
             // Members held back by a silence, an inhibition or a snooze are announced at
             // the first tick after that ends.
-            Some(now_ms + r.group_interval_ms)
-        } else if g.notified.is_empty() {
-            None
+            Some(now_ms + gi)
         } else {
-            let last = g.last_sent_ms.unwrap_or(now_ms);
-            Some(next_tick(
-                now_ms,
-                r.group_interval_ms,
-                last + r.repeat_interval_ms,
-            ))
+            next_repeat
         };
         self.after_change(key, now_ms);
+    }
+
+    /// A member's first notification from a group (reason `state_change`, with the state
+    /// machine's id); its escalation starts with it.
+    fn announce(&mut self, key: &str, fp: &str, route: usize, now_ms: TimestampMs, out: &mut Out) {
+        let Some(entry) = self.st.alerts.get(fp) else {
+            return;
+        };
+        let mut note = entry.notification.clone();
+        note.alert.ack.clone_from(&entry.ack);
+        out.send(&self.tree.routes[route].notifiers, &note, key);
+        self.mark_sent(key, fp, now_ms);
+        self.start_escalation(fp, route, now_ms, out);
     }
 
     /// A copy of the alert's notification with a new id and `reason`.
@@ -972,11 +1250,8 @@ impl AlertRouter {
         {
             let e = self.st.alerts.get_mut(fp).expect("looked up above");
             e.snoozed_until_ms = None;
-            let labels = match_labels(&e.notification.alert);
-            if !self.suppressed(fp, &labels, now_ms) {
-                self.notice(fp, NotificationReason::Repeat, now_ms, out);
-            }
             self.restart_escalation(fp, now_ms);
+            self.snooze_ended(fp, now_ms, out);
         }
         // Escalation levels that came due.
         while let Some(mut esc) = self.st.alerts[fp].escalation.clone() {
@@ -1057,16 +1332,56 @@ impl AlertRouter {
         self.alert_timer(fp, now_ms, out);
     }
 
+    /// A snooze ended and the alert still fires: groups that announced it send it again
+    /// (reason `repeat`, to the escalation levels reached too); groups that never did
+    /// announce it now (reason `state_change`, starting its escalation). A muted route sends
+    /// nothing: a reminder is skipped, an announcement waits for the group's first tick
+    /// after the mute (the group keeps ticking while it holds news back).
+    fn snooze_ended(&mut self, fp: &str, now_ms: TimestampMs, out: &mut Out) {
+        let Some(entry) = self.st.alerts.get(fp) else {
+            return;
+        };
+        let labels = match_labels(&entry.notification.alert);
+        if self.suppressed(fp, &labels, now_ms) {
+            // Still silenced or inhibited: what it held back goes out when that ends.
+            return;
+        }
+        let groups = entry.groups.clone();
+        let reached: Vec<String> = entry.reached.iter().cloned().collect();
+        let note = self.derived(fp, NotificationReason::Repeat, now_ms);
+        for key in groups {
+            let Some(g) = self.st.groups.get(&key) else {
+                continue;
+            };
+            let route = self.tree.by_key[&g.route];
+            if self.tree.muted(route, now_ms) {
+                continue;
+            }
+            if g.notified.contains(fp) {
+                out.send(&self.tree.routes[route].notifiers, &note, &key);
+                self.mark_sent(&key, fp, now_ms);
+            } else {
+                self.announce(&key, fp, route, now_ms, out);
+            }
+        }
+        out.send(&reached, &note, "escalation");
+    }
+
     /// Tells everyone who was told the alert fires (its groups' notifiers and the
-    /// escalation levels reached) about an acknowledgement, its withdrawal, a snooze end.
+    /// escalation levels reached) about an acknowledgement or its withdrawal. Nothing goes
+    /// out while the alert is snoozed, silenced or inhibited: nothing about it does then.
     fn notice(&mut self, fp: &str, reason: NotificationReason, now_ms: TimestampMs, out: &mut Out) {
         let Some(entry) = self.st.alerts.get(fp) else {
             return;
         };
+        let labels = match_labels(&entry.notification.alert);
+        if self.suppressed(fp, &labels, now_ms) {
+            return;
+        }
         let mut targets: Vec<(Vec<String>, String)> = Vec::new();
         for g in &entry.groups {
             if let Some(group) = self.st.groups.get(g)
-                && (group.notified.contains(fp) || reason == NotificationReason::Repeat)
+                && group.notified.contains(fp)
             {
                 let route = self.tree.by_key[&group.route];
                 if !self.tree.muted(route, now_ms) {
@@ -1076,18 +1391,11 @@ impl AlertRouter {
         }
         let reached: Vec<String> = entry.reached.iter().cloned().collect();
         let note = self.derived(fp, reason, now_ms);
+        // Not a reminder that it fires: its `repeat_interval` keeps counting.
         for (notifiers, key) in targets {
             out.send(&notifiers, &note, &key);
         }
         out.send(&reached, &note, "escalation");
-        if reason == NotificationReason::Repeat {
-            let groups = self.st.alerts[fp].groups.clone();
-            for g in groups {
-                if let Some(group) = self.st.groups.get_mut(&g) {
-                    group.notified.insert(fp.to_string());
-                }
-            }
-        }
     }
 
     // ---- silences ----
@@ -1128,49 +1436,103 @@ impl AlertRouter {
             _ => {}
         }
         let id = spec.id.clone();
-        let mut silence = Silence {
+        let silence = Silence {
             spec,
             expired_at_ms: None,
             silenced: BTreeSet::new(),
         };
-        if silence.state(now_ms) == SilenceState::Active {
-            for (fp, e) in &self.st.alerts {
+        let active = silence.state(now_ms) == SilenceState::Active;
+        let endless = silence.spec.until_resolved && silence.spec.ends_at_ms.is_none();
+        if active
+            && endless
+            && !self.st.alerts.values().any(|e| {
                 let labels = match_labels(&e.notification.alert);
-                if matchers.iter().all(|m| m.matches(&labels)) {
-                    silence.silenced.insert(fp.clone());
-                }
-            }
+                matchers.iter().all(|m| m.matches(&labels))
+            })
+        {
+            // It would wait for a resolve that never comes, and swallow the next such
+            // alert whenever it fires.
+            return Err(CommandError::Invalid(format!(
+                "silence `{id}` is `until_resolved` without an end time, but no firing alert \
+                 matches it, so it would never end; check the matchers against `telltale \
+                 alerts`, or give it an end time"
+            )));
         }
         self.st.silences.insert(id.clone(), silence);
-        self.reindex_silences();
-        self.schedule_silence(&id);
+        self.index_silence(&id, matchers);
+        if active {
+            self.take_in_firing(&id);
+        }
+        self.schedule_silence(&id, now_ms);
         Ok(())
     }
 
-    fn reindex_silences(&mut self) {
-        self.silence_index.clear();
-        self.unindexed_silences.clear();
-        self.silence_matchers.clear();
-        for (id, s) in &self.st.silences {
-            if s.expired_at_ms.is_some() {
-                continue;
-            }
-            let Ok(ms) = telltale_config::alerting::parse_matchers(&s.spec.matchers) else {
-                continue;
-            };
-            let eq = ms
-                .iter()
-                .find(|m| m.op == telltale_config::alerting::MatchOp::Equal && !m.value.is_empty());
-            match eq {
-                Some(m) => self
-                    .silence_index
-                    .entry((m.name.clone(), m.value.clone()))
-                    .or_default()
-                    .push(id.clone()),
-                None => self.unindexed_silences.push(id.clone()),
-            }
-            self.silence_matchers.insert(id.clone(), ms);
+    /// Adds the firing alerts a silence matches to its `silenced` (at its start).
+    fn take_in_firing(&mut self, id: &str) {
+        let Some(ms) = self.silence_matchers.get(id) else {
+            return;
+        };
+        let hits: Vec<String> = self
+            .st
+            .alerts
+            .iter()
+            .filter(|(_, e)| {
+                let labels = match_labels(&e.notification.alert);
+                ms.iter().all(|m| m.matches(&labels))
+            })
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        for fp in hits {
+            self.track(id, &fp);
         }
+    }
+
+    fn track(&mut self, id: &str, fp: &str) {
+        if let Some(s) = self.st.silences.get_mut(id) {
+            s.silenced.insert(fp.to_string());
+            self.silences_of
+                .entry(fp.to_string())
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+
+    /// Puts a silence (not expired) in the index with its compiled matchers.
+    fn index_silence(&mut self, id: &str, ms: Vec<Matcher>) {
+        match Self::index_key(&ms) {
+            Some(k) => self
+                .silence_index
+                .entry(k)
+                .or_default()
+                .push(id.to_string()),
+            None => self.unindexed_silences.push(id.to_string()),
+        }
+        self.silence_matchers.insert(id.to_string(), ms);
+    }
+
+    /// Takes an expired silence out of the index.
+    fn unindex_silence(&mut self, id: &str) {
+        let Some(ms) = self.silence_matchers.remove(id) else {
+            return;
+        };
+        match Self::index_key(&ms) {
+            Some(k) => {
+                if let Some(v) = self.silence_index.get_mut(&k) {
+                    v.retain(|x| x != id);
+                    if v.is_empty() {
+                        self.silence_index.remove(&k);
+                    }
+                }
+            }
+            None => self.unindexed_silences.retain(|x| x != id),
+        }
+    }
+
+    /// The `name=value` a silence is indexed by: its first equality matcher with a value.
+    fn index_key(ms: &[Matcher]) -> Option<(String, String)> {
+        ms.iter()
+            .find(|m| m.op == telltale_config::alerting::MatchOp::Equal && !m.value.is_empty())
+            .map(|m| (m.name.clone(), m.value.clone()))
     }
 
     /// Candidate silences for a label set: those indexed under one of its labels, and
@@ -1221,40 +1583,42 @@ impl AlertRouter {
 
     fn track_until_resolved(&mut self, fp: &str, labels: &Labels, now_ms: TimestampMs) {
         for id in self.silenced_by(labels, now_ms) {
-            if let Some(s) = self.st.silences.get_mut(&id) {
-                s.silenced.insert(fp.to_string());
-            }
+            self.track(&id, fp);
         }
     }
 
+    /// The alert resolved: it leaves the silences that held it, and an `until_resolved`
+    /// one left with none ends now.
     fn release_until_resolved(&mut self, fp: &str, now_ms: TimestampMs) {
-        let mut ended = Vec::new();
-        for (id, s) in self.st.silences.iter_mut() {
+        let Some(ids) = self.silences_of.remove(fp) else {
+            return;
+        };
+        for id in ids {
+            let Some(s) = self.st.silences.get_mut(&id) else {
+                continue;
+            };
             if s.silenced.remove(fp)
                 && s.spec.until_resolved
                 && s.silenced.is_empty()
                 && s.state(now_ms) == SilenceState::Active
             {
                 s.expired_at_ms = Some(now_ms);
-                ended.push(id.clone());
-            }
-        }
-        if !ended.is_empty() {
-            self.reindex_silences();
-            for id in ended {
-                self.schedule_silence(&id);
+                self.unindex_silence(&id);
+                self.schedule_silence(&id, now_ms);
             }
         }
     }
 
-    fn schedule_silence(&mut self, id: &str) {
+    /// A silence's next timer: its start (when it takes in the alerts already firing), its
+    /// end, or (ended) the end of its retention.
+    fn schedule_silence(&mut self, id: &str, now_ms: TimestampMs) {
         let at = self
             .st
             .silences
             .get(id)
             .and_then(|s| match s.expired_at_ms {
-                // Ended: listed for the retention, then dropped.
                 Some(t) => Some(t + SILENCE_RETENTION_MS),
+                None if now_ms < s.spec.starts_at_ms => Some(s.spec.starts_at_ms),
                 None => s.spec.ends_at_ms,
             });
         self.schedule(TimerKind::Silence, id, at);
@@ -1264,14 +1628,36 @@ impl AlertRouter {
         let Some(s) = self.st.silences.get_mut(id) else {
             return;
         };
-        if s.expired_at_ms.is_none() {
-            s.expired_at_ms = s.spec.ends_at_ms.or(Some(now_ms));
-            self.reindex_silences();
-            self.schedule_silence(id);
-        } else {
-            self.st.silences.remove(id);
+        if s.expired_at_ms.is_some() {
+            // Its retention is over.
+            if let Some(s) = self.st.silences.remove(id) {
+                for fp in &s.silenced {
+                    if let Some(ids) = self.silences_of.get_mut(fp) {
+                        ids.remove(id);
+                        if ids.is_empty() {
+                            self.silences_of.remove(fp);
+                        }
+                    }
+                }
+            }
             self.schedule(TimerKind::Silence, id, None);
+            return;
         }
+        if s.spec.ends_at_ms.is_some_and(|e| e <= now_ms) {
+            s.expired_at_ms = s.spec.ends_at_ms;
+            self.unindex_silence(id);
+        } else if now_ms >= s.spec.starts_at_ms {
+            // It starts: alerts already firing that it matches are now held by it, so an
+            // `until_resolved` silence ends with them. One that finds none (and has no end
+            // time) would never end: it ends at once.
+            self.take_in_firing(id);
+            let s = self.st.silences.get_mut(id).expect("looked up above");
+            if s.spec.until_resolved && s.spec.ends_at_ms.is_none() && s.silenced.is_empty() {
+                s.expired_at_ms = Some(now_ms);
+                self.unindex_silence(id);
+            }
+        }
+        self.schedule_silence(id, now_ms);
     }
 
     // ---- inhibition ----
@@ -1330,6 +1716,11 @@ impl AlertRouter {
         }
         None
     }
+}
+
+/// An instant for operators' messages: RFC 3339 in UTC.
+fn fmt_time(ms: TimestampMs) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| format!("{ms} ms"), |t| t.to_string())
 }
 
 /// The first tick of a grid of `interval` anchored at `anchor` that is at or after `at`
