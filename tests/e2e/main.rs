@@ -11,6 +11,7 @@ mod faults;
 mod gpu;
 mod hostile;
 mod ingest;
+mod lifecycle;
 mod process;
 mod process_exit;
 mod prometheus;
