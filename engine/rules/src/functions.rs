@@ -401,10 +401,12 @@ pub(crate) fn register_selection<T: Variant + Clone>(
             f(&*s, &name, &Labels::new())
         });
     let s = store.clone();
+    // Named once here: formatting it on every call showed in the 10k-rule profile.
+    let what = format!("{fn_name}()");
     FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString, labels: Map| {
-            let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+            let matcher = map_to_labels(&labels, &what)?;
             read(&*s, &name, &matcher)
         });
 }
@@ -424,10 +426,11 @@ pub(crate) fn register_selection_with<A: Variant + Clone, T: Variant + Clone>(
             f(&*s, &name, &Labels::new(), arg)
         });
     let s = store.clone();
+    let what = format!("{fn_name}()");
     FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(engine, move |name: ImmutableString, labels: Map, arg: A| {
-            let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+            let matcher = map_to_labels(&labels, &what)?;
             read(&*s, &name, &matcher, arg)
         });
 }

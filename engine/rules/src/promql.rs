@@ -766,12 +766,13 @@ fn register_quantile(
             },
         );
     let s = store.clone();
+    let what = format!("{fn_name}()");
     FuncRegistration::new(fn_name)
         .with_volatility(true)
         .register_into_engine(
             engine,
             move |q: Dynamic, name: ImmutableString, labels: Map, window: Dynamic| {
-                let matcher = map_to_labels(&labels, &format!("{fn_name}()"))?;
+                let matcher = map_to_labels(&labels, &what)?;
                 read(&*s, &q, &name, &matcher, &window)
             },
         );
