@@ -162,7 +162,7 @@ impl Scaler {
                 let resp = self.client.put(url).json(&body).send().await.map_err(|e| {
                     self.fail(format!(
                         "PUT {}: {}",
-                        self.url,
+                        shown(&self.url),
                         error_text(&e, self.timeout)
                     ))
                 })?;
@@ -223,7 +223,7 @@ impl Scaler {
         let resp = self.client.get(url).send().await.map_err(|e| {
             self.fail(format!(
                 "GET {}: {}",
-                self.url,
+                shown(&self.url),
                 error_text(&e, self.timeout)
             ))
         })?;
@@ -256,13 +256,30 @@ fn sign(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// What went wrong with a request, without its URL: a URL may carry a token (in its
+/// path, query or user info), and errors are logged.
 fn error_text(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        format!("no answer within {}s", timeout.as_secs_f64())
-    } else if e.is_connect() {
-        format!("cannot connect ({e})")
+        return format!("no answer within {}s", timeout.as_secs_f64());
+    }
+    // `without_url` needs the error by value; rebuild the text from its parts instead.
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), &shown(url));
+    }
+    if e.is_connect() {
+        format!("cannot connect ({text})")
     } else {
-        e.to_string()
+        text
+    }
+}
+
+/// A URL as logs may show it: scheme, host and port only.
+fn shown(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", url.scheme()),
+        (Some(h), None) => format!("{}://{h}", url.scheme()),
+        _ => format!("{}://", url.scheme()),
     }
 }
 
@@ -485,5 +502,42 @@ mod tests {
             ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_names_the_host_but_never_the_urls_token() {
+        // A closed port: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let cfg = ScalerConfig {
+            name: "hook".into(),
+            kind: ScalerKind::Webhook,
+            url: Some(format!(
+                "http://user:pw@127.0.0.1:{port}/hooks/T0KEN-SECRET?key=QUERY-SECRET"
+            )),
+            secret: None,
+            application: None,
+            deployment: None,
+            timeout: telltale_config::HumanDuration(Duration::from_secs(2)),
+        };
+        let scaler = Scaler::build(&cfg).expect("build");
+        let decision = ScalingDecision {
+            rule: "r".into(),
+            target: "hook".into(),
+            current: 1,
+            desired: 2,
+            proposed: 2,
+            reason: "test".into(),
+            inputs: Default::default(),
+            time_ms: 0,
+        };
+        let e = scaler.apply(&decision).await.expect_err("nothing listens");
+        let text = e.to_string();
+        assert!(text.contains("127.0.0.1"), "{text}");
+        for secret in ["T0KEN-SECRET", "QUERY-SECRET", "pw@"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }
