@@ -38,6 +38,7 @@
 //! delivery and retries), [`console`], [`outbox`]
 //! (the [`Outbox`] trait, the stored JSON form, the old spool's import).
 
+pub mod alertmanager;
 pub mod console;
 pub mod notifier;
 pub mod outbox;

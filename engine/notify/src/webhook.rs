@@ -1,4 +1,8 @@
-//! The webhook notifier: POSTs the signed v1 payload, retrying transient failures.
+//! The webhook notifier: POSTs the signed v1 payload (or, with `format: alertmanager`,
+//! Alertmanager's v4 body), retrying transient failures.
+//!
+//! Both formats are signed the same way when a secret is configured and retried the same
+//! way; only the body differs.
 //!
 //! Retried: 5xx, 429, 408, connection errors and timeouts, with exponential backoff
 //! (`initial_backoff`, doubling up to `max_backoff`, ±20% jitter so that many senders do not
@@ -14,10 +18,12 @@ use rand::Rng as _;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
 use reqwest::{StatusCode, Url};
 
+use crate::alertmanager::AlertmanagerMessage;
 use crate::notifier::{Delivery, DeliveryFuture, Notifier};
 use crate::payload::WebhookPayload;
 use crate::signing::SigningKey;
 use telltale_config::WebhookConfig;
+use telltale_config::notifiers::webhook::WebhookFormat;
 use telltale_model::Notification;
 
 /// One configured webhook endpoint.
@@ -31,6 +37,8 @@ pub struct WebhookNotifier {
     max_attempts: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    format: WebhookFormat,
+    external_url: String,
     client: reqwest::Client,
 }
 
@@ -84,6 +92,8 @@ impl WebhookNotifier {
             max_attempts: cfg.max_attempts,
             initial_backoff: cfg.initial_backoff.get(),
             max_backoff: cfg.max_backoff.get(),
+            format: cfg.format,
+            external_url: cfg.external_url.clone(),
             client,
         })
     }
@@ -93,11 +103,21 @@ impl WebhookNotifier {
         &self.url
     }
 
+    /// The body of one notification in the configured format.
+    pub fn body(&self, n: &Notification) -> Vec<u8> {
+        match self.format {
+            WebhookFormat::Telltale => WebhookPayload::from_notification(n).to_json(),
+            WebhookFormat::Alertmanager => {
+                AlertmanagerMessage::from_notification(n, &self.name, &self.external_url).to_json()
+            }
+        }
+    }
+
     /// Delivers one notification, retrying as described in the module docs. Logs the
     /// outcome of failures; never panics. Cancel-safe: dropping the future abandons the
     /// delivery (the notification then stays undone in the dispatcher's outbox).
     pub async fn deliver(&self, n: &Notification) -> Delivery {
-        let body = WebhookPayload::from_notification(n).to_json();
+        let body = self.body(n);
         let mut backoff = self.initial_backoff;
         let mut attempts = 0;
         let mut last = String::new();
@@ -172,6 +192,8 @@ impl WebhookNotifier {
         let resp = match req.body(body.to_vec()).send().await {
             Ok(r) => r,
             Err(e) => {
+                // Logged: the URL may carry a token (chat services put it in the path).
+                let e = e.without_url();
                 let kind = if e.is_timeout() {
                     "timed out"
                 } else if e.is_connect() {
@@ -289,6 +311,8 @@ mod tests {
             max_attempts: 3,
             initial_backoff: HumanDuration(Duration::from_millis(50)),
             max_backoff: HumanDuration(Duration::from_millis(200)),
+            format: WebhookFormat::Telltale,
+            external_url: String::new(),
         }
     }
 
@@ -443,6 +467,23 @@ mod tests {
             .await;
         match got {
             Delivery::Failed { attempts: 3, last } => assert!(last.contains("connect"), "{last}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_told_without_the_url_a_token_may_be_in() {
+        let (dead, _guard) = dead_url();
+        let url = dead.replace("/hook", "/services/T0KEN-SECRET?key=QUERY-SECRET");
+        let w = WebhookNotifier::new("ops", &config(&url)).unwrap();
+        match w
+            .deliver(&notification("id-t", 1.0, AlertStatus::Firing))
+            .await
+        {
+            Delivery::Failed { last, .. } => {
+                assert!(last.contains("connect"), "{last}");
+                assert!(!last.contains("SECRET"), "{last}");
+            }
             other => panic!("{other:?}"),
         }
     }

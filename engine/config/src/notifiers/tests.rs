@@ -265,6 +265,8 @@ fn the_checks_and_the_notifier_share_the_rules() {
         max_attempts: 1,
         initial_backoff: crate::HumanDuration(Duration::from_secs(1)),
         max_backoff: crate::HumanDuration(Duration::from_secs(1)),
+        format: webhook::WebhookFormat::Telltale,
+        external_url: String::new(),
     };
     assert!(w.problems().is_empty());
     assert_eq!(w.endpoint().unwrap().as_str(), "http://127.0.0.1:9/x");
@@ -305,4 +307,82 @@ fn the_schema_is_a_tagged_union() {
     for key in ["url", "secret", "headers", "timeout", "max_attempts"] {
         assert!(webhook.get(key).is_some(), "{key} missing from {webhook}");
     }
+}
+
+#[test]
+fn the_format_defaults_to_telltale_and_takes_alertmanager() {
+    let c = load(concat!(
+        "notifiers:\n",
+        "  - name: plain\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/telltale\n",
+        "  - name: am\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/am\n",
+        "    format: alertmanager\n",
+        "    external_url: https://telltale.example.com\n",
+    ))
+    .unwrap();
+    let plain = webhook(&c.notifiers[0]);
+    assert_eq!(plain.format, webhook::WebhookFormat::Telltale);
+    assert_eq!(plain.external_url, "");
+    let am = webhook(&c.notifiers[1]);
+    assert_eq!(am.format, webhook::WebhookFormat::Alertmanager);
+    assert_eq!(am.external_url, "https://telltale.example.com");
+}
+
+#[test]
+fn an_unknown_format_is_refused_at_its_position_with_the_allowed_values() {
+    let text = err(concat!(
+        "notifiers:\n",
+        "  - name: am\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/am\n",
+        "    format: prometheus\n",
+    ));
+    // Line 5, column 13: the value after `    format: ` (12 characters).
+    assert!(
+        text.starts_with(
+            "t.yaml:5:13: error: notifiers[0].format: unknown variant `prometheus`, expected \
+             `telltale` or `alertmanager`"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("5 |     format: prometheus"), "{text}");
+}
+
+#[test]
+fn external_url_needs_the_alertmanager_format_and_a_url() {
+    let text = err(concat!(
+        "notifiers:\n",
+        "  - name: v1\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/v1\n",
+        "    external_url: https://telltale.example.com\n",
+        "  - name: am\n",
+        "    kind: webhook\n",
+        "    url: https://hooks.example.com/am\n",
+        "    format: alertmanager\n",
+        "    external_url: telltale.example.com\n",
+    ));
+    for expected in [
+        "t.yaml:5:5: error: external_url is only sent with `format: alertmanager`",
+        "t.yaml:10:5: error: external_url `telltale.example.com` is not an http(s) URL",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_schema_lists_the_formats() {
+    let schema = crate::json_schema();
+    let text = schema.to_string();
+    let branches = schema["$defs"]["NotifierConfig"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let webhook = &branches[1]["properties"];
+    assert!(webhook.get("format").is_some(), "{webhook}");
+    assert_eq!(webhook["external_url"]["type"], "string", "{webhook}");
+    assert!(text.contains("\"alertmanager\""), "{text}");
+    assert!(text.contains("\"telltale\""), "{text}");
 }

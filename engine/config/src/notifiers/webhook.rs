@@ -1,5 +1,8 @@
 //! `kind: webhook`: signed JSON POSTed to a URL, and what makes those settings valid.
 //!
+//! The body is Telltale's own v1 payload by default; `format: alertmanager` sends
+//! Alertmanager's webhook v4 body instead, for receivers written for Alertmanager.
+//!
 //! The rules live here, beside the settings, and both sides use them: the config's semantic
 //! check reports `WebhookConfig::problems` with file:line:column, and the notifier in
 //! `telltale-notify` builds its requests from [`WebhookConfig::endpoint`],
@@ -43,6 +46,26 @@ pub struct WebhookConfig {
     /// The longest delay between attempts.
     #[serde(default = "defaults::max_backoff")]
     pub max_backoff: HumanDuration,
+    /// The body's format: `telltale` (the Telltale v1 payload, the default) or
+    /// `alertmanager` (Alertmanager's webhook body, version 4). Signing and retries are the
+    /// same for both.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// With `format: alertmanager`: the body's `externalURL`, a link back to this Telltale
+    /// (for example its UI or API). Empty by default.
+    #[serde(default)]
+    pub external_url: String,
+}
+
+/// What a webhook POSTs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// The Telltale v1 payload (`docs/webhook-payload-v1.schema.json`).
+    #[default]
+    Telltale,
+    /// Alertmanager's webhook body, version 4, one alert per body.
+    Alertmanager,
 }
 
 /// The prefix of a Standard Webhooks secret; the rest is the base64-encoded key.
@@ -177,6 +200,23 @@ impl WebhookConfig {
                 "the wait doubles from initial_backoff up to max_backoff: raise max_backoff \
                  or lower initial_backoff",
             ));
+        }
+        if !self.external_url.is_empty() {
+            if self.format != WebhookFormat::Alertmanager {
+                out.push(Problem::new(
+                    vec![Seg::key("external_url")],
+                    "external_url is only sent with `format: alertmanager`".into(),
+                    "add `format: alertmanager`, or remove external_url",
+                ));
+            } else if !matches!(Url::parse(&self.external_url), Ok(u) if matches!(u.scheme(), "http" | "https"))
+            {
+                out.push(Problem::new(
+                    vec![Seg::key("external_url")],
+                    format!("external_url `{}` is not an http(s) URL", self.external_url),
+                    "write a full URL such as `https://telltale.example.com`, or remove it \
+                     (receivers then get an empty `externalURL`)",
+                ));
+            }
         }
         if self.max_attempts == 0 {
             out.push(Problem::new(
