@@ -12,6 +12,7 @@ mod gpu;
 mod hostile;
 mod ingest;
 mod lifecycle;
+mod notify_cli;
 mod process;
 mod process_exit;
 mod prometheus;

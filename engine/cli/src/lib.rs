@@ -9,6 +9,7 @@
 //! the process alive.
 
 mod alerts;
+mod notify;
 mod plugin;
 mod ruletest;
 mod scaffold;
@@ -122,6 +123,12 @@ enum Command {
         #[command(flatten)]
         target: alerts::Target,
     },
+    /// One configured notifier, by hand: `test` sends a sample notification through it,
+    /// `preview` prints what it would send.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
     /// List the decisions of scaling rules, newest first.
     ///
     /// Each line: when, the rule, the target and its change (with the rule's proposal
@@ -216,6 +223,7 @@ pub fn main() -> ExitCode {
             &who,
         ),
         Command::Silence { command, target } => alerts::silence(&target, command),
+        Command::Notify { command } => notify::main(command),
         Command::Scaling { args } => scaling::main(&args),
         Command::Test { files } => ruletest::test(&files),
         Command::Replay {

@@ -57,7 +57,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The binary: `run` and `check` through the pipeline's `Engine`; `plugin run/inspect`
     // straight on the plugin host; `store info/backup` straight on the database file;
-    // `alerts`, `ack`, `silence` read the alert manager's saved state with its types.
+    // `alerts`, `ack`, `silence` read the alert manager's saved state with its types;
+    // `notify test/preview` build one notifier straight from the config.
     (
         "cli",
         &[
@@ -69,6 +70,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "plugin-host",
             "pipeline",
             "routing",
+            "notify",
         ],
     ),
 ];

@@ -5,6 +5,7 @@ use std::io::Write as _;
 
 use crate::notifier::{Delivery, DeliveryFuture, Notifier};
 use crate::payload::WebhookPayload;
+use crate::preview::Preview;
 use telltale_config::ConsoleConfig;
 use telltale_model::{AlertStatus, Labels, Notification, write_labels};
 
@@ -66,6 +67,11 @@ impl Notifier for ConsoleNotifier {
             }
         };
         Box::pin(std::future::ready(outcome))
+    }
+
+    /// The line [`write`](ConsoleNotifier::write) prints.
+    fn preview(&self, n: &Notification) -> Preview {
+        Preview::Line(self.render(n))
     }
 }
 
@@ -171,6 +177,17 @@ mod tests {
         assert_eq!(format_value(2e20), "2.000e20");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn preview_is_the_printed_line() {
+        let n = notification("n1", 97.2, AlertStatus::Firing);
+        let c = ConsoleNotifier::new("c", &ConsoleConfig { json: false });
+        // The same line `firing_line` spells out by hand.
+        assert_eq!(
+            c.preview(&n).to_string(),
+            r#"FIRING   [warning] high_cpu{cpu="total"} value=97.2 — CPU at 97%"#
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@
 //!
 //! Files: [`notifier`] (the trait, [`Delivery`], the builder), [`payload`] (the versioned
 //! JSON body and its schema), [`signing`] (Standard Webhooks signatures), [`webhook`] (HTTP
-//! delivery and retries), [`console`], [`outbox`]
+//! delivery and retries), [`console`], [`preview`] (what a notifier would send), [`outbox`]
 //! (the [`Outbox`] trait, the stored JSON form, the old spool's import).
 
 pub mod alertmanager;
@@ -43,6 +43,7 @@ pub mod console;
 pub mod notifier;
 pub mod outbox;
 pub mod payload;
+pub mod preview;
 pub mod signing;
 pub mod webhook;
 
@@ -66,6 +67,7 @@ pub use console::ConsoleNotifier;
 pub use notifier::{Delivery, DeliveryFuture, Notifier};
 pub use outbox::{Outbox, OutboxEntry, OutboxError, Outcome};
 pub use payload::WebhookPayload;
+pub use preview::{Preview, RequestPreview};
 pub use signing::{SigningKey, verify};
 pub use webhook::WebhookNotifier;
 

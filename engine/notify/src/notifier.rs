@@ -14,6 +14,7 @@ use telltale_model::Notification;
 
 use crate::NotifyError;
 use crate::console::ConsoleNotifier;
+use crate::preview::Preview;
 use crate::webhook::WebhookNotifier;
 
 /// The end result of delivering one notification.
@@ -61,6 +62,14 @@ pub trait Notifier: std::fmt::Debug + Send + Sync {
 
     /// Delivers one notification, retries included, and says how it ended.
     fn deliver<'a>(&'a self, n: &'a Notification) -> DeliveryFuture<'a>;
+
+    /// What [`deliver`](Notifier::deliver) would send for `n`, without sending it and
+    /// without any secret (see [`crate::preview`]). A kind that cannot say returns
+    /// [`Preview::Unavailable`], the default.
+    fn preview(&self, n: &Notification) -> Preview {
+        let _ = n;
+        Preview::Unavailable { kind: self.kind() }
+    }
 }
 
 /// Turns one configured notifier into its [`Notifier`]. `index` is the entry's place in

@@ -21,6 +21,7 @@ use reqwest::{StatusCode, Url};
 use crate::alertmanager::AlertmanagerMessage;
 use crate::notifier::{Delivery, DeliveryFuture, Notifier};
 use crate::payload::WebhookPayload;
+use crate::preview::{Preview, RequestPreview, is_credential_header, pretty_body, shown_url};
 use crate::signing::SigningKey;
 use telltale_config::WebhookConfig;
 use telltale_config::notifiers::webhook::WebhookFormat;
@@ -175,10 +176,7 @@ impl WebhookNotifier {
     }
 
     async fn attempt(&self, id: &str, body: &[u8]) -> Attempt {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let timestamp = unix_now();
         let mut req = self
             .client
             .post(self.url.clone())
@@ -253,6 +251,47 @@ impl Notifier for WebhookNotifier {
     fn deliver<'a>(&'a self, n: &'a Notification) -> DeliveryFuture<'a> {
         Box::pin(WebhookNotifier::deliver(self, n))
     }
+
+    /// The first attempt's request: the headers [`attempt`](WebhookNotifier::deliver)
+    /// sets, signed now, with credential-like configured headers hidden.
+    fn preview(&self, n: &Notification) -> Preview {
+        let body = self.body(n);
+        let timestamp = unix_now();
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_credential_header(name.as_str()) {
+                    "<hidden>".to_string()
+                } else {
+                    String::from_utf8_lossy(value.as_bytes()).into_owned()
+                };
+                (name.as_str().to_string(), shown)
+            })
+            .collect();
+        headers.push(("webhook-id".into(), n.id.clone()));
+        headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+        if let Some(key) = &self.key {
+            headers.push((
+                "webhook-signature".into(),
+                key.sign(&n.id, timestamp, &body),
+            ));
+        }
+        Preview::Request(RequestPreview {
+            method: "POST".into(),
+            url: shown_url(&self.url),
+            headers,
+            body: pretty_body(&body),
+        })
+    }
+}
+
+/// Seconds since the Unix epoch, for `webhook-timestamp` (0 on a clock before 1970).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Whether a status is worth retrying: the receiver is overloaded, timing out, or broken
@@ -558,6 +597,64 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True False");
+    }
+
+    #[test]
+    fn preview_shows_the_signed_request_without_secrets() {
+        let mut cfg = config("http://127.0.0.1:9/services/T0KEN?key=QUERY");
+        cfg.headers
+            .insert("authorization".into(), "Bearer BEARER-TOKEN".into());
+        let w = WebhookNotifier::new("ops", &cfg).unwrap();
+        let n = notification("id-p", 97.2, AlertStatus::Firing);
+        let Preview::Request(r) = Notifier::preview(&w, &n) else {
+            panic!("a webhook previews a request");
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url, "http://127.0.0.1:9/… (path hidden)");
+        let h: BTreeMap<&str, &str> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(h["x-team"], "ops");
+        assert_eq!(h["authorization"], "<hidden>");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["webhook-id"], "id-p");
+        // The shown signature is the one a receiver would verify: rebuild the request from
+        // the preview and check it with the secret, as a receiver does.
+        let mut headers = HeaderMap::new();
+        for k in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            headers.insert(k, h[k].parse().unwrap());
+        }
+        verify(SECRET, &headers, &w.body(&n)).unwrap();
+        // The body is the v1 payload, pretty-printed (one field per line).
+        let p: WebhookPayload = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(p.id, "id-p");
+        assert!(r.body.contains("\n  \"id\": \"id-p\""), "{}", r.body);
+        let text = Preview::Request(r).to_string();
+        for secret in ["T0KEN", "QUERY", "BEARER-TOKEN", SECRET, "c2VjcmV0"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn preview_of_the_alertmanager_format() {
+        let mut cfg = config("http://127.0.0.1:9093");
+        cfg.format = WebhookFormat::Alertmanager;
+        cfg.secret = None;
+        let w = WebhookNotifier::new("am", &cfg).unwrap();
+        let n = notification("id-am", 97.2, AlertStatus::Firing);
+        let Preview::Request(r) = Notifier::preview(&w, &n) else {
+            panic!("a webhook previews a request");
+        };
+        // No path: nothing to hide.
+        assert_eq!(r.url, "http://127.0.0.1:9093/");
+        assert!(!r.headers.iter().any(|(k, _)| k == "webhook-signature"));
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&w.body(&n)).unwrap();
+        assert_eq!(v, sent);
+        assert_eq!(v["version"], "4");
+        assert_eq!(v["alerts"][0]["labels"]["alertname"], "high_cpu");
     }
 
     #[test]
