@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::{Receiver, assert_signed, closed_port, telltale};
+use crate::support::{Receiver, assert_signed, closed_port, telltale, text};
 
 const SECRET: &str = "whsec_bm90aWZ5LWNsaS1lMmUtc2VjcmV0";
 
@@ -41,13 +41,6 @@ fn notify(args: &[&str], config: &Path) -> Output {
         .arg(config)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::Output;
 use telltale_model::ScalingDecision;
 use telltale_store::disk::Database;
 
-use crate::support::telltale;
+use crate::support::{telltale, text};
 
 /// 2026-12-01T10:00:00Z in ms: 20,788 days after the epoch (56 years to 2026 with 14
 /// leap days: 20,454 days; then 334 days of January to November), then 10 hours.
@@ -75,13 +75,6 @@ fn scaling(dir: &Path, args: &[&str]) -> Output {
         .env("XDG_DATA_HOME", dir)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use telltale_store::disk::{Database, SCHEMA_VERSION};
 
-use crate::support::telltale;
+use crate::support::{telltale, text};
 
 /// A config whose data directory is `data/` beside it, with the store at `store_path`.
 fn config(dir: &Path, name: &str, store: &str) -> PathBuf {
@@ -43,13 +43,6 @@ fn store(args: &[&str], dir: &Path) -> Output {
         .env("XDG_DATA_HOME", dir)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -409,3 +409,11 @@ pub fn ray_fixture() -> String {
         .join("../../formats/tests/fixtures/ray_serve_2.60_metrics.txt");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+/// A command's standard output and standard error, as text.
+pub fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
