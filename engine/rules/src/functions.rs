@@ -17,6 +17,7 @@ use rhai::{
 };
 
 use telltale_model::{Event, Labels, Point, TimestampMs, duration_ms, write_labels};
+use telltale_store::disk::rollup::counter_step;
 use telltale_store::disk::{Bucket, RangeData, Resolution};
 use telltale_store::{PointRun, SeriesRead};
 
@@ -142,20 +143,26 @@ pub fn quantile(mut values: Vec<f64>, q: f64) -> Option<f64> {
 pub fn counter_rate(points: &[Point]) -> Option<f64> {
     let (first, last) = (points.first()?, points.last()?);
     let span_s = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
-    if points.len() < 2 || span_s <= 0.0 {
+    if span_s <= 0.0 {
         return None;
     }
-    let increase: f64 = points
-        .windows(2)
-        .map(|w| {
-            if w[1].value >= w[0].value {
-                w[1].value - w[0].value
-            } else {
-                w[1].value
-            }
-        })
-        .sum();
-    Some(increase / span_s)
+    Some(counter_increase(points)? / span_s)
+}
+
+/// How much a counter rose over `points`: the sum of the rises between consecutive points,
+/// a decrease counting as a restart from 0 (the store's roll-ups count it the same way,
+/// `counter_step`), as Prometheus' `increase` does before it extrapolates. `None` with
+/// fewer than two points.
+pub(crate) fn counter_increase(points: &[Point]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    Some(
+        points
+            .windows(2)
+            .map(|w| counter_step(Some(w[0].value), w[1].value))
+            .sum(),
+    )
 }
 
 /// Converts a Rhai map to a label set. Strings are taken as they are; numbers and booleans

@@ -19,8 +19,8 @@ use telltale_store::SeriesRead;
 use telltale_store::disk::{Bucket, RangeData, Resolution, Tier};
 
 use super::functions::{
-    describe_call, labels_to_map, map_to_labels, parse_window, quantile, register_selection,
-    register_selection_with, rt_err, show_labels, too_many,
+    counter_increase, describe_call, labels_to_map, map_to_labels, parse_window, quantile,
+    register_selection, register_selection_with, rt_err, show_labels, too_many,
 };
 use super::sandbox::current_now_ms;
 
@@ -34,27 +34,6 @@ const LAST_SEEN_RAW_REACH_MS: i64 = 48 * 3_600_000;
 // ---------------------------------------------------------------------------------------
 // The math: pure functions over one series' points or buckets (oldest first).
 // ---------------------------------------------------------------------------------------
-
-/// How much a counter rose over `points`: the sum of the rises between consecutive points,
-/// a decrease counting as a restart from 0 (the new value is the rise), as Prometheus'
-/// `increase` does before it extrapolates. `None` with fewer than two points.
-pub(crate) fn counter_increase(points: &[Point]) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    Some(
-        points
-            .windows(2)
-            .map(|w| {
-                if w[1].value >= w[0].value {
-                    w[1].value - w[0].value
-                } else {
-                    w[1].value
-                }
-            })
-            .sum(),
-    )
-}
 
 /// The counter increase roll-up buckets recorded (each bucket's rises, including the one
 /// from the sample before it). `None` without buckets.
