@@ -225,7 +225,7 @@ impl Alerting {
                 Err(e) => format!("error: not a command this engine knows ({e})"),
                 Ok(cmd) => {
                     let what = describe(&cmd);
-                    match self.stale(&cmd, row.created_ms, now).map_or_else(
+                    match self.stale(&cmd, row.created_ms).map_or_else(
                         || self.router.apply(cmd, now).map_err(|e| e.to_string()),
                         Err,
                     ) {
@@ -251,22 +251,18 @@ impl Alerting {
 
     /// Why a command about one alert no longer applies: the alert started firing again
     /// after the command was given.
-    fn stale(&self, cmd: &Command, given_ms: TimestampMs, now: TimestampMs) -> Option<String> {
+    fn stale(&self, cmd: &Command, given_ms: TimestampMs) -> Option<String> {
         let fp = match cmd {
             Command::Ack { fingerprint, .. }
             | Command::Unack { fingerprint, .. }
             | Command::Snooze { fingerprint, .. } => fingerprint,
             Command::AddSilence(_) | Command::ExpireSilence { .. } => return None,
         };
-        let view = self
-            .router
-            .alerts(now)
-            .into_iter()
-            .find(|v| &v.alert.fingerprint == fp)?;
-        (view.alert.firing_since_ms > given_ms).then(|| {
+        let alert = self.router.alert(fp)?;
+        (alert.firing_since_ms > given_ms).then(|| {
             format!(
                 "alert `{fp}` started firing again at {}, after this command was given at {}; give it again for the new firing",
-                telltale_notify::payload::rfc3339_ms(view.alert.firing_since_ms),
+                telltale_notify::payload::rfc3339_ms(alert.firing_since_ms),
                 telltale_notify::payload::rfc3339_ms(given_ms)
             )
         })

@@ -739,6 +739,15 @@ impl AlertRouter {
         Ok(out.list)
     }
 
+    /// The firing alert with this fingerprint, as last notified (no routing status: see
+    /// [`AlertRouter::alerts`] for that).
+    pub fn alert(&self, fingerprint: &str) -> Option<&Alert> {
+        self.st
+            .alerts
+            .get(fingerprint)
+            .map(|e| &e.notification.alert)
+    }
+
     /// Firing alerts with their routing status, by fingerprint.
     pub fn alerts(&self, now_ms: TimestampMs) -> Vec<AlertView> {
         self.st
